@@ -1,0 +1,259 @@
+// iocm/mpmc_queue.h — a bounded, lock-free MPMC queue built for iocm's
+// completion hand-off: a few producers (pollers) that each write batches,
+// a few consumers (notifiers) that each take batches.
+//
+// Shape: one lane (a bounded ring, see detail/lane.h) per producer token, plus
+// one shared lane for producers without a token. A token's owner is the only
+// writer of its lane, so enqueueing through a token costs no atomic
+// read-modify-write at all; consumers claim runs of records with one CAS.
+// A consumer keeps to the lane that last gave it records, and moves on after
+// `consumer_burst` batches in a row so that no lane is starved.
+//
+// Order: FIFO per producer (per token; tokenless producers are FIFO each, as
+// they share one Vyukov ring). No order across producers is promised.
+//
+// Thread-safety: every member function is safe to call from any thread,
+// except that a producer_token is used by one thread at a time and a
+// consumer_token likewise. Construction and destruction are not concurrent
+// with anything.
+//
+// Memory ordering: a record is handed over through its slot's sequence
+// number (release by the writer, acquire by the reader); see detail/lane.h.
+// Nothing else orders memory, so a record is the only thing published by
+// enqueueing it.
+//
+// Memory: all storage is allocated at construction from the
+// std::pmr::memory_resource in queue_options, cache-line aligned (checked at
+// run time); enqueue and dequeue never allocate.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory_resource>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "iocm/cache_line.h"
+#include "iocm/detail/lane.h"
+
+namespace iocm {
+
+/// Construction parameters of mpmc_queue (and of each shard of
+/// sharded_queue). The one place where a queue is tuned.
+struct queue_options {
+  /// Records each lane holds; rounded up to a power of two, and to at least 2
+  /// (with one slot, "published for p" and "free for p + 1" would be the
+  /// same sequence number). Must be >= 1.
+  std::size_t capacity = 4096;
+  /// Producer tokens that can exist at once (each owns a lane). 0 makes a
+  /// queue with only the shared lane: a plain Vyukov ring.
+  std::size_t producer_lanes = 1;
+  /// Batches a consumer takes from one lane in a row before it looks at the
+  /// next lane first (fairness across producers). Must be >= 1.
+  unsigned consumer_burst = 64;
+  /// Where the lanes live; null means std::pmr::get_default_resource().
+  /// The resource must honour alignments up to cache_line_size.
+  std::pmr::memory_resource* memory = nullptr;
+  /// First position of every lane. Tests set it near 2^64 to prove the
+  /// indices wrap correctly; leave it at 0 otherwise.
+  std::uint64_t first_position = 0;
+};
+
+template <class T, template <class> class Atom = std::atomic>
+class mpmc_queue {
+  static_assert(std::is_trivially_copyable_v<T>, "iocm::mpmc_queue moves records as bytes");
+  static_assert(Atom<std::uint64_t>::is_always_lock_free, "positions must be lock-free atomics");
+
+  using lane_type = detail::lane<T, Atom>;
+  using slot_type = typename lane_type::slot_type;
+
+ public:
+  using value_type = T;
+  static constexpr std::size_t max_producer_lanes = 4096;
+
+  /// Owns one lane; move-only. Destroying it gives the lane back (records
+  /// still in it stay and will be dequeued).
+  class producer_token {
+   public:
+    producer_token() = default;
+    producer_token(producer_token&& o) noexcept : lane_(std::exchange(o.lane_, nullptr)) {}
+    producer_token& operator=(producer_token&& o) noexcept {
+      if (this != &o) {
+        reset();
+        lane_ = std::exchange(o.lane_, nullptr);
+      }
+      return *this;
+    }
+    ~producer_token() { reset(); }
+    bool valid() const noexcept { return lane_ != nullptr; }
+    void reset() noexcept {
+      if (lane_ != nullptr) std::exchange(lane_, nullptr)->release_ownership();
+    }
+
+   private:
+    friend class mpmc_queue;
+    explicit producer_token(lane_type* l) noexcept : lane_(l) {}
+    lane_type* lane_ = nullptr;
+  };
+
+  /// A consumer's place in the lane rotation. Cheap; one per consumer thread.
+  struct consumer_token {
+    std::size_t lane = 0;
+    unsigned streak = 0;
+  };
+
+  explicit mpmc_queue(const queue_options& options = {}) : burst_(options.consumer_burst) {
+    if (options.capacity == 0)
+      throw std::invalid_argument("iocm::mpmc_queue: capacity must be at least 1");
+    constexpr std::size_t max_capacity = std::size_t{1} << 40;  // positions stay far below 2^63
+    if (options.capacity > max_capacity ||
+        options.capacity > std::numeric_limits<std::size_t>::max() / sizeof(slot_type))
+      throw std::length_error("iocm::mpmc_queue: capacity " + std::to_string(options.capacity) +
+                              " is larger than a lane can address (2^40 records)");
+    if (options.producer_lanes > max_producer_lanes)
+      throw std::invalid_argument("iocm::mpmc_queue: producer_lanes " +
+                                  std::to_string(options.producer_lanes) + " exceeds " +
+                                  std::to_string(max_producer_lanes));
+    if (options.consumer_burst == 0)
+      throw std::invalid_argument("iocm::mpmc_queue: consumer_burst must be at least 1");
+
+    memory_ = options.memory != nullptr ? options.memory : std::pmr::get_default_resource();
+    capacity_ = std::bit_ceil(options.capacity < 2 ? std::size_t{2} : options.capacity);
+    lane_count_ = options.producer_lanes + 1;  // lane 0 is the shared lane
+    const std::size_t slot_bytes = capacity_ * sizeof(slot_type);
+
+    lanes_ = static_cast<lane_type*>(allocate(lane_count_ * sizeof(lane_type)));
+    std::size_t built = 0;
+    try {
+      for (; built < lane_count_; ++built) {
+        auto* slots = static_cast<slot_type*>(allocate(slot_bytes));
+        new (&lanes_[built]) lane_type(slots, capacity_, options.first_position);
+      }
+    } catch (...) {
+      release(built);
+      throw;
+    }
+  }
+
+  mpmc_queue(const mpmc_queue&) = delete;
+  mpmc_queue& operator=(const mpmc_queue&) = delete;
+  ~mpmc_queue() { release(lane_count_); }
+
+  /// Claims a producer lane. Throws std::runtime_error when all
+  /// producer_lanes are taken.
+  producer_token make_producer() {
+    for (std::size_t i = 1; i < lane_count_; ++i)
+      if (lanes_[i].try_own()) return producer_token(&lanes_[i]);
+    throw std::runtime_error("iocm::mpmc_queue: all " + std::to_string(lane_count_ - 1) +
+                             " producer lanes are in use");
+  }
+
+  /// Enqueues up to n records in order; returns how many fit (0..n). Wait-free.
+  std::size_t try_enqueue_bulk(producer_token& p, const T* items, std::size_t n) noexcept {
+    assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
+    assert((items != nullptr || n == 0) && "null items with n > 0");
+    return p.lane_->enqueue_owned(items, n);
+  }
+  bool try_enqueue(producer_token& p, const T& item) noexcept {
+    return try_enqueue_bulk(p, &item, 1) == 1;
+  }
+
+  /// Tokenless: through the shared lane (lock-free; producers contend on one
+  /// CAS). Returns how many of the n records fit.
+  std::size_t try_enqueue_bulk(const T* items, std::size_t n) noexcept {
+    assert((items != nullptr || n == 0) && "null items with n > 0");
+    return n == 0 ? 0 : lanes_[0].enqueue_shared(items, n);
+  }
+  bool try_enqueue(const T& item) noexcept { return try_enqueue_bulk(&item, 1) == 1; }
+
+  /// Dequeues up to max records; returns how many (0 when every lane looked
+  /// empty). Records of one lane come out in order. Lock-free.
+  std::size_t try_dequeue_bulk(consumer_token& c, T* out, std::size_t max) noexcept {
+    assert((out != nullptr || max == 0) && "null out with max > 0");
+    if (max == 0) return 0;
+    std::size_t l = c.lane < lane_count_ ? c.lane : 0;
+    for (std::size_t i = 0; i < lane_count_; ++i) {
+      const std::size_t n = lanes_[l].dequeue(out, max);
+      if (n != 0) {
+        if (i != 0 || ++c.streak >= burst_) {
+          // New lane, or enough batches from this one: next call starts at
+          // the next lane, so every non-empty lane is visited within
+          // lane_count * consumer_burst batches.
+          c.streak = 0;
+          c.lane = i != 0 ? l : next(l);
+        }
+        return n;
+      }
+      l = next(l);
+    }
+    return 0;
+  }
+  bool try_dequeue(consumer_token& c, T& out) noexcept { return try_dequeue_bulk(c, &out, 1) == 1; }
+
+  /// Tokenless dequeue: a per-thread rotation stands in for the token.
+  std::size_t try_dequeue_bulk(T* out, std::size_t max) noexcept {
+    thread_local consumer_token rotation;
+    return try_dequeue_bulk(rotation, out, max);
+  }
+  bool try_dequeue(T& out) noexcept { return try_dequeue_bulk(&out, 1) == 1; }
+
+  /// True when no lane has a record ready at its head (a snapshot).
+  bool empty_approx() const noexcept {
+    for (std::size_t i = 0; i < lane_count_; ++i)
+      if (!lanes_[i].looks_empty()) return false;
+    return true;
+  }
+
+  /// Records in the queue; exact when no thread is enqueueing or dequeueing.
+  std::size_t size_approx() const noexcept {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < lane_count_; ++i) n += lanes_[i].size_approx();
+    return n;
+  }
+
+  /// Records one lane holds (a power of two).
+  std::size_t capacity() const noexcept { return capacity_; }
+  /// Lanes including the shared one.
+  std::size_t lane_count() const noexcept { return lane_count_; }
+
+ private:
+  std::size_t next(std::size_t l) const noexcept { return l + 1 == lane_count_ ? 0 : l + 1; }
+  bool owns_lane(const lane_type* l) const noexcept {
+    return l >= lanes_ && l < lanes_ + lane_count_;
+  }
+
+  void* allocate(std::size_t bytes) {
+    void* p = memory_->allocate(bytes, cache_line_size);
+    if (reinterpret_cast<std::uintptr_t>(p) % cache_line_size != 0) {
+      memory_->deallocate(p, bytes, cache_line_size);
+      throw std::runtime_error(
+          "iocm::mpmc_queue: the memory resource ignored cache-line alignment");
+    }
+    return p;
+  }
+
+  void release(std::size_t built) noexcept {
+    for (std::size_t i = 0; i < built; ++i) {
+      lanes_[i].destroy_slots();
+      memory_->deallocate(lanes_[i].slots(), capacity_ * sizeof(slot_type), cache_line_size);
+      lanes_[i].~lane_type();
+    }
+    memory_->deallocate(lanes_, lane_count_ * sizeof(lane_type), cache_line_size);
+  }
+
+  // Read-only after construction.
+  lane_type* lanes_ = nullptr;
+  std::size_t lane_count_ = 0;
+  std::size_t capacity_ = 0;
+  unsigned burst_;
+  std::pmr::memory_resource* memory_ = nullptr;
+};
+
+}  // namespace iocm
