@@ -71,35 +71,50 @@ class lane {
     for (std::uint64_t i = 0; i < capacity_; ++i) slots_[i].seq.~Atom<std::uint64_t>();
   }
 
-  /// Single producer: only the owner of the lane calls this. Wait-free.
-  std::size_t enqueue_owned(const T* items, std::size_t n) noexcept {
+  /// Single producer, one record: only the owner of the lane calls this.
+  /// Wait-free.
+  bool enqueue_one_owned(const T& item) noexcept {
+    const ring r = view();
     const std::uint64_t pos = tail_.load(std::memory_order_relaxed);  // our own store
+    slot_type& s = r.at(pos);
+    // (1) acquire pairs with (4): the consumer that freed the slot has
+    // finished reading the old value before we overwrite it.
+    if (s.seq.load(std::memory_order_acquire) != pos) return false;  // full
+    std::memcpy(s.value, &item, sizeof(T));
+    s.seq.store(pos + 1, std::memory_order_release);  // (2) pairs with (3)
+    // Relaxed: tail only feeds size_approx() and the next owner, who gets it
+    // through the token hand-off's acquire.
+    tail_.store(pos + 1, std::memory_order_relaxed);
+    return true;
+  }
+
+  /// Single producer, a batch: only the owner of the lane calls this.
+  /// Wait-free.
+  std::size_t enqueue_owned(const T* items, std::size_t n) noexcept {
+    const ring r = view();
+    const std::uint64_t pos = tail_.load(std::memory_order_relaxed);
     std::size_t k = 0;
-    for (; k < n; ++k) {
-      slot_type& s = at(pos + k);
-      // (1) acquire pairs with (4): the consumer that freed the slot has
-      // finished reading the old value before we overwrite it.
-      if (s.seq.load(std::memory_order_acquire) != pos + k) break;  // full
-      std::memcpy(s.value, &items[k], sizeof(T));
-      s.seq.store(pos + k + 1, std::memory_order_release);  // (2) pairs with (3)
-    }
-    // Relaxed: tail only feeds size_approx() and the next owner (who gets it
-    // through the token hand-off's acquire).
-    if (k != 0) tail_.store(pos + k, std::memory_order_relaxed);
+    // (1) as in enqueue_one_owned. Reading every sequence first lets the
+    // misses overlap instead of waiting for each in turn.
+    while (k < n && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
+    if (k == 0) return 0;
+    fill_and_publish(pos, items, k);
+    tail_.store(pos + k, std::memory_order_relaxed);
     return k;
   }
 
   /// Any number of producers. Lock-free: claims a run of free slots with one
   /// CAS on tail, then fills them.
   std::size_t enqueue_shared(const T* items, std::size_t n) noexcept {
+    const ring r = view();
     std::uint64_t pos = tail_.load(std::memory_order_relaxed);
     std::size_t k;
     for (;;) {
       k = 0;
-      // (1') acquire pairs with (4), as in enqueue_owned.
-      while (k < n && at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
+      // (1') acquire pairs with (4), as in enqueue_one_owned.
+      while (k < n && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
       if (k == 0) {
-        const std::uint64_t seq = at(pos).seq.load(std::memory_order_acquire);
+        const std::uint64_t seq = r.at(pos).seq.load(std::memory_order_acquire);
         if (position_diff(seq, pos) < 0) return 0;  // still holds last lap's value: full
         pos = tail_.load(std::memory_order_relaxed);  // another producer moved on
         continue;
@@ -111,26 +126,46 @@ class lane {
                                       std::memory_order_relaxed))
         break;
     }
-    for (std::size_t i = 0; i < k; ++i) {
-      slot_type& s = at(pos + i);
-      std::memcpy(s.value, &items[i], sizeof(T));
-      s.seq.store(pos + i + 1, std::memory_order_release);  // (2') pairs with (3)
-    }
+    fill_and_publish(pos, items, k);
     return k;
+  }
+
+  /// Any number of consumers, one record. Lock-free.
+  bool dequeue_one(T& out) noexcept {
+    const ring r = view();
+    std::uint64_t pos = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      slot_type& s = r.at(pos);
+      // (3) acquire pairs with (2): the value is visible once published.
+      const std::int64_t d = position_diff(s.seq.load(std::memory_order_acquire), pos + 1);
+      if (d < 0) return false;  // not yet published: empty
+      if (d > 0) {
+        pos = head_.load(std::memory_order_relaxed);  // another consumer took it
+        continue;
+      }
+      // Relaxed: allocates the position only (see dequeue). Not FIFO among consumers.
+      if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed,
+                                      std::memory_order_relaxed)) {
+        std::memcpy(&out, s.value, sizeof(T));
+        s.seq.store(pos + r.mask + 1, std::memory_order_release);  // (4) pairs with (1)
+        return true;
+      }
+    }
   }
 
   /// Any number of consumers. Lock-free: claims a run of published slots with
   /// one CAS on head, then reads them and frees them.
   std::size_t dequeue(T* out, std::size_t max) noexcept {
+    const ring r = view();
     std::uint64_t pos = head_.load(std::memory_order_relaxed);
     std::size_t k;
     for (;;) {
       k = 0;
       // (3) acquire pairs with (2)/(2'): the value is visible once its
       // sequence says published.
-      while (k < max && at(pos + k).seq.load(std::memory_order_acquire) == pos + k + 1) ++k;
+      while (k < max && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k + 1) ++k;
       if (k == 0) {
-        const std::uint64_t seq = at(pos).seq.load(std::memory_order_acquire);
+        const std::uint64_t seq = r.at(pos).seq.load(std::memory_order_acquire);
         if (position_diff(seq, pos + 1) < 0) return 0;  // not yet published: empty
         pos = head_.load(std::memory_order_relaxed);      // another consumer took it
         continue;
@@ -141,18 +176,20 @@ class lane {
                                       std::memory_order_relaxed))
         break;
     }
-    for (std::size_t i = 0; i < k; ++i) {
-      slot_type& s = at(pos + i);
-      std::memcpy(&out[i], s.value, sizeof(T));
-      s.seq.store(pos + i + capacity_, std::memory_order_release);  // (4) pairs with (1)/(1')
-    }
+    for (std::size_t i = 0; i < k; ++i) std::memcpy(&out[i], r.at(pos + i).value, sizeof(T));
+    // (4) release pairs with (1)/(1'). Last to first: the producer, which
+    // checks from its tail forward, sees the run free all at once instead of
+    // chasing us slot by slot.
+    for (std::size_t i = k; i-- > 0;)
+      r.at(pos + i).seq.store(pos + i + r.mask + 1, std::memory_order_release);
     return k;
   }
 
   /// True when a consumer would find nothing at head right now.
   bool looks_empty() const noexcept {
+    const ring r = view();
     const std::uint64_t pos = head_.load(std::memory_order_relaxed);
-    return position_diff(at(pos).seq.load(std::memory_order_acquire), pos + 1) < 0;
+    return position_diff(r.at(pos).seq.load(std::memory_order_acquire), pos + 1) < 0;
   }
 
   /// Published-or-in-flight positions; exact when the lane is quiescent.
@@ -177,7 +214,26 @@ class lane {
   void release_ownership() noexcept { owned_.store(false, std::memory_order_release); }
 
  private:
+  /// The read-only geometry, copied into registers: GCC treats every atomic
+  /// operation as a compiler barrier and would reload slots_ and mask_ from
+  /// memory after each one.
+  struct ring {
+    slot_type* slots;
+    std::uint64_t mask;
+    slot_type& at(std::uint64_t pos) const noexcept { return slots[pos & mask]; }
+  };
+  ring view() const noexcept { return ring{slots_, mask_}; }
   slot_type& at(std::uint64_t pos) const noexcept { return slots_[pos & mask_]; }
+
+  /// Writes k claimed slots, then publishes them last to first: a consumer
+  /// reading from head finds the first slot published only when the whole
+  /// run is, and takes it in one batch instead of racing us slot by slot.
+  void fill_and_publish(std::uint64_t pos, const T* items, std::size_t k) noexcept {
+    const ring r = view();
+    for (std::size_t i = 0; i < k; ++i) std::memcpy(r.at(pos + i).value, &items[i], sizeof(T));
+    for (std::size_t i = k; i-- > 0;)
+      r.at(pos + i).seq.store(pos + i + 1, std::memory_order_release);  // (2) pairs with (3)
+  }
 
   // Read-only after construction, read by everyone: its own line, so that
   // writes to head or tail never invalidate it.

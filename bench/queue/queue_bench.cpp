@@ -1,0 +1,297 @@
+// queue/<scenario>/<impl>: iocm's MPMC queue against its peers, in one run.
+//
+// Every transfer scenario pins its threads, releases them together from a
+// barrier, gives each consumer an exact quota, and checks afterwards that the
+// records carried add up (count and checksum of producer ids and sequence
+// numbers); a run that loses or duplicates a record is reported as an error,
+// not as a speed. Time is wall time from the barrier to the last consumer.
+#include <benchmark/benchmark.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "iocm/detail/backoff.h"
+#include "queue_adapters.h"
+
+namespace iocm_bench {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr std::size_t queue_capacity = 16384;
+
+/// The CPUs this process may run on; threads are pinned round-robin over them.
+const std::vector<int>& allowed_cpus() {
+  static const std::vector<int> cpus = [] {
+    std::vector<int> v;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+      for (int i = 0; i < CPU_SETSIZE; ++i)
+        if (CPU_ISSET(i, &set)) v.push_back(i);
+    if (v.empty()) v.push_back(0);
+    return v;
+  }();
+  return cpus;
+}
+
+void pin_to(std::size_t index) {
+  const auto& cpus = allowed_cpus();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpus[index % cpus.size()], &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+completion make_item(std::uint32_t producer, std::uint32_t seq) {
+  return completion{producer, seq, reinterpret_cast<void*>(std::uintptr_t{seq} + 1)};
+}
+std::uint64_t item_sum(const completion& c) {
+  return (std::uint64_t{c.error} << 32) + c.bytes + reinterpret_cast<std::uintptr_t>(c.overlapped);
+}
+
+struct transfer_result {
+  double seconds;
+  bool ok;
+  std::string error;
+};
+
+/// Moves per_producer records from each producer to the consumers, in
+/// batches of `batch` (1 = single operations).
+template <class Q>
+transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint32_t per_producer,
+                         std::size_t batch) {
+  Q q(queue_capacity, producers, consumers);
+  const std::uint64_t total = std::uint64_t{per_producer} * producers;
+  std::vector<std::uint64_t> quota(consumers, total / consumers);
+  quota[0] += total % consumers;
+
+  std::atomic<std::size_t> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::uint64_t> got(consumers, 0), sums(consumers, 0);
+  std::vector<clock_type::time_point> finished(consumers);
+  std::vector<std::thread> threads;
+  const std::size_t n_threads = producers + consumers;
+
+  auto wait_for_start = [&] {
+    ready.fetch_add(1, std::memory_order_acq_rel);
+    while (!go.load(std::memory_order_acquire)) iocm::detail::cpu_relax();
+  };
+
+  for (std::size_t p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      pin_to(p);
+      auto handle = q.make_producer();
+      std::vector<completion> buf(batch);
+      iocm::detail::backoff wait;
+      wait_for_start();
+      for (std::uint32_t seq = 0; seq < per_producer;) {
+        const std::size_t n = std::min<std::size_t>(batch, per_producer - seq);
+        std::size_t put;
+        if (batch == 1) {
+          put = q.push(handle, make_item(static_cast<std::uint32_t>(p), seq)) ? 1 : 0;
+        } else {
+          for (std::size_t i = 0; i < n; ++i)
+            buf[i] = make_item(static_cast<std::uint32_t>(p), seq + static_cast<std::uint32_t>(i));
+          put = q.push_bulk(handle, buf.data(), n);
+        }
+        if (put == 0) {
+          wait.pause();
+          continue;
+        }
+        wait.reset();
+        // A partial bulk push: the rest goes again with the next batch.
+        seq += static_cast<std::uint32_t>(put);
+      }
+    });
+  }
+  for (std::size_t c = 0; c < consumers; ++c) {
+    threads.emplace_back([&, c] {
+      pin_to(producers + c);
+      auto handle = q.make_consumer();
+      std::vector<completion> buf(batch);
+      iocm::detail::backoff wait;
+      std::uint64_t count = 0, sum = 0;
+      wait_for_start();
+      while (count < quota[c]) {
+        std::size_t n;
+        if (batch == 1) {
+          n = q.pop(handle, buf[0]) ? 1 : 0;
+        } else {
+          n = q.pop_bulk(handle, buf.data(), std::min<std::uint64_t>(batch, quota[c] - count));
+        }
+        if (n == 0) {
+          wait.pause();
+          continue;
+        }
+        wait.reset();
+        for (std::size_t i = 0; i < n; ++i) sum += item_sum(buf[i]);
+        count += n;
+      }
+      finished[c] = clock_type::now();
+      got[c] = count;
+      sums[c] = sum;
+    });
+  }
+  while (ready.load(std::memory_order_acquire) != n_threads) std::this_thread::yield();
+  const auto start = clock_type::now();
+  go.store(true, std::memory_order_release);
+  for (auto& t : threads) t.join();
+
+  auto end = start;
+  std::uint64_t count = 0, sum = 0, expected_sum = 0;
+  for (std::size_t c = 0; c < consumers; ++c) {
+    end = std::max(end, finished[c]);
+    count += got[c];
+    sum += sums[c];
+  }
+  for (std::uint32_t p = 0; p < producers; ++p)
+    for (std::uint32_t s = 0; s < per_producer; ++s) expected_sum += item_sum(make_item(p, s));
+  transfer_result r{std::chrono::duration<double>(end - start).count(), true, {}};
+  if (count != total || sum != expected_sum) {
+    r.ok = false;
+    r.error = "carried " + std::to_string(count) + " of " + std::to_string(total) +
+              " records, checksum " + (sum == expected_sum ? "ok" : "WRONG");
+  }
+  return r;
+}
+
+template <class Q>
+void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t consumers,
+                 std::size_t batch) {
+  // Oversubscribed runs switch threads more; fewer records keep them short.
+  const std::uint32_t per_producer =
+      static_cast<std::uint32_t>((producers + consumers > 2 ? (1u << 18) : (1u << 20)) / producers);
+  std::uint64_t items = 0;
+  for (auto _ : state) {
+    const transfer_result r = transfer<Q>(producers, consumers, per_producer, batch);
+    if (!r.ok) {
+      state.SkipWithError(r.error.c_str());
+      return;
+    }
+    state.SetIterationTime(r.seconds);
+    items += std::uint64_t{per_producer} * producers;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(items));
+}
+
+/// Round trip through two queues: A pushes into q1 and waits for the echo
+/// on q2; B echoes. Reports nanoseconds per round trip.
+template <class Q>
+void bm_pingpong(benchmark::State& state) {
+  constexpr std::uint32_t round_trips = 100'000;
+  double total_seconds = 0;
+  std::uint64_t trips = 0;
+  for (auto _ : state) {
+    Q there(queue_capacity, 1, 1), back(queue_capacity, 1, 1);
+    std::atomic<int> ready{0};
+    std::atomic<bool> mismatch{false};
+    std::thread echo([&] {
+      pin_to(1);
+      auto in = there.make_consumer();
+      auto out = back.make_producer();
+      iocm::detail::backoff wait;
+      ready.fetch_add(1);
+      for (std::uint32_t i = 0; i < round_trips; ++i) {
+        completion x{};
+        while (!there.pop(in, x)) iocm::detail::cpu_relax();
+        if (x.bytes != i) mismatch.store(true);
+        while (!back.push(out, x)) iocm::detail::cpu_relax();
+      }
+    });
+    pin_to(0);
+    auto out = there.make_producer();
+    auto in = back.make_consumer();
+    while (ready.load() != 1) std::this_thread::yield();
+    const auto start = clock_type::now();
+    for (std::uint32_t i = 0; i < round_trips; ++i) {
+      while (!there.push(out, make_item(0, i))) iocm::detail::cpu_relax();
+      completion x{};
+      while (!back.pop(in, x)) iocm::detail::cpu_relax();
+      if (x.bytes != i) mismatch.store(true);
+    }
+    const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+    echo.join();
+    if (mismatch.load()) {
+      state.SkipWithError("a record came back wrong");
+      return;
+    }
+    state.SetIterationTime(seconds);
+    total_seconds += seconds;
+    trips += round_trips;
+  }
+  state.counters["roundtrip_ns"] = trips ? total_seconds * 1e9 / static_cast<double>(trips) : 0;
+  state.SetItemsProcessed(static_cast<std::int64_t>(trips));
+}
+
+/// One enqueue followed by one dequeue on one thread: the bare cost of a pair.
+template <class Q>
+void bm_single_thread(benchmark::State& state) {
+  pin_to(0);
+  Q q(queue_capacity, 1, 1);
+  auto p = q.make_producer();
+  auto c = q.make_consumer();
+  std::uint32_t i = 0;
+  bool ok = true;
+  for (auto _ : state) {
+    ok &= q.push(p, make_item(0, i));
+    completion x{};
+    ok &= q.pop(c, x) && x.bytes == i;
+    benchmark::DoNotOptimize(x);
+    ++i;
+  }
+  if (!ok) state.SkipWithError("a pair lost or changed its record");
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Q>
+void register_impl(bool bulk_only = false) {
+  const std::string impl = Q::name;
+  auto transfer_case = [&](const char* scenario, std::size_t p, std::size_t c, std::size_t b) {
+    benchmark::RegisterBenchmark(("queue/" + std::string(scenario) + "/" + impl).c_str(),
+                                 [p, c, b](benchmark::State& s) { bm_transfer<Q>(s, p, c, b); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(0.15);
+  };
+  transfer_case("spsc_bulk32", 1, 1, 32);
+  if (bulk_only) return;
+  transfer_case("spsc_single", 1, 1, 1);
+  transfer_case("mpsc_2x1", 2, 1, 1);
+  transfer_case("mpmc_2x2", 2, 2, 1);
+  transfer_case("mpmc_4x4", 4, 4, 1);
+  benchmark::RegisterBenchmark(("queue/pingpong/" + impl).c_str(), bm_pingpong<Q>)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->MinTime(0.1);
+  benchmark::RegisterBenchmark(("queue/single_thread/" + impl).c_str(), bm_single_thread<Q>)
+      ->MinTime(0.1);
+}
+
+}  // namespace
+}  // namespace iocm_bench
+
+int main(int argc, char** argv) {
+  using namespace iocm_bench;
+  register_impl<iocm_lanes>();
+  register_impl<iocm_shared>();
+  register_impl<moodycamel_tokens>();
+  register_impl<moodycamel_bulk>(/*bulk_only=*/true);
+#if IOCM_HAVE_ATOMIC_QUEUE
+  register_impl<atomic_queue_optimist>();
+#endif
+  register_impl<xenium_vyukov>();
+  register_impl<boost_lockfree>();
+  register_impl<tbb_bounded>();
+  register_impl<mutex_ring>();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

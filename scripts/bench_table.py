@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Turns a Google Benchmark JSON file (with repetitions) into a comparison
+table: the median of each `<suite>/<scenario>/<impl>`, and iocm's ratio
+against every peer in the same scenario, then checks the stated targets.
+
+Usage: bench_table.py RESULTS.json [--markdown OUT.md] [--baseline IMPL]
+Exit status: 0, or 2 when the file is missing, malformed, or a benchmark
+reported an error (a run that lost or duplicated records).
+"""
+import argparse
+import json
+import re
+import statistics
+import sys
+
+NAME = re.compile(r"^(?P<suite>[a-z_]+)/(?P<scenario>[a-z0-9_]+)/(?P<impl>[a-z0-9_]+)")
+
+# What each scenario reports: (unit label, how to read one run, higher is better?)
+LATENCY_SCENARIOS = {"pingpong": "ns/round trip", "single_thread": "ns/pair"}
+
+# The queue suite's targets (issue: foundation). (scenario, peer, op, bound)
+# ratio = iocm / peer for throughput, iocm time / peer time for latency;
+# peer None means an absolute bound on iocm's own value.
+TARGETS = [
+    ("spsc_single", "moodycamel", ">=", 1.5),
+    ("spsc_single", "atomic_queue", ">=", 1.3),
+    ("spsc_bulk32", "moodycamel_bulk", ">=", 1.2),
+    ("mpmc_4x4", "moodycamel", ">=", 1.0),
+    ("pingpong", "atomic_queue", "<=", 0.8),
+    ("single_thread", None, "<=", 6.0),
+]
+
+
+def value_of(run, scenario):
+    """The figure a run contributes: ns for latency scenarios, M items/s else."""
+    if scenario == "pingpong":
+        return run["roundtrip_ns"]
+    if scenario == "single_thread":
+        scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[run.get("time_unit", "ns")]
+        return run["real_time"] * scale
+    return run["items_per_second"] / 1e6
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        sys.exit(f"bench_table: cannot read {path}: {e}")
+    if "benchmarks" not in data:
+        sys.exit(f"bench_table: {path} has no 'benchmarks' list")
+    runs, errors = {}, []
+    for b in data["benchmarks"]:
+        m = NAME.match(b.get("run_name", b.get("name", "")))
+        if not m:
+            continue
+        if b.get("error_occurred"):
+            errors.append(f"{m.group(0)}: {b.get('error_message', 'error')}")
+            continue
+        if b.get("run_type") == "aggregate":
+            continue  # recompute medians from the repetitions themselves
+        key = (m.group("suite"), m.group("scenario"), m.group("impl"))
+        runs.setdefault(key, []).append(value_of(b, m.group("scenario")))
+    return data.get("context", {}), runs, errors
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("--markdown", help="also write the table here")
+    ap.add_argument("--baseline", default="iocm", help="the implementation ratios are taken for")
+    args = ap.parse_args()
+
+    context, runs, errors = load(args.results)
+    medians = {k: statistics.median(v) for k, v in runs.items()}
+    scenarios = []
+    for suite, scenario, _ in medians:
+        if (suite, scenario) not in scenarios:
+            scenarios.append((suite, scenario))
+
+    lines = []
+    for suite, scenario in scenarios:
+        latency = scenario in LATENCY_SCENARIOS
+        unit = LATENCY_SCENARIOS.get(scenario, "M records/s")
+        base = medians.get((suite, scenario, args.baseline))
+        lines.append(f"\n### {suite}/{scenario} ({unit}, median of {max(len(runs[k]) for k in runs if k[:2] == (suite, scenario))} runs)\n")
+        ratio_head = f"{args.baseline} time / this" if latency else f"{args.baseline} / this"
+        lines.append(f"| impl | {unit} | min – max | {ratio_head} |")
+        lines.append("|---|---:|---:|---:|")
+        impls = sorted((k[2] for k in medians if k[:2] == (suite, scenario)),
+                       key=lambda i: (i != args.baseline, medians[(suite, scenario, i)] if latency
+                                      else -medians[(suite, scenario, i)]))
+        for impl in impls:
+            v = medians[(suite, scenario, impl)]
+            if base is None or impl == args.baseline:
+                ratio = "—"
+            else:
+                ratio = f"{(base / v):.2f}×"
+            runs_of = runs[(suite, scenario, impl)]
+            spread = f"{min(runs_of):.2f} – {max(runs_of):.2f}"
+            lines.append(f"| {impl} | {v:.2f} | {spread} | {ratio} |")
+
+    lines.append("\n### Targets\n")
+    lines.append("| scenario | compared with | ratio | target | met |")
+    lines.append("|---|---|---:|---:|:---:|")
+    for scenario, peer, op, bound in TARGETS:
+        mine = medians.get(("queue", scenario, args.baseline))
+        other = medians.get(("queue", scenario, peer)) if peer else 1.0
+        if mine is None or other is None:
+            lines.append(f"| {scenario} | {peer or '(absolute)'} | n/a | {op} {bound} | not run |")
+            continue
+        r = mine / other
+        met = r >= bound if op == ">=" else r <= bound
+        shown = f"{r:.2f}×" if peer else f"{r:.2f} ns"
+        lines.append(f"| {scenario} | {peer or '(absolute)'} | {shown} | {op} {bound} | {'yes' if met else 'NO'} |")
+
+    header = (f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
+              f"{context.get('mhz_per_cpu', '?')} MHz; date {context.get('date', '?')}")
+    text = header + "\n" + "\n".join(lines) + "\n"
+    if errors:
+        text += "\n### Errors (these runs are not counted)\n\n" + "\n".join(f"- {e}" for e in errors) + "\n"
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return 2 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
