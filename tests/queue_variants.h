@@ -22,7 +22,7 @@ struct lanes_variant {
   lanes_variant(std::size_t capacity, std::size_t producers, std::uint64_t first_position = 0)
       : q(make_options(capacity, producers, first_position)) {}
   producer make_producer(std::size_t) { return {q.make_producer()}; }
-  consumer make_consumer(std::size_t) { return {}; }
+  consumer make_consumer(std::size_t) { return {q.make_consumer()}; }
   std::size_t enqueue(producer& p, const T* items, std::size_t n) {
     return q.try_enqueue_bulk(p.token, items, n);
   }

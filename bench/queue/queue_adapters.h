@@ -59,7 +59,7 @@ struct iocm_lanes {
   iocm_lanes(std::size_t capacity, std::size_t producers, std::size_t)
       : q(options(capacity, producers)) {}
   producer make_producer() { return {q.make_producer()}; }
-  consumer make_consumer() { return {}; }
+  consumer make_consumer() { return {q.make_consumer()}; }
   bool push(producer& p, const completion& x) { return q.try_enqueue(p.t, x); }
   std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
     return q.try_enqueue_bulk(p.t, xs, n);
@@ -81,7 +81,7 @@ struct iocm_shared {
   iocm_shared(std::size_t capacity, std::size_t, std::size_t)
       : q(iocm_lanes::options(capacity, 0)) {}
   producer make_producer() { return {}; }
-  consumer make_consumer() { return {}; }
+  consumer make_consumer() { return {q.make_consumer()}; }
   bool push(producer&, const completion& x) { return q.try_enqueue(x); }
   std::size_t push_bulk(producer&, const completion* xs, std::size_t n) {
     return q.try_enqueue_bulk(xs, n);

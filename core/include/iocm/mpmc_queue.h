@@ -155,6 +155,15 @@ class mpmc_queue {
                              " producer lanes are in use");
   }
 
+  /// A consumer token whose rotation starts at a different lane than the
+  /// previous one's, so that consumers do not all contend on one lane's head.
+  /// (A default-constructed consumer_token works too; it starts at lane 0.)
+  consumer_token make_consumer() noexcept {
+    // Relaxed: only spreads starting points; any value is correct.
+    const std::size_t n = consumers_made_.fetch_add(1, std::memory_order_relaxed);
+    return consumer_token{lane_count_ == 1 ? 0 : 1 + n % (lane_count_ - 1), 0};
+  }
+
   /// Enqueues up to n records in order; returns how many fit (0..n). Wait-free.
   std::size_t try_enqueue_bulk(producer_token& p, const T* items, std::size_t n) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
@@ -267,6 +276,7 @@ class mpmc_queue {
   std::size_t capacity_ = 0;
   unsigned burst_;
   std::pmr::memory_resource* memory_ = nullptr;
+  std::atomic<std::size_t> consumers_made_{0};  // touched only by make_consumer()
 };
 
 }  // namespace iocm

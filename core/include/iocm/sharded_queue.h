@@ -94,7 +94,9 @@ class sharded_queue {
   }
   consumer_token make_consumer(std::size_t home) {
     check_shard(home);
-    return consumer_token(home, shards_.size());
+    consumer_token c(home, shards_.size());
+    for (std::size_t s = 0; s < shards_.size(); ++s) c.per_shard_[s] = shards_[s]->make_consumer();
+    return c;
   }
 
   std::size_t try_enqueue_bulk(producer_token& p, const value_type* items, std::size_t n) noexcept {
