@@ -310,3 +310,56 @@ TEST_CASE("no producer lane starves a consumer that keeps finding records elsewh
   // lanes * burst bounds the wait (3 producer lanes + the shared one).
   CHECK(calls_until_quiet < static_cast<int>(q.lane_count() * 4));
 }
+
+namespace {
+
+/// std::atomic that counts read-modify-writes: proves the atomics type is a
+/// real template parameter (a model checker can swap in its own) and pins
+/// down which operations pay for an RMW.
+inline thread_local int rmw_count = 0;
+template <class T>
+struct counting_atomic : std::atomic<T> {
+  using std::atomic<T>::atomic;
+  using std::atomic<T>::operator=;
+  bool compare_exchange_weak(T& e, T d, std::memory_order s, std::memory_order f) noexcept {
+    ++rmw_count;
+    return std::atomic<T>::compare_exchange_weak(e, d, s, f);
+  }
+  bool compare_exchange_strong(T& e, T d, std::memory_order s, std::memory_order f) noexcept {
+    ++rmw_count;
+    return std::atomic<T>::compare_exchange_strong(e, d, s, f);
+  }
+  T fetch_add(T v, std::memory_order o) noexcept {
+    ++rmw_count;
+    return std::atomic<T>::fetch_add(v, o);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the atomics type is swappable; a producer token enqueues with no RMW") {
+  iocm::queue_options o;
+  o.capacity = 64;
+  o.producer_lanes = 1;
+  iocm::mpmc_queue<completion, counting_atomic> q(o);
+  auto p = q.make_producer();
+  auto c = q.make_consumer();
+  rmw_count = 0;
+  for (std::uint32_t i = 0; i < 32; ++i) REQUIRE(q.try_enqueue(p, make_record(0, i)));
+  std::array<completion, 8> batch{};
+  for (std::uint32_t i = 32; i < 64; i += 8) {
+    for (std::uint32_t k = 0; k < 8; ++k) batch[k] = make_record(0, i + k);
+    REQUIRE(q.try_enqueue_bulk(p, batch.data(), 8) == 8);
+  }
+  CHECK(rmw_count == 0);  // wait-free: the owner never contends
+  completion out{};
+  REQUIRE(q.try_dequeue(c, out));
+  CHECK(out.bytes == 0);
+  CHECK(rmw_count == 1);  // one claim per dequeue
+  REQUIRE(q.try_dequeue_bulk(c, batch.data(), 8) == 8);
+  CHECK(batch[7].bytes == 8);
+  CHECK(rmw_count == 2);  // and one per batch, however large
+  const completion shared = make_record(9, 9);
+  REQUIRE(q.try_enqueue(shared));
+  CHECK(rmw_count == 3);  // tokenless producers claim with a CAS
+}
