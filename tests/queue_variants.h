@@ -16,8 +16,12 @@ template <class T>
 struct lanes_variant {
   static constexpr const char* name = "lanes";
   using queue_type = iocm::mpmc_queue<T>;
-  struct producer { typename queue_type::producer_token token; };
-  struct consumer { typename queue_type::consumer_token token; };
+  struct producer {
+    typename queue_type::producer_token token;
+  };
+  struct consumer {
+    typename queue_type::consumer_token token;
+  };
 
   lanes_variant(std::size_t capacity, std::size_t producers, std::uint64_t first_position = 0)
       : q(make_options(capacity, producers, first_position)) {}
@@ -26,7 +30,9 @@ struct lanes_variant {
   std::size_t enqueue(producer& p, const T* items, std::size_t n) {
     return q.try_enqueue_bulk(p.token, items, n);
   }
-  std::size_t dequeue(consumer& c, T* out, std::size_t n) { return q.try_dequeue_bulk(c.token, out, n); }
+  std::size_t dequeue(consumer& c, T* out, std::size_t n) {
+    return q.try_dequeue_bulk(c.token, out, n);
+  }
   std::size_t capacity_per_producer() const { return q.capacity(); }
   std::size_t size_approx() const { return q.size_approx(); }
 
@@ -53,7 +59,9 @@ struct shared_variant {
       : q(lanes_variant<T>::make_options(capacity, 0, first_position)) {}
   producer make_producer(std::size_t) { return {}; }
   consumer make_consumer(std::size_t) { return {}; }
-  std::size_t enqueue(producer&, const T* items, std::size_t n) { return q.try_enqueue_bulk(items, n); }
+  std::size_t enqueue(producer&, const T* items, std::size_t n) {
+    return q.try_enqueue_bulk(items, n);
+  }
   std::size_t dequeue(consumer&, T* out, std::size_t n) { return q.try_dequeue_bulk(out, n); }
   std::size_t capacity_per_producer() const { return q.capacity(); }
   std::size_t size_approx() const { return q.size_approx(); }
@@ -65,8 +73,12 @@ template <class T>
 struct sharded_variant {
   static constexpr const char* name = "sharded";
   using queue_type = iocm::sharded_queue<iocm::mpmc_queue<T>>;
-  struct producer { typename queue_type::producer_token token; };
-  struct consumer { typename queue_type::consumer_token token; };
+  struct producer {
+    typename queue_type::producer_token token;
+  };
+  struct consumer {
+    typename queue_type::consumer_token token;
+  };
 
   sharded_variant(std::size_t capacity, std::size_t producers, std::uint64_t first_position = 0)
       : q(2, lanes_variant<T>::make_options(capacity, producers, first_position)) {}
@@ -75,7 +87,9 @@ struct sharded_variant {
   std::size_t enqueue(producer& p, const T* items, std::size_t n) {
     return q.try_enqueue_bulk(p.token, items, n);
   }
-  std::size_t dequeue(consumer& c, T* out, std::size_t n) { return q.try_dequeue_bulk(c.token, out, n); }
+  std::size_t dequeue(consumer& c, T* out, std::size_t n) {
+    return q.try_dequeue_bulk(c.token, out, n);
+  }
   std::size_t capacity_per_producer() const { return q.shard(0).capacity(); }
   std::size_t size_approx() const { return q.size_approx(); }
   queue_type q;

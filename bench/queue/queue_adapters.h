@@ -11,9 +11,9 @@
 #include <mutex>
 #include <vector>
 
-#include <boost/lockfree/queue.hpp>
 #include <concurrentqueue/concurrentqueue.h>
 #include <tbb/concurrent_queue.h>
+#include <boost/lockfree/queue.hpp>
 #include <xenium/policy.hpp>
 #include <xenium/vyukov_bounded_queue.hpp>
 #if IOCM_HAVE_ATOMIC_QUEUE
@@ -48,8 +48,12 @@ struct loop_bulk {
 struct iocm_lanes {
   static constexpr const char* name = "iocm";
   using queue = iocm::mpmc_queue<completion>;
-  struct producer { queue::producer_token t; };
-  struct consumer { queue::consumer_token t; };
+  struct producer {
+    queue::producer_token t;
+  };
+  struct consumer {
+    queue::consumer_token t;
+  };
   static iocm::queue_options options(std::size_t capacity, std::size_t producers) {
     iocm::queue_options o;
     o.capacity = capacity / (producers == 0 ? 1 : producers);
@@ -77,7 +81,9 @@ struct iocm_shared {
   static constexpr const char* name = "iocm_shared";
   using queue = iocm::mpmc_queue<completion>;
   struct producer {};
-  struct consumer { queue::consumer_token t; };
+  struct consumer {
+    queue::consumer_token t;
+  };
   iocm_shared(std::size_t capacity, std::size_t, std::size_t)
       : q(iocm_lanes::options(capacity, 0)) {}
   producer make_producer() { return {}; }
@@ -98,8 +104,12 @@ struct iocm_shared {
 struct moodycamel_tokens : loop_bulk<moodycamel_tokens> {
   static constexpr const char* name = "moodycamel";
   using queue = moodycamel::ConcurrentQueue<completion>;
-  struct producer { moodycamel::ProducerToken t; };
-  struct consumer { moodycamel::ConsumerToken t; };
+  struct producer {
+    moodycamel::ProducerToken t;
+  };
+  struct consumer {
+    moodycamel::ConsumerToken t;
+  };
   moodycamel_tokens(std::size_t capacity, std::size_t producers, std::size_t)
       : q(capacity, producers, 0) {}
   producer make_producer() { return {moodycamel::ProducerToken(q)}; }

@@ -65,8 +65,8 @@ stress_report run_stress(const stress_config& cfg) {
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       std::uint32_t seq = 0;
       while (seq < cfg.per_producer) {
-        const std::size_t want = std::min<std::size_t>(
-            1 + rng() % cfg.max_batch, cfg.per_producer - seq);
+        const std::size_t want =
+            std::min<std::size_t>(1 + rng() % cfg.max_batch, cfg.per_producer - seq);
         for (std::size_t i = 0; i < want; ++i)
           batch[i] = iocm_test::make_record(static_cast<std::uint32_t>(p),
                                             seq + static_cast<std::uint32_t>(i));
@@ -98,7 +98,8 @@ stress_report run_stress(const stress_config& cfg) {
         wait.reset();
         for (std::size_t i = 0; i < got; ++i) {
           const completion& r = batch[i];
-          if (!iocm_test::record_intact(r) || r.error >= cfg.producers || r.bytes >= cfg.per_producer) {
+          if (!iocm_test::record_intact(r) || r.error >= cfg.producers ||
+              r.bytes >= cfg.per_producer) {
             torn.fetch_add(1, std::memory_order_relaxed);
             continue;
           }
@@ -152,7 +153,8 @@ TEST_CASE_TEMPLATE("1 producer x 1 consumer, single records", V, IOCM_QUEUE_VARI
   check_stress<V>({1, 1, 1'000'000 / scale, 64, 1, false});
 }
 
-TEST_CASE_TEMPLATE("1 producer x 1 consumer, batches up to 32", V, IOCM_QUEUE_VARIANTS(completion)) {
+TEST_CASE_TEMPLATE("1 producer x 1 consumer, batches up to 32", V,
+                   IOCM_QUEUE_VARIANTS(completion)) {
   check_stress<V>({1, 1, 3'000'000 / scale, 256, 32, false});
 }
 

@@ -98,7 +98,8 @@ TEST_CASE_TEMPLATE("positions wrap across 2^64 without losing or reordering reco
   for (int round = 0; round < 40; ++round) {
     const std::size_t want = 1 + static_cast<std::size_t>(round * 7) % 16;
     std::array<completion, 16> in{};
-    for (std::size_t i = 0; i < want; ++i) in[i] = make_record(0, next_in + static_cast<std::uint32_t>(i));
+    for (std::size_t i = 0; i < want; ++i)
+      in[i] = make_record(0, next_in + static_cast<std::uint32_t>(i));
     const std::size_t put = v.enqueue(p, in.data(), want);
     next_in += static_cast<std::uint32_t>(put);
     CHECK(v.size_approx() == next_in - next_out);

@@ -72,8 +72,7 @@ inline constexpr HRESULT HOST_E_ABANDONED = static_cast<HRESULT>(0x80131026u);
 /// HRESULT_FROM_WIN32: 0 stays S_OK; other codes get FACILITY_WIN32 (7) and
 /// the failure bit.
 constexpr HRESULT HRESULT_FROM_WIN32(DWORD error) noexcept {
-  return error == 0 ? S_OK
-                    : static_cast<HRESULT>((error & 0x0000FFFFu) | (7u << 16) | 0x80000000u);
+  return error == 0 ? S_OK : static_cast<HRESULT>((error & 0x0000FFFFu) | (7u << 16) | 0x80000000u);
 }
 constexpr bool SUCCEEDED(HRESULT hr) noexcept { return hr >= 0; }
 constexpr bool FAILED(HRESULT hr) noexcept { return hr < 0; }
@@ -98,8 +97,8 @@ inline constexpr DWORD ERROR_CONNECTION_ABORTED = 1236;
 inline constexpr DWORD ERROR_TIMEOUT = 1460;
 
 // {00000000-0000-0000-C000-000000000046}
-inline constexpr IID IID_IUnknown = {0x00000000, 0x0000, 0x0000,
-                                     {0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46}};
+inline constexpr IID IID_IUnknown = {
+    0x00000000, 0x0000, 0x0000, {0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46}};
 // {8BDE9D80-EC06-41d6-83E6-22580EFFCC20}
 inline constexpr IID IID_IHostIoCompletionManager = {
     0x8BDE9D80, 0xEC06, 0x41D6, {0x83, 0xE6, 0x22, 0x58, 0x0E, 0xFF, 0xCC, 0x20}};
@@ -111,8 +110,8 @@ inline constexpr IID IID_ICLRIoCompletionManager = {
 /// so no __stdcall is needed for the vtable to match.
 struct IUnknown {
   virtual HRESULT QueryInterface(const IID& riid, void** ppvObject) = 0;  // slot 0
-  virtual ULONG AddRef() = 0;                                               // slot 1
-  virtual ULONG Release() = 0;                                              // slot 2
+  virtual ULONG AddRef() = 0;                                             // slot 1
+  virtual ULONG Release() = 0;                                            // slot 2
 
  protected:
   ~IUnknown() = default;  // lifetime goes through Release()
@@ -130,17 +129,17 @@ struct ICLRIoCompletionManager : IUnknown {
 
 /// Implemented by the host (iocm). Methods in MSCorEE.idl order.
 struct IHostIoCompletionManager : IUnknown {
-  virtual HRESULT CreateIoCompletionPort(HANDLE* phPort) = 0;                       // slot 3
-  virtual HRESULT CloseIoCompletionPort(HANDLE hPort) = 0;                          // slot 4
-  virtual HRESULT SetMaxThreads(DWORD dwMaxIOCompletionThreads) = 0;                // slot 5
-  virtual HRESULT GetMaxThreads(DWORD* pdwMaxIOCompletionThreads) = 0;              // slot 6
-  virtual HRESULT GetAvailableThreads(DWORD* pdwAvailableIOCompletionThreads) = 0;  // slot 7
-  virtual HRESULT GetHostOverlappedSize(DWORD* pcbSize) = 0;                        // slot 8
+  virtual HRESULT CreateIoCompletionPort(HANDLE* phPort) = 0;                        // slot 3
+  virtual HRESULT CloseIoCompletionPort(HANDLE hPort) = 0;                           // slot 4
+  virtual HRESULT SetMaxThreads(DWORD dwMaxIOCompletionThreads) = 0;                 // slot 5
+  virtual HRESULT GetMaxThreads(DWORD* pdwMaxIOCompletionThreads) = 0;               // slot 6
+  virtual HRESULT GetAvailableThreads(DWORD* pdwAvailableIOCompletionThreads) = 0;   // slot 7
+  virtual HRESULT GetHostOverlappedSize(DWORD* pcbSize) = 0;                         // slot 8
   virtual HRESULT SetCLRIoCompletionManager(ICLRIoCompletionManager* pManager) = 0;  // slot 9
-  virtual HRESULT InitializeHostOverlapped(void* pvOverlapped) = 0;                 // slot 10
-  virtual HRESULT Bind(HANDLE hPort, HANDLE hHandle) = 0;                           // slot 11
-  virtual HRESULT SetMinThreads(DWORD dwMinIOCompletionThreads) = 0;                // slot 12
-  virtual HRESULT GetMinThreads(DWORD* pdwMinIOCompletionThreads) = 0;              // slot 13
+  virtual HRESULT InitializeHostOverlapped(void* pvOverlapped) = 0;                  // slot 10
+  virtual HRESULT Bind(HANDLE hPort, HANDLE hHandle) = 0;                            // slot 11
+  virtual HRESULT SetMinThreads(DWORD dwMinIOCompletionThreads) = 0;                 // slot 12
+  virtual HRESULT GetMinThreads(DWORD* pdwMinIOCompletionThreads) = 0;               // slot 13
 
  protected:
   ~IHostIoCompletionManager() = default;

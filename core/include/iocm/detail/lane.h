@@ -56,7 +56,7 @@ class lane {
   using slot_type = slot<T, Atom>;
 
   lane(slot_type* slots, std::uint64_t capacity, std::uint64_t first_position) noexcept
-      : slots_(slots), mask_(capacity - 1), capacity_(capacity) {
+      : slots_(slots), mask_(capacity - 1) {
     tail_.store(first_position, std::memory_order_relaxed);
     head_.store(first_position, std::memory_order_relaxed);
     for (std::uint64_t i = 0; i < capacity; ++i) {
@@ -68,7 +68,7 @@ class lane {
   lane& operator=(const lane&) = delete;
 
   void destroy_slots() noexcept {
-    for (std::uint64_t i = 0; i < capacity_; ++i) slots_[i].seq.~Atom<std::uint64_t>();
+    for (std::uint64_t i = 0; i <= mask_; ++i) slots_[i].seq.~Atom<std::uint64_t>();
   }
 
   /// Single producer, one record: only the owner of the lane calls this.
@@ -115,7 +115,7 @@ class lane {
       while (k < n && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
       if (k == 0) {
         const std::uint64_t seq = r.at(pos).seq.load(std::memory_order_acquire);
-        if (position_diff(seq, pos) < 0) return 0;  // still holds last lap's value: full
+        if (position_diff(seq, pos) < 0) return 0;    // still holds last lap's value: full
         pos = tail_.load(std::memory_order_relaxed);  // another producer moved on
         continue;
       }
@@ -167,7 +167,7 @@ class lane {
       if (k == 0) {
         const std::uint64_t seq = r.at(pos).seq.load(std::memory_order_acquire);
         if (position_diff(seq, pos + 1) < 0) return 0;  // not yet published: empty
-        pos = head_.load(std::memory_order_relaxed);      // another consumer took it
+        pos = head_.load(std::memory_order_relaxed);    // another consumer took it
         continue;
       }
       // Relaxed: as on the producer side, the CAS allocates; success means no
@@ -197,10 +197,11 @@ class lane {
     const std::uint64_t h = head_.load(std::memory_order_relaxed);
     const std::uint64_t t = tail_.load(std::memory_order_relaxed);
     const std::int64_t d = position_diff(t, h);
-    return d <= 0 ? 0 : (static_cast<std::uint64_t>(d) > capacity_ ? capacity_ : d);
+    const std::uint64_t n = static_cast<std::uint64_t>(d);
+    return d <= 0 ? 0 : (n > capacity() ? capacity() : n);
   }
 
-  std::uint64_t capacity() const noexcept { return capacity_; }
+  std::uint64_t capacity() const noexcept { return mask_ + 1; }
   slot_type* slots() const noexcept { return slots_; }
 
   /// Producer-token ownership of a single-producer lane.
@@ -223,7 +224,6 @@ class lane {
     slot_type& at(std::uint64_t pos) const noexcept { return slots[pos & mask]; }
   };
   ring view() const noexcept { return ring{slots_, mask_}; }
-  slot_type& at(std::uint64_t pos) const noexcept { return slots_[pos & mask_]; }
 
   /// Writes k claimed slots, then publishes them last to first: a consumer
   /// reading from head finds the first slot published only when the whole
@@ -239,7 +239,6 @@ class lane {
   // writes to head or tail never invalidate it.
   alignas(cache_line_size) slot_type* slots_;
   std::uint64_t mask_;
-  std::uint64_t capacity_;
   Atom<bool> owned_{false};  // written only when a producer token changes hands
   // Written by producers (only by the owner on a single-producer lane).
   alignas(cache_line_size) Atom<std::uint64_t> tail_;
