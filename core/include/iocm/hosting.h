@@ -6,8 +6,8 @@
 // Types follow the Win64 data model (LLP64): DWORD and HRESULT are 32-bit,
 // HANDLE and ULONG_PTR are pointer-sized.
 //
-// This header declares only; the engine behind IHostIoCompletionManager is
-// not implemented yet.
+// This header declares only. iocm's engine implements IHostIoCompletionManager
+// (see iocm/host_io.h for the entry point and the operations interface).
 #pragma once
 
 #include <cstddef>
@@ -64,6 +64,7 @@ inline constexpr HRESULT E_FAIL = static_cast<HRESULT>(0x80004005u);
 inline constexpr HRESULT E_OUTOFMEMORY = static_cast<HRESULT>(0x8007000Eu);
 inline constexpr HRESULT E_INVALIDARG = static_cast<HRESULT>(0x80070057u);
 inline constexpr HRESULT HOST_E_INTERRUPTED = static_cast<HRESULT>(0x80131021u);
+inline constexpr HRESULT HOST_E_INVALIDOPERATION = static_cast<HRESULT>(0x80131022u);
 inline constexpr HRESULT HOST_E_CLRNOTAVAILABLE = static_cast<HRESULT>(0x80131023u);
 inline constexpr HRESULT HOST_E_TIMEOUT = static_cast<HRESULT>(0x80131024u);
 inline constexpr HRESULT HOST_E_NOT_OWNER = static_cast<HRESULT>(0x80131025u);
@@ -79,21 +80,44 @@ constexpr bool FAILED(HRESULT hr) noexcept { return hr < 0; }
 
 // Win32 error codes (winerror.h) that iocm reports.
 inline constexpr DWORD ERROR_SUCCESS = 0;
+inline constexpr DWORD ERROR_INVALID_FUNCTION = 1;
 inline constexpr DWORD ERROR_FILE_NOT_FOUND = 2;
+inline constexpr DWORD ERROR_TOO_MANY_OPEN_FILES = 4;
 inline constexpr DWORD ERROR_ACCESS_DENIED = 5;
 inline constexpr DWORD ERROR_INVALID_HANDLE = 6;
 inline constexpr DWORD ERROR_NOT_ENOUGH_MEMORY = 8;
+inline constexpr DWORD ERROR_WRITE_PROTECT = 19;
+inline constexpr DWORD ERROR_SEEK = 25;
+inline constexpr DWORD ERROR_GEN_FAILURE = 31;
 inline constexpr DWORD ERROR_HANDLE_EOF = 38;
 inline constexpr DWORD ERROR_NOT_SUPPORTED = 50;
+inline constexpr DWORD ERROR_DEV_NOT_EXIST = 55;
 inline constexpr DWORD ERROR_NETNAME_DELETED = 64;
 inline constexpr DWORD ERROR_INVALID_PARAMETER = 87;
 inline constexpr DWORD ERROR_BROKEN_PIPE = 109;
+inline constexpr DWORD ERROR_DISK_FULL = 112;
+inline constexpr DWORD ERROR_SEM_TIMEOUT = 121;
 inline constexpr DWORD ERROR_INSUFFICIENT_BUFFER = 122;
+inline constexpr DWORD ERROR_BUSY = 170;
 inline constexpr DWORD ERROR_ALREADY_EXISTS = 183;
+inline constexpr DWORD ERROR_FILE_TOO_LARGE = 223;
+inline constexpr DWORD ERROR_MORE_DATA = 234;
+inline constexpr DWORD ERROR_DIRECTORY = 267;
 inline constexpr DWORD ERROR_OPERATION_ABORTED = 995;
+inline constexpr DWORD ERROR_IO_INCOMPLETE = 996;
 inline constexpr DWORD ERROR_IO_PENDING = 997;
+inline constexpr DWORD ERROR_NOACCESS = 998;
+inline constexpr DWORD ERROR_IO_DEVICE = 1117;
+inline constexpr DWORD ERROR_NOT_FOUND = 1168;
 inline constexpr DWORD ERROR_CONNECTION_REFUSED = 1225;
+inline constexpr DWORD ERROR_ADDRESS_ALREADY_ASSOCIATED = 1227;
+inline constexpr DWORD ERROR_CONNECTION_INVALID = 1229;
+inline constexpr DWORD ERROR_NETWORK_UNREACHABLE = 1231;
+inline constexpr DWORD ERROR_HOST_UNREACHABLE = 1232;
 inline constexpr DWORD ERROR_CONNECTION_ABORTED = 1236;
+inline constexpr DWORD ERROR_RETRY = 1237;
+inline constexpr DWORD ERROR_DISK_QUOTA_EXCEEDED = 1295;
+inline constexpr DWORD ERROR_NO_SYSTEM_RESOURCES = 1450;
 inline constexpr DWORD ERROR_TIMEOUT = 1460;
 
 // {00000000-0000-0000-C000-000000000046}

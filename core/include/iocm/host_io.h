@@ -1,0 +1,144 @@
+// iocm/host_io.h — creating iocm's IHostIoCompletionManager, and the
+// operations interface a COM-shaped host submits I/O through.
+//
+// Linux has no kernel object that completes I/O "for a handle": the engine
+// owns submission too. A host gets IIocmHostIo from the manager with
+// QueryInterface(IID_IIocmHostIo) and submits Win32-style overlapped
+// operations on bound handles. Every method is thread-safe.
+//
+// Handles are file descriptors: HANDLE h = (HANDLE)(intptr_t)fd. Ports are
+// opaque HANDLE values from CreateIoCompletionPort.
+//
+// An operation either is accepted, and then OnComplete runs exactly once for
+// its OVERLAPPED, or is refused, and then it never does:
+//   accepted  -> returns IOCM_E_IO_PENDING (= HRESULT_FROM_WIN32(ERROR_IO_PENDING))
+//   refused   -> returns another HRESULT, listed with each method.
+// Refusals every operation shares:
+//   E_POINTER                  the OVERLAPPED (or another required pointer) is null
+//   E_INVALIDARG               the OVERLAPPED is not 8-byte aligned
+//   HOST_E_CLRNOTAVAILABLE     SetCLRIoCompletionManager has not been called
+//   HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE)     the handle is not bound (or its port was closed)
+//   HRESULT_FROM_WIN32(ERROR_INVALID_PARAMETER)  InitializeHostOverlapped was not called on it
+//   HRESULT_FROM_WIN32(ERROR_BUSY)               that OVERLAPPED is still in flight
+//   HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES) the submission inbox stayed full
+//
+// Every OVERLAPPED passed here must have GetHostOverlappedSize() bytes after
+// it (the runtime allocates them) that InitializeHostOverlapped prepared.
+// Before OnComplete runs, iocm stores the Win32 error in OVERLAPPED::Internal
+// and the byte count in OVERLAPPED::InternalHigh (as GetOverlappedResult reads
+// them on Windows, though Internal holds a Win32 code, not an NTSTATUS).
+#pragma once
+
+#include <cstdint>
+
+#include "iocm/hosting.h"
+
+/// Options of one engine. C layout; fill it with iocm_config_init() and
+/// change what you need. struct_size lets later versions add fields.
+struct iocm_config {
+  std::uint32_t struct_size;     ///< sizeof(iocm_config), set by iocm_config_init
+  std::uint32_t pollers;         ///< completion pollers, one per CPU; 0 = one per usable CPU
+  std::uint32_t min_threads;     ///< notifier floor (SetMinThreads); 0 = 1
+  std::uint32_t max_threads;     ///< notifier ceiling (SetMaxThreads); 0 = 2 x usable CPUs
+  std::uint32_t ring_entries;    ///< io_uring submission entries per poller (power of 2, 2..32768)
+  std::uint32_t queue_capacity;  ///< completion records per queue lane (power of 2, >= 64)
+  std::uint32_t inbox_capacity;  ///< submissions waiting per poller (power of 2, >= 64)
+  std::uint32_t notifier_spin;   ///< empty polls an idle notifier makes before it parks
+  std::uint32_t max_ports;       ///< completion ports that can be open at once (1..4096)
+  std::uint32_t ring_setup;      ///< an iocm_ring_setup value
+  std::uint32_t flags;           ///< iocm_config_flags, or-ed
+};
+
+/// How pollers set up their io_uring. The probe tries each level in turn.
+enum iocm_ring_setup : std::uint32_t {
+  IOCM_RING_PROBE = 0,          ///< SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then none
+  IOCM_RING_DEFER_TASKRUN = 1,  ///< only SINGLE_ISSUER|DEFER_TASKRUN; fail if refused
+  IOCM_RING_COOP_TASKRUN = 2,   ///< only COOP_TASKRUN|TASKRUN_FLAG; fail if refused
+  IOCM_RING_PLAIN = 3,          ///< no setup flags
+};
+
+enum iocm_config_flags : std::uint32_t {
+  IOCM_NO_PINNING = 1u << 0,  ///< leave pollers and notifiers unpinned
+};
+
+/// The accepted answer of every operation: HRESULT_FROM_WIN32(ERROR_IO_PENDING).
+inline constexpr iocm::hosting::HRESULT IOCM_E_IO_PENDING =
+    iocm::hosting::HRESULT_FROM_WIN32(iocm::hosting::ERROR_IO_PENDING);
+
+/// The bytes iocm keeps after each OVERLAPPED (GetHostOverlappedSize).
+inline constexpr std::uint32_t IOCM_HOST_OVERLAPPED_SIZE = 64;
+
+namespace iocm::hosting {
+
+// {5E0C1A77-3B9D-4F2A-9C41-6D8E2B7F0A13}
+inline constexpr IID IID_IIocmHostIo = {
+    0x5E0C1A77, 0x3B9D, 0x4F2A, {0x9C, 0x41, 0x6D, 0x8E, 0x2B, 0x7F, 0x0A, 0x13}};
+
+/// The operations of iocm's engine, obtained from its IHostIoCompletionManager
+/// by QueryInterface(IID_IIocmHostIo). All methods are thread-safe and may be
+/// called from inside OnComplete.
+struct IIocmHostIo : IUnknown {
+  /// Forgets a bound handle; call it before closing the descriptor, so that
+  /// its number can be bound again. Operations already accepted still
+  /// complete. ERROR_INVALID_HANDLE if it is not bound.
+  virtual HRESULT Unbind(HANDLE hHandle) = 0;  // slot 3
+  /// read(2) at the 64-bit offset in Offset/OffsetHigh (ignored by pipes and
+  /// sockets). End of file: ERROR_HANDLE_EOF with 0 bytes; a pipe whose
+  /// writers are gone: ERROR_BROKEN_PIPE; a socket's orderly close: success,
+  /// 0 bytes. A short read is a success with the bytes read.
+  virtual HRESULT Read(HANDLE hHandle, void* pBuffer, DWORD cbLength,
+                       OVERLAPPED* pOverlapped) = 0;  // slot 4
+  /// write(2) at the offset in Offset/OffsetHigh (ignored by pipes, sockets).
+  virtual HRESULT Write(HANDLE hHandle, const void* pBuffer, DWORD cbLength,
+                        OVERLAPPED* pOverlapped) = 0;  // slot 5
+  /// recv(2) on a socket: orderly close is success with 0 bytes.
+  virtual HRESULT Recv(HANDLE hSocket, void* pBuffer, DWORD cbLength,
+                       OVERLAPPED* pOverlapped) = 0;  // slot 6
+  /// send(2) on a socket, never raising SIGPIPE.
+  virtual HRESULT Send(HANDLE hSocket, const void* pBuffer, DWORD cbLength,
+                       OVERLAPPED* pOverlapped) = 0;  // slot 7
+  /// accept4(2) on a listening socket. On success *phAccepted receives the
+  /// new socket (close-on-exec, not bound) before OnComplete runs, with 0
+  /// bytes; phAccepted must stay valid until then.
+  virtual HRESULT Accept(HANDLE hListen, HANDLE* phAccepted,
+                         OVERLAPPED* pOverlapped) = 0;  // slot 8
+  /// connect(2) to a sockaddr of cbAddress bytes, which must stay valid until
+  /// OnComplete. Refused with E_INVALIDARG if cbAddress is 0 or above 128.
+  virtual HRESULT Connect(HANDLE hSocket, const void* pAddress, DWORD cbAddress,
+                          OVERLAPPED* pOverlapped) = 0;  // slot 9
+  /// PostQueuedCompletionStatus: OnComplete(dwErrorCode, dwBytes,
+  /// pOverlapped) runs on a notifier. Unknown or closed port: E_INVALIDARG.
+  virtual HRESULT Post(HANDLE hPort, DWORD dwErrorCode, DWORD dwBytes,
+                       OVERLAPPED* pOverlapped) = 0;  // slot 10
+  /// CancelIoEx: with pOverlapped, cancels that operation on hHandle; with
+  /// null, every operation on hHandle. Cancelled operations complete with
+  /// ERROR_OPERATION_ABORTED (one that already finished keeps its result).
+  /// S_OK when there was something to cancel; HRESULT_FROM_WIN32(
+  /// ERROR_NOT_FOUND) when pOverlapped is not in flight on hHandle.
+  virtual HRESULT Cancel(HANDLE hHandle, OVERLAPPED* pOverlapped) = 0;  // slot 11
+  /// A kernel no-op through the handle's poller: completes with 0, 0.
+  virtual HRESULT Nop(HANDLE hHandle, OVERLAPPED* pOverlapped) = 0;  // slot 12
+
+ protected:
+  ~IIocmHostIo() = default;
+};
+
+}  // namespace iocm::hosting
+
+extern "C" {
+
+/// Fills *config with the defaults. Does nothing if config is null.
+void iocm_config_init(iocm_config* config) noexcept;
+
+/// Creates an engine and returns its IHostIoCompletionManager with one
+/// reference; Release() destroys it (closing every port first and joining
+/// every thread). config may be null (defaults).
+///   E_POINTER      manager is null
+///   E_INVALIDARG   a config field is out of range, or struct_size is unknown
+///   E_OUTOFMEMORY  memory or threads could not be had
+///   HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)  io_uring is unavailable or
+///                  refused the requested ring setup
+iocm::hosting::HRESULT iocm_create_host_io_completion_manager(
+    const iocm_config* config, iocm::hosting::IHostIoCompletionManager** manager) noexcept;
+
+}  // extern "C"

@@ -1,0 +1,146 @@
+// The COM-shaped face: IHostIoCompletionManager and IIocmHostIo over the
+// engine core, and the C entry points.
+#include <atomic>
+#include <memory>
+#include <new>
+#include <thread>
+
+#include "engine_core.h"
+#include "iocm/host_io.h"
+#include "iocm/hosting.h"
+
+namespace iocm::detail {
+
+using namespace hosting;
+
+namespace {
+
+class com_manager final : public IHostIoCompletionManager, public IIocmHostIo {
+ public:
+  explicit com_manager(std::unique_ptr<engine_core> core) noexcept : core_(std::move(core)) {}
+
+  // IUnknown (shared by both interfaces through the final overriders).
+  HRESULT QueryInterface(const IID& riid, void** ppv) override {
+    if (ppv == nullptr) return E_POINTER;
+    if (riid == IID_IUnknown || riid == IID_IHostIoCompletionManager)
+      *ppv = static_cast<IHostIoCompletionManager*>(this);
+    else if (riid == IID_IIocmHostIo)
+      *ppv = static_cast<IIocmHostIo*>(this);
+    else {
+      *ppv = nullptr;
+      return E_NOINTERFACE;
+    }
+    AddRef();
+    return S_OK;
+  }
+  ULONG AddRef() override { return refs_.fetch_add(1, std::memory_order_relaxed) + 1; }
+  ULONG Release() override {
+    // acq_rel: every use by other owners happens-before the destruction.
+    const ULONG left = refs_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+    if (left == 0) destroy(this);
+    return left;
+  }
+
+  // IHostIoCompletionManager
+  HRESULT CreateIoCompletionPort(HANDLE* phPort) override { return core_->create_port(phPort); }
+  HRESULT CloseIoCompletionPort(HANDLE hPort) override { return core_->close_port(hPort); }
+  HRESULT SetMaxThreads(DWORD n) override { return core_->set_max_threads(n); }
+  HRESULT GetMaxThreads(DWORD* n) override { return core_->get_max_threads(n); }
+  HRESULT GetAvailableThreads(DWORD* n) override { return core_->get_available_threads(n); }
+  HRESULT GetHostOverlappedSize(DWORD* pcb) override {
+    if (pcb == nullptr) return E_POINTER;
+    *pcb = IOCM_HOST_OVERLAPPED_SIZE;
+    return S_OK;
+  }
+  HRESULT SetCLRIoCompletionManager(ICLRIoCompletionManager* m) override {
+    return core_->set_clr(m);
+  }
+  HRESULT InitializeHostOverlapped(void* pv) override {
+    return engine_core::initialize_overlapped(pv);
+  }
+  HRESULT Bind(HANDLE hPort, HANDLE hHandle) override { return core_->bind(hPort, hHandle); }
+  HRESULT SetMinThreads(DWORD n) override { return core_->set_min_threads(n); }
+  HRESULT GetMinThreads(DWORD* n) override { return core_->get_min_threads(n); }
+
+  // IIocmHostIo
+  HRESULT Unbind(HANDLE h) override { return core_->unbind(h); }
+  HRESULT Read(HANDLE h, void* buf, DWORD len, OVERLAPPED* ov) override {
+    return core_->submit(op_kind::read, h, buf, len, file_offset(ov), ov);
+  }
+  HRESULT Write(HANDLE h, const void* buf, DWORD len, OVERLAPPED* ov) override {
+    return core_->submit(op_kind::write, h, const_cast<void*>(buf), len, file_offset(ov), ov);
+  }
+  HRESULT Recv(HANDLE h, void* buf, DWORD len, OVERLAPPED* ov) override {
+    return core_->submit(op_kind::recv, h, buf, len, 0, ov);
+  }
+  HRESULT Send(HANDLE h, const void* buf, DWORD len, OVERLAPPED* ov) override {
+    return core_->submit(op_kind::send, h, const_cast<void*>(buf), len, 0, ov);
+  }
+  HRESULT Accept(HANDLE h, HANDLE* accepted, OVERLAPPED* ov) override {
+    if (accepted == nullptr) return E_POINTER;
+    return core_->submit(op_kind::accept, h, accepted, 0, 0, ov);
+  }
+  HRESULT Connect(HANDLE h, const void* addr, DWORD len, OVERLAPPED* ov) override {
+    if (addr == nullptr) return E_POINTER;
+    if (len == 0 || len > 128) return E_INVALIDARG;
+    return core_->submit(op_kind::connect, h, const_cast<void*>(addr), 0, len, ov);
+  }
+  HRESULT Post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov) override {
+    return core_->post(port, error, bytes, ov);
+  }
+  HRESULT Cancel(HANDLE h, OVERLAPPED* ov) override { return core_->cancel(h, ov); }
+  HRESULT Nop(HANDLE h, OVERLAPPED* ov) override {
+    return core_->submit(op_kind::nop, h, nullptr, 0, 0, ov);
+  }
+
+ private:
+  static std::uint64_t file_offset(const OVERLAPPED* ov) noexcept {
+    if (ov == nullptr) return 0;  // submit refuses it
+    return std::uint64_t{ov->DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh} << 32 |
+           ov->DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset;
+  }
+
+  static void destroy(com_manager* self) noexcept {
+    destroy_off_notifier(*self->core_, [self] { delete self; });
+  }
+
+  std::unique_ptr<engine_core> core_;
+  std::atomic<ULONG> refs_{1};
+};
+
+}  // namespace
+
+}  // namespace iocm::detail
+
+extern "C" {
+
+void iocm_config_init(iocm_config* config) noexcept {
+  if (config == nullptr) return;
+  *config = iocm_config{};
+  config->struct_size = sizeof(iocm_config);
+  config->ring_entries = 256;
+  config->queue_capacity = 4096;
+  config->inbox_capacity = 4096;
+  config->notifier_spin = 256;
+  config->max_ports = 64;
+  config->ring_setup = IOCM_RING_PROBE;
+}
+
+iocm::hosting::HRESULT iocm_create_host_io_completion_manager(
+    const iocm_config* config, iocm::hosting::IHostIoCompletionManager** manager) noexcept {
+  using namespace iocm::hosting;
+  if (manager == nullptr) return E_POINTER;
+  *manager = nullptr;
+  iocm_config resolved;
+  if (const HRESULT hr = iocm::detail::engine_core::resolve(config, resolved); FAILED(hr))
+    return hr;
+  HRESULT hr = S_OK;
+  auto core = iocm::detail::engine_core::create(resolved, &hr);
+  if (!core) return hr;
+  auto* m = new (std::nothrow) iocm::detail::com_manager(std::move(core));
+  if (m == nullptr) return E_OUTOFMEMORY;
+  *manager = m;
+  return S_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,181 @@
+// The engine both public faces share (the COM-shaped manager in
+// com_manager.cpp and iocm::engine in cpp_engine.cpp): ports, bindings,
+// submission, the completion queue and the notifier threads. No OS headers:
+// the pollers and OS services come from platform/ through poller.h and os.h.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "handle_table.h"
+#include "idle_notifiers.h"
+#include "iocm/cache_line.h"
+#include "iocm/completion.h"
+#include "iocm/host_io.h"
+#include "iocm/hosting.h"
+#include "iocm/mpmc_queue.h"
+#include "op_state.h"
+#include "poller.h"
+
+namespace iocm::detail {
+
+using hosting::DWORD;
+using hosting::HANDLE;
+using hosting::HRESULT;
+using hosting::OVERLAPPED;
+
+/// Counters any thread may read; relaxed snapshots.
+struct engine_counters {
+  std::uint32_t pollers;
+  std::uint32_t ring_setup;  // iocm_ring_setup the probe chose
+  std::uint32_t notifiers;   // threads alive
+  std::uint32_t busy;        // notifiers inside OnComplete
+  std::uint32_t parked;      // notifiers asleep
+  std::uint64_t wakeups;     // futex wake-ups of notifiers
+};
+
+class engine_core {
+ public:
+  /// Validates and applies defaults; E_INVALIDARG names nothing, so the
+  /// message goes to *why when given.
+  static HRESULT resolve(const iocm_config* in, iocm_config& out) noexcept;
+  /// Builds everything and starts the threads. On failure returns null and
+  /// an HRESULT in *error.
+  static std::unique_ptr<engine_core> create(const iocm_config& config, HRESULT* error) noexcept;
+  ~engine_core();  // closes every port, joins every thread
+
+  // The hosting contract (docs/ENGINE.md). Thread-safe.
+  HRESULT create_port(HANDLE* port) noexcept;
+  HRESULT close_port(HANDLE port) noexcept;
+  HRESULT set_max_threads(DWORD n) noexcept;
+  HRESULT get_max_threads(DWORD* n) noexcept;
+  HRESULT get_available_threads(DWORD* n) noexcept;
+  HRESULT set_min_threads(DWORD n) noexcept;
+  HRESULT get_min_threads(DWORD* n) noexcept;
+  HRESULT set_clr(hosting::ICLRIoCompletionManager* clr) noexcept;
+  static HRESULT initialize_overlapped(void* pv) noexcept;
+  HRESULT bind(HANDLE port, HANDLE handle) noexcept;
+  HRESULT unbind(HANDLE handle) noexcept;
+
+  // Operations: IOCM_E_IO_PENDING when accepted.
+  HRESULT submit(op_kind kind, HANDLE handle, void* buffer, std::uint32_t length, std::uint64_t aux,
+                 OVERLAPPED* ov) noexcept;
+  HRESULT post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov) noexcept;
+  HRESULT cancel(HANDLE handle, OVERLAPPED* ov) noexcept;
+
+  engine_counters counters() const noexcept;
+
+  /// True on a thread that delivers this engine's completions.
+  bool on_notifier_thread() const noexcept;
+
+  // Called by pollers (platform/).
+  bool port_open(std::uint16_t slot) const noexcept {
+    return (ports_[slot].state.load(std::memory_order_acquire) & 3) == port_open_state;
+  }
+  /// A poller publishes harvested records through its own lane, then wakes a
+  /// notifier if one sleeps. Returns how many fit.
+  std::size_t queue_publish(mpmc_queue<completion>::producer_token& lane, const completion* records,
+                            std::size_t n) noexcept {
+    const std::size_t placed = queue_.try_enqueue_bulk(lane, records, n);
+    if (placed != 0) idle_.wake_one();
+    return placed;
+  }
+
+  engine_core(const engine_core&) = delete;
+  engine_core& operator=(const engine_core&) = delete;
+
+ private:
+  explicit engine_core(const iocm_config& config);
+
+  static constexpr std::uint64_t port_free_state = 0, port_open_state = 1, port_closing_state = 2;
+  static constexpr unsigned max_notifiers = 1024;
+  static constexpr std::size_t batch_size = 32;
+
+  struct alignas(cache_line_size) pending_counter {
+    std::atomic<std::int64_t> value{0};
+  };
+  struct port_entry {
+    // generation << 2 | free/open/closing. Changed under bind_mutex_ only.
+    std::atomic<std::uint64_t> state{port_free_state};
+  };
+  struct notifier_slot {
+    park_word park;
+    alignas(cache_line_size) std::atomic<bool> busy{false};  // inside OnComplete
+    std::atomic<bool> running{false};  // thread alive (between start and exit)
+    std::thread thread;
+  };
+  /// What a notifier is delivering now; lets Close from inside OnComplete
+  /// finish this thread's batch (docs/ENGINE.md, "Close").
+  struct delivery_context {
+    completion* records = nullptr;
+    std::size_t next = 0, count = 0;
+    mpmc_queue<completion>::consumer_token* token = nullptr;
+  };
+  struct current_record {
+    int port_slot = -1;
+    std::uint16_t shard = 0;
+    bool settled = false;  // Close already took it off the pending count
+  };
+
+  pending_counter& pending(std::uint16_t slot, std::uint16_t shard) noexcept {
+    return pending_[slot * shards_ + shard];
+  }
+  std::int64_t pending_total(std::uint16_t slot) const noexcept;
+  bool decode_port(HANDLE port, std::uint16_t& slot, std::uint64_t& state) const noexcept;
+  HANDLE open_port_locked() noexcept;                      // bind_mutex_ held
+  HRESULT spawn_notifiers_locked(unsigned upto) noexcept;  // threads_mutex_ held
+  void notifier_main(unsigned index);
+  void deliver(const completion& record) noexcept;
+  void deliver_rest_of_batch() noexcept;
+  bool has_records() const noexcept { return !queue_.empty_approx(); }
+
+  iocm_config config_;
+  unsigned shards_;  // pollers + 1: one pending counter per poller, and one for posts
+  std::vector<int> cpus_;
+
+  mpmc_queue<completion> queue_;
+  std::vector<std::unique_ptr<poller>> pollers_;
+  std::atomic<std::uint32_t> next_poller_{0};  // Bind spreads handles round-robin
+
+  std::unique_ptr<port_entry[]> ports_;
+  std::unique_ptr<pending_counter[]> pending_;
+  handle_table handles_;
+  std::mutex bind_mutex_;  // ports' state changes, Bind/Unbind, the default port
+  HANDLE default_port_ = nullptr;
+
+  std::atomic<hosting::ICLRIoCompletionManager*> clr_{nullptr};
+
+  std::mutex threads_mutex_;  // thread limits and spawning
+  std::atomic<std::uint32_t> min_threads_, max_threads_;
+  std::unique_ptr<notifier_slot[]> notifiers_;
+  std::uint32_t spawned_ = 0;  // slots ever started (threads_mutex_)
+  idle_notifiers idle_{max_notifiers};
+  std::atomic<bool> stopping_{false};
+
+  static thread_local engine_core* tl_engine_;
+  static thread_local delivery_context* tl_delivery_;
+  static thread_local current_record tl_current_;
+};
+
+/// Runs destroy() now; or, when called on one of core's notifier threads
+/// (the last reference dropped inside OnComplete), on a new thread, because a
+/// notifier cannot join itself. If no thread can be started the engine is
+/// leaked rather than deadlocked.
+template <class F>
+void destroy_off_notifier(const engine_core& core, F destroy) noexcept {
+  if (core.on_notifier_thread()) {
+    try {
+      std::thread(std::move(destroy)).detach();
+    } catch (...) {
+    }
+    return;
+  }
+  destroy();
+}
+
+}  // namespace iocm::detail

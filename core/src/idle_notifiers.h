@@ -1,0 +1,106 @@
+// Where idle notifier threads sleep: a LIFO stack, so the most recently
+// active (cache-warm) thread wakes first, as on an IOCP.
+//
+// Producers call wake_one() after every enqueue; it costs one fence and one
+// load unless a notifier is actually asleep. Only then does it take the
+// stack's mutex (held for a few instructions) and make the futex syscall,
+// which costs microseconds anyway.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "iocm/cache_line.h"
+#include "os.h"
+
+namespace iocm::detail {
+
+/// One sleeper's word. run: awake; parked: asleep or about to be.
+struct alignas(cache_line_size) park_word {
+  static constexpr std::uint32_t run = 0;
+  static constexpr std::uint32_t parked = 1;
+  std::atomic<std::uint32_t> state{run};
+};
+static_assert(sizeof(std::atomic<std::uint32_t>) == 4, "a futex word is 32 bits");
+
+class idle_notifiers {
+ public:
+  explicit idle_notifiers(std::size_t capacity) { stack_.reserve(capacity); }
+
+  /// Sleeps until woken, unless has_work() turns true after we are visible
+  /// on the stack (the re-check closes the lost-wake-up window).
+  template <class HasWork>
+  void park(park_word& me, HasWork&& has_work) {
+    {
+      std::lock_guard lock(mutex_);
+      me.state.store(park_word::parked, std::memory_order_relaxed);
+      stack_.push_back(&me);
+      // seq_cst RMW: (3) pairs with (4); either the producer sees parked_ > 0
+      // or we see its record in the re-check below.
+      parked_.fetch_add(1, std::memory_order_seq_cst);
+    }
+    if (has_work()) {
+      std::lock_guard lock(mutex_);
+      if (me.state.load(std::memory_order_relaxed) == park_word::parked) {
+        // Still on the stack: take ourselves off.
+        for (auto it = stack_.begin(); it != stack_.end(); ++it)
+          if (*it == &me) {
+            stack_.erase(it);
+            break;
+          }
+        parked_.fetch_sub(1, std::memory_order_relaxed);
+        me.state.store(park_word::run, std::memory_order_relaxed);
+      }
+      return;
+    }
+    // Acquire pairs with the release store in pop_and_wake.
+    while (me.state.load(std::memory_order_acquire) == park_word::parked)
+      os::futex_wait(me.state, park_word::parked);
+  }
+
+  /// Wakes the most recently parked notifier, if any. Call after publishing
+  /// work. Thread-safe.
+  void wake_one() noexcept {
+    // (4) pairs with (3): the record store before this load.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (parked_.load(std::memory_order_relaxed) == 0) return;
+    pop_and_wake();
+  }
+
+  /// Wakes every parked notifier (shutdown, retiring threads).
+  void wake_all() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    while (parked_.load(std::memory_order_relaxed) != 0)
+      if (!pop_and_wake()) break;
+  }
+
+  std::uint32_t parked() const noexcept { return parked_.load(std::memory_order_relaxed); }
+  std::uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_relaxed); }
+
+ private:
+  bool pop_and_wake() noexcept {
+    park_word* w = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (stack_.empty()) return false;
+      w = stack_.back();
+      stack_.pop_back();
+      parked_.fetch_sub(1, std::memory_order_relaxed);
+      w->state.store(park_word::run, std::memory_order_release);
+    }
+    // Outside the lock: words live as long as the engine, so a notifier that
+    // already left park() only gets a harmless spurious wake.
+    os::futex_wake_one(w->state);
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  std::mutex mutex_;
+  std::vector<park_word*> stack_;  // reserved up front: push_back never allocates
+  alignas(cache_line_size) std::atomic<std::uint32_t> parked_{0};
+  std::atomic<std::uint64_t> wakeups_{0};
+};
+
+}  // namespace iocm::detail

@@ -1,0 +1,93 @@
+// Per-operation state, kept in the host area the runtime allocates right after
+// each OVERLAPPED (GetHostOverlappedSize bytes), so that submitting and
+// completing an operation allocate nothing.
+//
+// Ownership: the submitting host thread writes the fields, then publishes
+// the OVERLAPPED through a poller inbox (release) -> the poller reads them and
+// writes `kind` when it aborts, then publishes the completion record through
+// the completion queue (release) -> a notifier reads them, marks the state
+// idle and calls OnComplete; from then on the memory is the runtime's again.
+// Only `phase` and `cancel_requested` are touched by other threads meanwhile.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "iocm/completion.h"
+#include "iocm/host_io.h"
+#include "iocm/hosting.h"
+#include "iocm/win32_errors.h"
+#include "os.h"
+
+namespace iocm::detail {
+
+enum class op_kind : std::uint8_t { read, write, recv, send, accept, connect, nop, post, aborted };
+
+struct op_state {
+  // Upper 32 bits: a mark that InitializeHostOverlapped ran; lower: the state.
+  static constexpr std::uint64_t mark = 0x10C3'A11Cull << 32;
+  static constexpr std::uint64_t idle = mark | 1;
+  static constexpr std::uint64_t in_flight = mark | 2;
+
+  std::atomic<std::uint64_t> phase{idle};
+  std::atomic<std::uint32_t> cancel_requested{0};  // set by Cancel, read by the poller
+  op_kind kind = op_kind::nop;
+  os::handle_kind handle = os::handle_kind::other;
+  std::uint16_t port_slot = 0;
+  std::int32_t fd = -1;
+  std::uint32_t length = 0;  // bytes asked for (end-of-file needs it)
+  std::uint16_t shard = 0;   // which pending counter of the port counts it
+  void* buffer = nullptr;    // data; the sockaddr for connect; HANDLE* for accept
+  std::uint64_t aux = 0;     // file offset; sockaddr length for connect; accept_into_*
+};
+
+/// For accept, aux says what buffer points to.
+inline constexpr std::uint64_t accept_into_handle = 0;  // HANDLE* (IIocmHostIo)
+inline constexpr std::uint64_t accept_into_int = 1;     // int* (iocm::engine)
+
+static_assert(sizeof(op_state) <= IOCM_HOST_OVERLAPPED_SIZE,
+              "per-operation state fits in the host overlapped area");
+static_assert(sizeof(hosting::OVERLAPPED) % alignof(op_state) == 0,
+              "the host area after an 8-aligned OVERLAPPED is aligned for op_state");
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "phase is a lock-free word");
+
+inline op_state* state_of(hosting::OVERLAPPED* ov) noexcept {
+  return std::launder(
+      reinterpret_cast<op_state*>(reinterpret_cast<std::byte*>(ov) + sizeof(hosting::OVERLAPPED)));
+}
+
+/// The completion record for an operation the kernel finished with `res`
+/// (bytes or -errno, as io_uring and syscalls report it). Decides the
+/// context-dependent cases: end of file on files and pipes, a socket's
+/// orderly close, the socket accept4 returned. Idempotent: a poller may call
+/// it again for the same CQE when the queue had no room the first time.
+inline completion finish(hosting::OVERLAPPED* ov, std::int32_t res) noexcept {
+  using namespace hosting;
+  op_state& op = *state_of(ov);
+  if (op.kind == op_kind::aborted) return {ERROR_OPERATION_ABORTED, 0, ov};
+  if (res < 0) return {win32_from_errno(-res), 0, ov};
+  switch (op.kind) {
+    case op_kind::read:
+      if (res == 0 && op.length != 0) {
+        if (op.handle == os::handle_kind::file) return {ERROR_HANDLE_EOF, 0, ov};
+        if (op.handle == os::handle_kind::pipe) return {ERROR_BROKEN_PIPE, 0, ov};
+      }
+      return {ERROR_SUCCESS, static_cast<std::uint32_t>(res), ov};
+    case op_kind::accept:
+      if (op.aux == accept_into_int)
+        *static_cast<int*>(op.buffer) = res;
+      else
+        *static_cast<HANDLE*>(op.buffer) =
+            reinterpret_cast<HANDLE>(static_cast<std::intptr_t>(res));
+      return {ERROR_SUCCESS, 0, ov};
+    case op_kind::connect:
+    case op_kind::nop:
+      return {ERROR_SUCCESS, 0, ov};
+    default:
+      return {ERROR_SUCCESS, static_cast<std::uint32_t>(res), ov};
+  }
+}
+
+}  // namespace iocm::detail

@@ -1,0 +1,29 @@
+// The few operating-system services the engine core needs, declared here and
+// implemented in platform/ (core/src includes no OS header).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace iocm::detail::os {
+
+/// What a descriptor is; decides end-of-file semantics (docs/ENGINE.md).
+enum class handle_kind : std::uint8_t { file, pipe, socket, other };
+
+/// The kind of an open descriptor, or false when fd is not open.
+bool query_handle(int fd, handle_kind& kind) noexcept;
+
+/// Sleeps while *word == expected (spurious returns allowed).
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept;
+/// Wakes one thread sleeping on word.
+void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
+
+/// CPUs this process may run on, in order (at most `capacity` written);
+/// returns how many there are.
+unsigned usable_cpus(int* cpus, unsigned capacity) noexcept;
+/// Pins the calling thread to one CPU; false if the kernel refused.
+bool pin_current_thread(int cpu) noexcept;
+/// Names the calling thread (visible in top, gdb); best effort.
+void name_current_thread(const char* name) noexcept;
+
+}  // namespace iocm::detail::os

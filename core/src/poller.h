@@ -1,0 +1,107 @@
+// The poller interface the engine core declares and platform/ implements:
+// one pinned thread per CPU that takes submissions from its inbox to the
+// kernel and harvests the kernel's completions into the completion queue.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "iocm/cache_line.h"
+#include "iocm/completion.h"
+#include "iocm/hosting.h"
+#include "iocm/mpmc_queue.h"
+
+namespace iocm::detail {
+
+class engine_core;
+
+/// One request in a poller's inbox. An OVERLAPPED* (8-aligned) submits its
+/// operation; the low bits tag the other requests.
+using inbox_item = std::uintptr_t;
+inline constexpr inbox_item inbox_tag_mask = 7;
+inline constexpr inbox_item inbox_cancel_one = 1;  // (OVERLAPPED* | 1): cancel that operation
+inline constexpr inbox_item inbox_cancel_fd = 2;   // (fd << 3 | 2): cancel all on fd
+inline inbox_item cancel_fd_item(int fd) noexcept {
+  return (static_cast<inbox_item>(static_cast<std::uint32_t>(fd)) << 3) | inbox_cancel_fd;
+}
+
+/// What a backend needs to build a poller.
+struct poller_setup {
+  engine_core* core = nullptr;
+  unsigned index = 0;
+  int cpu = -1;  // -1: do not pin
+  std::uint32_t ring_entries = 256;
+  std::uint32_t ring_setup = 0;  // iocm_ring_setup
+  std::size_t inbox_capacity = 4096;
+  mpmc_queue<completion>::producer_token completions;  // this poller's own lane
+};
+
+class poller {
+ public:
+  explicit poller(std::size_t inbox_capacity)
+      : inbox_(queue_options{inbox_capacity, 0, 64, nullptr, 0}) {}
+  virtual ~poller() = default;
+  poller(const poller&) = delete;
+  poller& operator=(const poller&) = delete;
+
+  /// Starts the thread and waits until it has set up its kernel side;
+  /// returns S_OK or why it could not. Called once.
+  virtual hosting::HRESULT start() = 0;
+  /// Asks the thread to finish (after the inbox is drained and nothing is
+  /// in flight) and joins it. Called once, after every port is closed.
+  virtual void stop_and_join() noexcept = 0;
+  /// The io_uring setup the probe settled on (an iocm_ring_setup value).
+  virtual std::uint32_t ring_setup() const noexcept = 0;
+
+  /// Queues a request from any thread; false if the inbox is full. Wakes the
+  /// poller only if it is asleep. Thread-safe, lock-free.
+  bool submit(inbox_item item) noexcept {
+    if (!inbox_.try_enqueue(item)) {
+      wake_if_sleeping();  // it may be asleep with a full inbox only briefly; make sure
+      return false;
+    }
+    // (1) pairs with (2): our inbox store, then the sleeping flag; the poller
+    // stores the flag, then looks at the inbox. Both sides need StoreLoad
+    // order, or each could miss the other and the poller would sleep on work.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    wake_if_sleeping();
+    return true;
+  }
+
+ protected:
+  /// Makes the thread return from its kernel wait (an eventfd write).
+  virtual void wake() noexcept = 0;
+
+  void wake_if_sleeping() noexcept {
+    // Relaxed load first: the common case (poller awake) costs no RMW.
+    if (sleeping_.load(std::memory_order_relaxed) &&
+        sleeping_.exchange(false, std::memory_order_acq_rel))
+      wake();
+  }
+
+  /// The poller thread calls this before it sleeps in the kernel; false means
+  /// work arrived and it must not sleep.
+  bool prepare_to_sleep() noexcept {
+    sleeping_.store(true, std::memory_order_relaxed);
+    // (2) pairs with (1).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!inbox_.empty_approx()) {
+      sleeping_.store(false, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
+  }
+  void awake() noexcept { sleeping_.store(false, std::memory_order_relaxed); }
+
+  mpmc_queue<inbox_item> inbox_;
+
+ private:
+  alignas(cache_line_size) std::atomic<bool> sleeping_{false};
+};
+
+/// Builds a poller of the backend platform/backend.cpp picks. Throws
+/// std::bad_alloc.
+std::unique_ptr<poller> make_poller(poller_setup setup);
+
+}  // namespace iocm::detail

@@ -1,0 +1,70 @@
+// Linux implementations of the engine core's OS services (core/src/os.h).
+#include "os.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+
+namespace iocm::detail::os {
+
+bool query_handle(int fd, handle_kind& kind) noexcept {
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0) return false;
+  if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
+    kind = handle_kind::file;
+  else if (S_ISFIFO(st.st_mode))
+    kind = handle_kind::pipe;
+  else if (S_ISSOCK(st.st_mode))
+    kind = handle_kind::socket;
+  else
+    kind = handle_kind::other;
+  return true;
+}
+
+// std::atomic<uint32_t> is a plain 32-bit word on Linux (static_assert in
+// notifier code), so the kernel can wait on its address.
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+            nullptr, nullptr, 0);
+}
+
+void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 1, nullptr,
+            nullptr, 0);
+}
+
+unsigned usable_cpus(int* cpus, unsigned capacity) noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) {
+    const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    const unsigned count = n > 0 ? static_cast<unsigned>(n) : 1;
+    for (unsigned i = 0; i < count && i < capacity; ++i) cpus[i] = static_cast<int>(i);
+    return count;
+  }
+  unsigned count = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &set)) continue;
+    if (count < capacity) cpus[count] = cpu;
+    ++count;
+  }
+  return count;
+}
+
+bool pin_current_thread(int cpu) noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+}
+
+void name_current_thread(const char* name) noexcept {
+  ::pthread_setname_np(::pthread_self(), name);
+}
+
+}  // namespace iocm::detail::os
