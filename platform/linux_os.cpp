@@ -4,6 +4,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -61,6 +62,13 @@ bool pin_current_thread(int cpu) noexcept {
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+}
+
+void block_sigpipe() noexcept {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 void name_current_thread(const char* name) noexcept {

@@ -123,7 +123,7 @@ engine_core::~engine_core() {
   idle_.wake_all();
   {
     std::lock_guard lock(threads_mutex_);
-    for (std::uint32_t i = 0; i < spawned_; ++i) {
+    for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_relaxed); ++i) {
       // A thread parked between our wake_all and its own check is woken
       // again here until it has seen stopping_.
       while (notifiers_[i].running.load(std::memory_order_acquire)) {
@@ -235,7 +235,8 @@ HRESULT engine_core::spawn_notifiers_locked(unsigned upto) noexcept {
       slot.running.store(false, std::memory_order_release);
       return E_OUTOFMEMORY;
     }
-    spawned_ = std::max(spawned_, i + 1);
+    if (i + 1 > spawned_.load(std::memory_order_relaxed))
+      spawned_.store(i + 1, std::memory_order_release);  // thieves scan this many slots
   }
   return S_OK;
 }

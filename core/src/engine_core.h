@@ -95,6 +95,7 @@ class engine_core {
   static constexpr std::uint64_t port_free_state = 0, port_open_state = 1, port_closing_state = 2;
   static constexpr unsigned max_notifiers = 1024;
   static constexpr std::size_t batch_size = 32;
+  static_assert(batch_size < 4096, "a batch's count and next fit 12 bits of claim");
 
   struct alignas(cache_line_size) pending_counter {
     std::atomic<std::int64_t> value{0};
@@ -108,12 +109,18 @@ class engine_core {
     alignas(cache_line_size) std::atomic<bool> busy{false};  // inside OnComplete
     std::atomic<bool> running{false};  // thread alive (between start and exit)
     std::thread thread;
+    // The batch this notifier is delivering, shared so that an idle notifier
+    // can take over the records a blocked OnComplete would otherwise hold
+    // hostage. claim = generation << 24 | count << 12 | next; a record is
+    // delivered by whoever moves `next` past it.
+    alignas(cache_line_size) std::atomic<std::uint64_t> claim{0};
+    std::atomic<std::uint64_t> words[2 * batch_size];  // the records, as two words each
   };
   /// What a notifier is delivering now; lets Close from inside OnComplete
   /// finish this thread's batch (docs/ENGINE.md, "Close").
   struct delivery_context {
+    notifier_slot* slot = nullptr;
     completion* records = nullptr;
-    std::size_t next = 0, count = 0;
     mpmc_queue<completion>::consumer_token* token = nullptr;
   };
   struct current_record {
@@ -132,6 +139,8 @@ class engine_core {
   void notifier_main(unsigned index);
   void deliver(const completion& record) noexcept;
   void deliver_rest_of_batch() noexcept;
+  bool steal_one(const notifier_slot& self) noexcept;
+  bool stealable() const noexcept;
   bool has_records() const noexcept { return !queue_.empty_approx(); }
 
   iocm_config config_;
@@ -153,7 +162,8 @@ class engine_core {
   std::mutex threads_mutex_;  // thread limits and spawning
   std::atomic<std::uint32_t> min_threads_, max_threads_;
   std::unique_ptr<notifier_slot[]> notifiers_;
-  std::uint32_t spawned_ = 0;  // slots ever started (threads_mutex_)
+  std::atomic<std::uint32_t> spawned_{0};  // slots ever started; grows under threads_mutex_
+  std::atomic<std::uint32_t> spinning_{0};  // notifiers idle but not yet parked
   idle_notifiers idle_{max_notifiers};
   std::atomic<bool> stopping_{false};
 

@@ -2,6 +2,7 @@
 // CloseIoCompletionPort, whose wait is tied to what notifiers deliver.
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include "engine_core.h"
@@ -10,6 +11,14 @@
 namespace iocm::detail {
 
 using namespace hosting;
+
+namespace {
+
+constexpr std::uint64_t claim_field = 0xFFF;  // next: bits 0-11, count: bits 12-23
+std::uint64_t claim_next(std::uint64_t w) noexcept { return w & claim_field; }
+std::uint64_t claim_count(std::uint64_t w) noexcept { return (w >> 12) & claim_field; }
+
+}  // namespace
 
 void engine_core::notifier_main(unsigned index) {
   tl_engine_ = this;
@@ -21,33 +30,57 @@ void engine_core::notifier_main(unsigned index) {
   notifier_slot& me = notifiers_[index];
   auto token = queue_.make_consumer();
   completion records[batch_size];
-  delivery_context ctx{records, 0, 0, &token};
+  delivery_context ctx{&me, records, &token};
   tl_delivery_ = &ctx;
+  std::uint64_t generation = me.claim.load(std::memory_order_relaxed) >> 24;
   auto leave = [&] {
     return stopping_.load(std::memory_order_acquire) ||
            index >= max_threads_.load(std::memory_order_acquire);
   };
+  auto work_waiting = [&] { return has_records() || stealable(); };
 
   for (;;) {
     const std::size_t n = queue_.try_dequeue_bulk(token, records, batch_size);
-    if (n != 0) {
-      // A full batch means more may be waiting: get another thread going, so
-      // one slow OnComplete does not hold up the rest (as an IOCP would).
-      if (n == batch_size) idle_.wake_one();
+    if (n == 1) {
+      // Nothing another thread could take over: no sharing needed.
       me.busy.store(true, std::memory_order_relaxed);
-      ctx.next = 0;
-      ctx.count = n;
+      deliver(records[0]);
+      me.busy.store(false, std::memory_order_relaxed);
+      continue;
+    }
+    if (n > 1) {
+      // Publish the batch before delivering any of it: if one OnComplete
+      // blocks, idle notifiers take the rest (docs/ENGINE.md, "Notifiers").
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint64_t w[2];
+        std::memcpy(w, &records[i], sizeof w);
+        me.words[2 * i].store(w[0], std::memory_order_relaxed);
+        me.words[2 * i + 1].store(w[1], std::memory_order_relaxed);
+      }
+      ++generation;
+      // (7) Release pairs with the thief's acquire load of claim: the words
+      // above are visible to whoever sees this generation.
+      me.claim.store(generation << 24 | std::uint64_t{n} << 12, std::memory_order_release);
+      // (8) pairs with (9): either we see a spinning notifier (it will find
+      // the batch) or it sees the batch before it parks.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (n == batch_size || spinning_.load(std::memory_order_relaxed) == 0) idle_.wake_one();
+      me.busy.store(true, std::memory_order_relaxed);
       deliver_rest_of_batch();
       me.busy.store(false, std::memory_order_relaxed);
       continue;
     }
+    if (steal_one(me)) continue;
     if (leave()) break;  // the queue looked empty: nothing is left behind
+    spinning_.fetch_add(1, std::memory_order_relaxed);
     bool found = false;
     for (std::uint32_t i = 0; i < config_.notifier_spin && !found; ++i) {
-      found = has_records();
+      found = work_waiting();
       cpu_relax();
     }
-    if (!found) idle_.park(me.park, [&] { return has_records() || leave(); });
+    // (9) seq_cst RMW, then the predicate re-checks inside park().
+    spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    if (!found) idle_.park(me.park, [&] { return work_waiting() || leave(); });
   }
   tl_delivery_ = nullptr;
   tl_engine_ = nullptr;
@@ -56,7 +89,54 @@ void engine_core::notifier_main(unsigned index) {
 
 void engine_core::deliver_rest_of_batch() noexcept {
   delivery_context& ctx = *tl_delivery_;
-  while (ctx.next < ctx.count) deliver(ctx.records[ctx.next++]);
+  std::atomic<std::uint64_t>& claim = ctx.slot->claim;
+  std::uint64_t w = claim.load(std::memory_order_relaxed);
+  // A CAS, not fetch_add: `next` must never run past `count` (Close may call
+  // this many times). acq_rel: claims exactly one record; thieves race on
+  // the same word.
+  while (claim_next(w) < claim_count(w)) {
+    if (!claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_relaxed))
+      continue;
+    deliver(ctx.records[claim_next(w)]);
+    w = claim.load(std::memory_order_relaxed);
+  }
+}
+
+bool engine_core::stealable() const noexcept {
+  const std::uint32_t n = spawned_.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const std::uint64_t w = notifiers_[i].claim.load(std::memory_order_relaxed);
+    if (claim_next(w) < claim_count(w)) return true;
+  }
+  return false;
+}
+
+bool engine_core::steal_one(const notifier_slot& self) noexcept {
+  const std::uint32_t n = spawned_.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    notifier_slot& victim = notifiers_[i];
+    if (&victim == &self) continue;
+    std::uint64_t w = victim.claim.load(std::memory_order_acquire);  // pairs with (7)
+    while (claim_next(w) < claim_count(w)) {
+      const std::size_t k = claim_next(w);
+      std::uint64_t words[2] = {victim.words[2 * k].load(std::memory_order_relaxed),
+                                victim.words[2 * k + 1].load(std::memory_order_relaxed)};
+      // The owner rewrites the words only after every record of this
+      // generation was claimed, which changes claim: a successful CAS proves
+      // the words we read belong to record k of generation w.
+      if (victim.claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+        completion record;
+        std::memcpy(&record, words, sizeof record);
+        notifier_slot& me = const_cast<notifier_slot&>(self);
+        me.busy.store(true, std::memory_order_relaxed);
+        deliver(record);
+        me.busy.store(false, std::memory_order_relaxed);
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 void engine_core::deliver(const completion& record) noexcept {
@@ -113,6 +193,7 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
       // rest of our batch and whatever is queued, nested, so that Close
       // makes progress instead of waiting for itself.
       deliver_rest_of_batch();
+      if (steal_one(*tl_delivery_->slot)) continue;
       completion record;
       if (queue_.try_dequeue(*tl_delivery_->token, record)) {
         deliver(record);

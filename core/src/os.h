@@ -23,6 +23,10 @@ void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
 unsigned usable_cpus(int* cpus, unsigned capacity) noexcept;
 /// Pins the calling thread to one CPU; false if the kernel refused.
 bool pin_current_thread(int cpu) noexcept;
+/// Blocks SIGPIPE in the calling thread: a write the poller issues to a
+/// pipe or socket whose reader is gone must fail with EPIPE, not kill the
+/// host process.
+void block_sigpipe() noexcept;
 /// Names the calling thread (visible in top, gdb); best effort.
 void name_current_thread(const char* name) noexcept;
 
