@@ -35,6 +35,7 @@ constexpr std::uint64_t tag_wake = 1;    // the eventfd read
 constexpr std::uint64_t tag_cancel = 2;  // an async cancel's own CQE
 constexpr unsigned harvest_batch = 64;
 constexpr unsigned submit_batch = 64;
+constexpr unsigned idle_poll_limit = 512;  // empty rounds before the poller sleeps
 
 /// Tries one ring setup; 0 or -errno.
 int try_setup(io_uring& ring, std::uint32_t entries, std::uint32_t level) {
@@ -143,6 +144,7 @@ class uring_poller final : public poller {
       }
       full_wait.reset();
       if (progress) {
+        idle_polls_ = 0;
         enter_kernel(false);
         continue;
       }
@@ -153,6 +155,14 @@ class uring_poller final : public poller {
         if (inflight_ != 0) enter_kernel(true);
         continue;
       }
+      // Idle: poll the inbox a little before paying for sleep and wake-up
+      // (an eventfd write by the next submitter, a few microseconds).
+      if (idle_polls_ < idle_poll_limit) {
+        ++idle_polls_;
+        cpu_relax();
+        continue;
+      }
+      idle_polls_ = 0;
       if (!prepare_to_sleep()) continue;
       enter_kernel(true);  // an eventfd write (submit, stop) ends it
       awake();
@@ -321,7 +331,8 @@ class uring_poller final : public poller {
   unsigned inflight_limit_ = 0;  // CQ entries: more in flight could overflow the CQ
   unsigned inflight_ = 0;        // SQEs handed to the kernel whose CQE is not reaped
   bool lane_full_ = false;
-  bool wake_armed_ = false;  // the eventfd read is in the ring
+  bool wake_armed_ = false;
+  unsigned idle_polls_ = 0;  // empty rounds since the last work  // the eventfd read is in the ring
   std::uint64_t wake_buffer_ = 0;
   std::atomic<bool> stop_{false};
   std::mutex start_mutex_;

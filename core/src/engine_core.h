@@ -162,7 +162,7 @@ class engine_core {
   std::mutex threads_mutex_;  // thread limits and spawning
   std::atomic<std::uint32_t> min_threads_, max_threads_;
   std::unique_ptr<notifier_slot[]> notifiers_;
-  std::atomic<std::uint32_t> spawned_{0};  // slots ever started; grows under threads_mutex_
+  std::atomic<std::uint32_t> spawned_{0};   // slots ever started; grows under threads_mutex_
   std::atomic<std::uint32_t> spinning_{0};  // notifiers idle but not yet parked
   idle_notifiers idle_{max_notifiers};
   std::atomic<bool> stopping_{false};

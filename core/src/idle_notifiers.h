@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "iocm/cache_line.h"
+#include "iocm/detail/fence.h"
 #include "os.h"
 
 namespace iocm::detail {
@@ -64,14 +65,14 @@ class idle_notifiers {
   /// work. Thread-safe.
   void wake_one() noexcept {
     // (4) pairs with (3): the record store before this load.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    store_load_fence();
     if (parked_.load(std::memory_order_relaxed) == 0) return;
     pop_and_wake();
   }
 
   /// Wakes every parked notifier (shutdown, retiring threads).
   void wake_all() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    store_load_fence();
     while (parked_.load(std::memory_order_relaxed) != 0)
       if (!pop_and_wake()) break;
   }

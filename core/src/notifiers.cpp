@@ -7,6 +7,7 @@
 
 #include "engine_core.h"
 #include "iocm/detail/backoff.h"
+#include "iocm/detail/fence.h"
 
 namespace iocm::detail {
 
@@ -25,7 +26,9 @@ void engine_core::notifier_main(unsigned index) {
   char name[16];
   std::snprintf(name, sizeof name, "iocm-notify-%u", index);
   os::name_current_thread(name);
-  if (const int cpu = cpus_[index % cpus_.size()]; cpu >= 0) os::pin_current_thread(cpu);
+  // Notifiers go to the CPUs without a poller first (when pollers < CPUs).
+  if (const int cpu = cpus_[(index + config_.pollers) % cpus_.size()]; cpu >= 0)
+    os::pin_current_thread(cpu);
 
   notifier_slot& me = notifiers_[index];
   auto token = queue_.make_consumer();
@@ -63,7 +66,7 @@ void engine_core::notifier_main(unsigned index) {
       me.claim.store(generation << 24 | std::uint64_t{n} << 12, std::memory_order_release);
       // (8) pairs with (9): either we see a spinning notifier (it will find
       // the batch) or it sees the batch before it parks.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      store_load_fence();
       if (n == batch_size || spinning_.load(std::memory_order_relaxed) == 0) idle_.wake_one();
       me.busy.store(true, std::memory_order_relaxed);
       deliver_rest_of_batch();
@@ -95,7 +98,8 @@ void engine_core::deliver_rest_of_batch() noexcept {
   // this many times). acq_rel: claims exactly one record; thieves race on
   // the same word.
   while (claim_next(w) < claim_count(w)) {
-    if (!claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_relaxed))
+    if (!claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed))
       continue;
     deliver(ctx.records[claim_next(w)]);
     w = claim.load(std::memory_order_relaxed);

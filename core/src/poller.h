@@ -9,6 +9,7 @@
 
 #include "iocm/cache_line.h"
 #include "iocm/completion.h"
+#include "iocm/detail/fence.h"
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
 
@@ -64,7 +65,7 @@ class poller {
     // (1) pairs with (2): our inbox store, then the sleeping flag; the poller
     // stores the flag, then looks at the inbox. Both sides need StoreLoad
     // order, or each could miss the other and the poller would sleep on work.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    store_load_fence();
     wake_if_sleeping();
     return true;
   }
@@ -85,7 +86,7 @@ class poller {
   bool prepare_to_sleep() noexcept {
     sleeping_.store(true, std::memory_order_relaxed);
     // (2) pairs with (1).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    store_load_fence();
     if (!inbox_.empty_approx()) {
       sleeping_.store(false, std::memory_order_relaxed);
       return false;

@@ -80,7 +80,8 @@ TEST_CASE("close: in-flight operations complete aborted before Close returns, no
     pairs.push_back(std::make_unique<socket_pair>());
     REQUIRE(f.manager->Bind(f.port, as_handle(pairs.back()->a)) == S_OK);
     ops.push_back(f.fresh());
-    REQUIRE(f.io->Recv(as_handle(pairs.back()->a), buf, sizeof buf, &ops.back()->ov) == IOCM_E_IO_PENDING);
+    REQUIRE(f.io->Recv(as_handle(pairs.back()->a), buf, sizeof buf, &ops.back()->ov) ==
+            IOCM_E_IO_PENDING);
   }
   test_overlapped* posted = f.fresh();
   REQUIRE(f.io->Post(f.port, 5, 6, &posted->ov) == IOCM_E_IO_PENDING);
@@ -171,7 +172,8 @@ TEST_CASE("close under load: every accepted operation completes exactly once, no
       start.arrive_and_wait();
       for (int i = 0; i < per_producer; ++i) {
         auto& o = *pools[p][i];
-        const HRESULT hr = (i % 2 == 0) ? f.io->Post(f.port, 0, 1, &o.ov) : f.io->Nop(as_handle(s.a), &o.ov);
+        const HRESULT hr =
+            (i % 2 == 0) ? f.io->Post(f.port, 0, 1, &o.ov) : f.io->Nop(as_handle(s.a), &o.ov);
         if (hr == IOCM_E_IO_PENDING)
           accepted.fetch_add(1);
         else {

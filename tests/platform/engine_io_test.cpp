@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,8 +82,8 @@ void connected_pair(fd_guard& client, fd_guard& server) {
 }  // namespace
 
 TEST_CASE("files: offsets (above 4 GiB too), short reads, end of file") {
-  for (std::uint32_t setup : {IOCM_RING_PROBE, IOCM_RING_DEFER_TASKRUN, IOCM_RING_COOP_TASKRUN,
-                              IOCM_RING_PLAIN}) {
+  for (std::uint32_t setup :
+       {IOCM_RING_PROBE, IOCM_RING_DEFER_TASKRUN, IOCM_RING_COOP_TASKRUN, IOCM_RING_PLAIN}) {
     CAPTURE(setup);
     iocm_config c = small_config();
     c.ring_setup = setup;
@@ -208,7 +209,8 @@ TEST_CASE("tcp: accept, connect, send, recv, orderly close, reset, refused") {
   fd_guard client(tcp_socket());
   REQUIRE(f.manager->Bind(f.port, as_handle(client.fd)) == S_OK);
   test_overlapped* con = f.fresh();
-  REQUIRE(f.io->Connect(as_handle(client.fd), &l.addr, sizeof l.addr, &con->ov) == IOCM_E_IO_PENDING);
+  REQUIRE(f.io->Connect(as_handle(client.fd), &l.addr, sizeof l.addr, &con->ov) ==
+          IOCM_E_IO_PENDING);
   REQUIRE(f.runtime.wait_for(2));
   CHECK(f.runtime.only(&con->ov).error == ERROR_SUCCESS);
   CHECK(f.runtime.only(&acc->ov).error == ERROR_SUCCESS);
