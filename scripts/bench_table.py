@@ -16,29 +16,37 @@ import sys
 NAME = re.compile(r"^(?P<suite>[a-z_]+)/(?P<scenario>[a-z0-9_]+)/(?P<impl>[a-z0-9_]+)")
 
 # What each scenario reports: (unit label, how to read one run, higher is better?)
-LATENCY_SCENARIOS = {"pingpong": "ns/round trip", "single_thread": "ns/pair"}
+LATENCY_SCENARIOS = {"pingpong": "ns/round trip", "single_thread": "ns/pair",
+                     "post_latency": "ns p50, post -> OnComplete"}
 
-# The queue suite's targets (issue: foundation). (scenario, peer, op, bound)
+# The stated targets. (suite, scenario, peer, op, bound)
 # ratio = iocm / peer for throughput, iocm time / peer time for latency;
 # peer None means an absolute bound on iocm's own value.
 TARGETS = [
-    ("spsc_single", "moodycamel", ">=", 1.5),
-    ("spsc_single", "atomic_queue", ">=", 1.3),
-    ("spsc_bulk32", "moodycamel_bulk", ">=", 1.2),
-    ("mpmc_4x4", "moodycamel", ">=", 1.0),
-    ("pingpong", "atomic_queue", "<=", 0.8),
-    ("single_thread", None, "<=", 6.0),
+    ("queue", "spsc_single", "moodycamel", ">=", 1.5),
+    ("queue", "spsc_single", "atomic_queue", ">=", 1.3),
+    ("queue", "spsc_bulk32", "moodycamel_bulk", ">=", 1.2),
+    ("queue", "mpmc_4x4", "moodycamel", ">=", 1.0),
+    ("queue", "pingpong", "atomic_queue", "<=", 0.8),
+    ("queue", "single_thread", None, "<=", 6.0),
+    ("engine", "nop", "liburing_raw", ">=", 0.8),
 ]
+PERCENTILES = ("p50_ns", "p99_ns", "p999_ns", "max_ns")
 
 
 def value_of(run, scenario):
     """The figure a run contributes: ns for latency scenarios, M items/s else."""
+    if "p50_ns" in run:
+        return run["p50_ns"]
     if scenario == "pingpong":
         return run["roundtrip_ns"]
     if scenario == "single_thread":
         scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[run.get("time_unit", "ns")]
         return run["real_time"] * scale
     return run["items_per_second"] / 1e6
+
+
+tails = {}  # key -> [(p50, p99, p999, max)] per repetition, for latency histograms
 
 
 def load(path):
@@ -50,6 +58,7 @@ def load(path):
     if "benchmarks" not in data:
         sys.exit(f"bench_table: {path} has no 'benchmarks' list")
     runs, errors = {}, []
+    tails.clear()
     for b in data["benchmarks"]:
         m = NAME.match(b.get("run_name", b.get("name", "")))
         if not m:
@@ -61,6 +70,8 @@ def load(path):
             continue  # recompute medians from the repetitions themselves
         key = (m.group("suite"), m.group("scenario"), m.group("impl"))
         runs.setdefault(key, []).append(value_of(b, m.group("scenario")))
+        if "p50_ns" in b:
+            tails.setdefault(key, []).append(tuple(b.get(p, float("nan")) for p in PERCENTILES))
     return data.get("context", {}), runs, errors
 
 
@@ -100,19 +111,29 @@ def main():
             spread = f"{min(runs_of):.2f} – {max(runs_of):.2f}"
             lines.append(f"| {impl} | {v:.2f} | {spread} | {ratio} |")
 
+    if tails:
+        lines.append("\n### Latency percentiles (ns, median over repetitions)\n")
+        lines.append("| benchmark | p50 | p99 | p99.9 | max |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for key, rows in sorted(tails.items()):
+            cols = [statistics.median(r[i] for r in rows) for i in range(len(PERCENTILES))]
+            lines.append(f"| {'/'.join(key)} | " + " | ".join(f"{c:.0f}" for c in cols) + " |")
+
     lines.append("\n### Targets\n")
     lines.append("| scenario | compared with | ratio | target | met |")
     lines.append("|---|---|---:|---:|:---:|")
-    for scenario, peer, op, bound in TARGETS:
-        mine = medians.get(("queue", scenario, args.baseline))
-        other = medians.get(("queue", scenario, peer)) if peer else 1.0
+    for suite, scenario, peer, op, bound in TARGETS:
+        if not any(k[:2] == (suite, scenario) for k in medians):
+            continue  # another suite's file
+        mine = medians.get((suite, scenario, args.baseline))
+        other = medians.get((suite, scenario, peer)) if peer else 1.0
         if mine is None or other is None:
-            lines.append(f"| {scenario} | {peer or '(absolute)'} | n/a | {op} {bound} | not run |")
+            lines.append(f"| {suite}/{scenario} | {peer or '(absolute)'} | n/a | {op} {bound} | not run |")
             continue
         r = mine / other
         met = r >= bound if op == ">=" else r <= bound
         shown = f"{r:.2f}×" if peer else f"{r:.2f} ns"
-        lines.append(f"| {scenario} | {peer or '(absolute)'} | {shown} | {op} {bound} | {'yes' if met else 'NO'} |")
+        lines.append(f"| {suite}/{scenario} | {peer or '(absolute)'} | {shown} | {op} {bound} | {'yes' if met else 'NO'} |")
 
     header = (f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
               f"{context.get('mhz_per_cpu', '?')} MHz; date {context.get('date', '?')}")

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -102,8 +103,8 @@ void engine_nop_iocm(benchmark::State& state) {
   engine_under_test e(256);
   std::vector<slot> slots(window);
   for (auto& s : slots) e.manager->InitializeHostOverlapped(&s.ov);
-  // The poller is pinned to CPU 0, the notifier to the next CPU; the host
-  // thread goes where the scheduler puts it.
+  // The poller is pinned to CPU 0, the notifier to the next CPU.
+  if (const char* cpu = std::getenv("IOCM_BENCH_HOST_CPU")) pin_to(std::atoi(cpu));
   std::uint64_t submitted = 0;
   for (auto _ : state) {
     for (int i = 0; i < ops_per_iteration; ++i) {
