@@ -158,8 +158,11 @@ class uring_poller final : public poller {
       // Idle: poll the inbox a little before paying for sleep and wake-up
       // (an eventfd write by the next submitter, a few microseconds).
       if (idle_polls_ < idle_poll_limit) {
-        ++idle_polls_;
-        cpu_relax();
+        // Yield now and then: host threads share the poller's CPU.
+        if ((++idle_polls_ & 63) == 0)
+          std::this_thread::yield();
+        else
+          cpu_relax();
         continue;
       }
       idle_polls_ = 0;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "iocm/detail/backoff.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
+#include "iocm/mpmc_queue.h"
 
 using namespace iocm::hosting;
 
@@ -195,6 +197,107 @@ void post_latency(benchmark::State& state, bool parked) {
   state.counters["max_ns"] = static_cast<double>(samples.back());
 }
 
+/// The two ways host threads can get submissions into a poller's ring, at
+/// the ring level with the same work: `submitters` host threads each submit
+/// `per_thread` nops; one poller thread owns the completion side.
+///   ring_lock: host threads take a mutex, prep the SQE and io_uring_submit
+///              (a syscall per operation); the poller only reaps.
+///   iocm (the inbox iocm uses): host threads push into an MPMC ring; the poller drains it in
+///              batches of 64, submits once per batch and reaps
+///              (SINGLE_ISSUER|DEFER_TASKRUN, as the engine does).
+constexpr int submitters = 2;
+constexpr int per_thread = 1 << 17;
+
+void submit_ring_lock(benchmark::State& state) {
+  io_uring ring;
+  if (io_uring_queue_init(1024, &ring, 0) != 0) {
+    state.SkipWithError("io_uring unavailable");
+    return;
+  }
+  std::mutex ring_mutex;
+  std::uint64_t reaped_total = 0;
+  for (auto _ : state) {
+    std::atomic<bool> done{false};
+    std::uint64_t reaped = 0;
+    std::thread poller([&] {
+      const std::uint64_t want = std::uint64_t{submitters} * per_thread;
+      while (reaped < want) {
+        io_uring_cqe* cqe;
+        if (io_uring_wait_cqe(&ring, &cqe) != 0) continue;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&ring, head, cqe)++ n;
+        io_uring_cq_advance(&ring, n);
+        reaped += n;
+      }
+      done.store(true);
+    });
+    std::vector<std::thread> hosts;
+    for (int t = 0; t < submitters; ++t)
+      hosts.emplace_back([&] {
+        for (int i = 0; i < per_thread; ++i) {
+          std::lock_guard lock(ring_mutex);
+          io_uring_sqe* sqe;
+          while ((sqe = io_uring_get_sqe(&ring)) == nullptr) io_uring_submit(&ring);
+          io_uring_prep_nop(sqe);
+          while (io_uring_submit(&ring) < 0) std::this_thread::yield();  // -EBUSY: reaper behind
+        }
+      });
+    for (auto& h : hosts) h.join();
+    poller.join();
+    reaped_total += reaped;
+  }
+  io_uring_queue_exit(&ring);
+  state.SetItemsProcessed(static_cast<std::int64_t>(reaped_total));
+}
+
+void submit_inbox(benchmark::State& state) {
+  std::uint64_t reaped_total = 0;
+  for (auto _ : state) {
+    iocm::mpmc_queue<std::uintptr_t> inbox(iocm::queue_options{4096, 0, 64, nullptr, 0});
+    std::uint64_t reaped = 0;
+    std::thread poller([&] {
+      io_uring ring;
+      io_uring_params p{};
+      p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+      if (io_uring_queue_init_params(1024, &ring, &p) != 0) io_uring_queue_init(1024, &ring, 0);
+      const std::uint64_t want = std::uint64_t{submitters} * per_thread;
+      std::uintptr_t items[64];
+      unsigned inflight = 0;
+      while (reaped < want) {
+        const unsigned room =
+            std::min(64u, std::min(io_uring_sq_space_left(&ring), 2048u - inflight));
+        const std::size_t n = room == 0 ? 0 : inbox.try_dequeue_bulk(items, room);
+        for (std::size_t i = 0; i < n; ++i) {
+          io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+          io_uring_prep_nop(sqe);
+          sqe->user_data = items[i];
+        }
+        inflight += static_cast<unsigned>(n);
+        io_uring_submit_and_get_events(&ring);
+        io_uring_cqe* cqe;
+        unsigned head, k = 0;
+        io_uring_for_each_cqe(&ring, head, cqe)++ k;
+        io_uring_cq_advance(&ring, k);
+        inflight -= k;
+        reaped += k;
+        if (n == 0 && k == 0) iocm::detail::cpu_relax();
+      }
+      io_uring_queue_exit(&ring);
+    });
+    std::vector<std::thread> hosts;
+    for (int t = 0; t < submitters; ++t)
+      hosts.emplace_back([&] {
+        for (int i = 0; i < per_thread; ++i)
+          for (iocm::detail::backoff b; !inbox.try_enqueue(static_cast<std::uintptr_t>(i) << 3);)
+            b.pause();
+      });
+    for (auto& h : hosts) h.join();
+    poller.join();
+    reaped_total += reaped;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(reaped_total));
+}
+
 }  // namespace
 
 BENCHMARK(engine_nop_iocm)->Name("engine/nop/iocm")->UseRealTime()->MinTime(0.5);
@@ -205,5 +308,11 @@ BENCHMARK_CAPTURE(post_latency, hot, false)
 BENCHMARK_CAPTURE(post_latency, parked, true)
     ->Name("engine/post_latency/iocm_parked")
     ->Iterations(5000);
+
+BENCHMARK(submit_inbox)->Name("engine/submit/iocm")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(submit_ring_lock)
+    ->Name("engine/submit/ring_lock")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

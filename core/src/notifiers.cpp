@@ -79,7 +79,12 @@ void engine_core::notifier_main(unsigned index) {
     bool found = false;
     for (std::uint32_t i = 0; i < config_.notifier_spin && !found; ++i) {
       found = work_waiting();
-      cpu_relax();
+      // Polite spinning: a host thread pinned to our CPU may be the one that
+      // produces our work; let it run now and then.
+      if ((i & 63) == 63)
+        std::this_thread::yield();
+      else
+        cpu_relax();
     }
     // (9) seq_cst RMW, then the predicate re-checks inside park().
     spinning_.fetch_sub(1, std::memory_order_seq_cst);
