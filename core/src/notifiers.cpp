@@ -78,7 +78,7 @@ void engine_core::notifier_main(unsigned index) {
     spinning_.fetch_add(1, std::memory_order_relaxed);
     bool found = false;
     for (std::uint32_t i = 0; i < config_.notifier_spin && !found; ++i) {
-      found = work_waiting();
+      found = work_waiting() || leave();  // a long spin must not delay shutdown
       // Polite spinning: a host thread pinned to our CPU may be the one that
       // produces our work; let it run now and then.
       if ((i & 63) == 63)

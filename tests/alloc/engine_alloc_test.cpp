@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/engine_fixture.h"
+#include "iocm/detail/backoff.h"
 
 extern "C" {
 void* __libc_malloc(std::size_t);
@@ -133,8 +134,7 @@ TEST_CASE("1M submit -> OnComplete cycles after warm-up make 0 heap allocations"
     std::uint64_t refused = 0;
     for (std::uint64_t i = 0; i < cycles; ++i) {
       auto& s = slots[i % window];
-      while (s.busy.load(std::memory_order_acquire)) {
-      }
+      for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
       s.busy.store(true, std::memory_order_relaxed);
       HRESULT hr;
       switch (i % 3) {
@@ -156,8 +156,7 @@ TEST_CASE("1M submit -> OnComplete cycles after warm-up make 0 heap allocations"
       }
     }
     for (auto& s : slots)
-      while (s.busy.load(std::memory_order_acquire)) {
-      }
+      for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
     return refused;
   };
 

@@ -1,0 +1,69 @@
+// The notifiers' parking stack (core/src/idle_notifiers.h): the most recently
+// parked thread wakes first (LIFO, as an IOCP), a wake-up with nobody parked
+// makes no syscall, and a thread that finds work while parking never sleeps.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "idle_notifiers.h"
+
+using iocm::detail::idle_notifiers;
+using iocm::detail::park_word;
+
+namespace {
+
+void wait_until(const std::function<bool()>& done) {
+  for (int i = 0; i < 10000 && !done(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(done());
+}
+
+}  // namespace
+
+TEST_CASE("the last notifier to park is the first to wake") {
+  idle_notifiers idle(8);
+  park_word words[3];
+  std::mutex m;
+  std::vector<int> woke;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      idle.park(words[i], [] { return false; });
+      std::lock_guard lock(m);
+      woke.push_back(i);
+    });
+    wait_until([&] { return idle.parked() == static_cast<std::uint32_t>(i + 1); });
+  }
+  for (int i = 0; i < 3; ++i) {
+    idle.wake_one();
+    wait_until([&] {
+      std::lock_guard lock(m);
+      return woke.size() == static_cast<std::size_t>(i + 1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(woke == std::vector<int>{2, 1, 0});
+  CHECK(idle.wakeups() == 3);
+}
+
+TEST_CASE("no one parked: wake_one makes no wake-up") {
+  idle_notifiers idle(4);
+  for (int i = 0; i < 1000; ++i) idle.wake_one();
+  CHECK(idle.wakeups() == 0);
+  CHECK(idle.parked() == 0);
+}
+
+TEST_CASE("work that arrives while parking cancels the sleep") {
+  idle_notifiers idle(4);
+  park_word w;
+  idle.park(w, [] { return true; });  // returns at once: would hang otherwise
+  CHECK(idle.parked() == 0);
+  CHECK(w.state.load() == park_word::run);
+  idle.wake_one();
+  CHECK(idle.wakeups() == 0);  // it took itself off the stack
+}
