@@ -90,6 +90,15 @@ struct engine_under_test {
   int fds[2] = {-1, -1};
 };
 
+/// Restores the calling thread's CPU mask when a benchmark ends: threads
+/// started later inherit it, so a pinned main thread would squeeze every
+/// following benchmark onto one CPU.
+struct affinity_guard {
+  affinity_guard() { pthread_getaffinity_np(pthread_self(), sizeof saved, &saved); }
+  ~affinity_guard() { pthread_setaffinity_np(pthread_self(), sizeof saved, &saved); }
+  cpu_set_t saved;
+};
+
 void pin_to(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -102,6 +111,7 @@ constexpr int window = 256;  // operations in flight
 constexpr unsigned raw_batch = 64;
 
 void engine_nop_iocm(benchmark::State& state) {
+  affinity_guard keep;
   engine_under_test e(256);
   std::vector<slot> slots(window);
   for (auto& s : slots) e.manager->InitializeHostOverlapped(&s.ov);
@@ -128,6 +138,7 @@ void engine_nop_iocm(benchmark::State& state) {
 }
 
 void engine_nop_liburing_raw(benchmark::State& state) {
+  affinity_guard keep;
   io_uring ring;
   io_uring_params p{};
   p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
@@ -163,6 +174,7 @@ void engine_nop_liburing_raw(benchmark::State& state) {
 /// Post -> OnComplete, one at a time; parked: the notifier sleeps between
 /// posts (spin 0 and a pause), so each post pays the futex wake-up.
 void post_latency(benchmark::State& state, bool parked) {
+  affinity_guard keep;
   engine_under_test e(parked ? 0 : (1u << 30));
   e.runtime.record_latency = true;
   slot s;
