@@ -121,17 +121,15 @@ engine_core::~engine_core() {
   for (auto& p : pollers_) p->stop_and_join();
   stopping_.store(true, std::memory_order_release);
   idle_.wake_all();
-  {
-    std::lock_guard lock(threads_mutex_);
-    for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_relaxed); ++i) {
-      // A thread parked between our wake_all and its own check is woken
-      // again here until it has seen stopping_.
-      while (notifiers_[i].running.load(std::memory_order_acquire)) {
-        idle_.wake_all();
-        std::this_thread::yield();
-      }
-      if (notifiers_[i].thread.joinable()) notifiers_[i].thread.join();
+  // Not under threads_mutex_: a leaving notifier takes it to mark itself gone.
+  for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i) {
+    // A thread parked between our wake_all and its own check is woken again
+    // here until it has seen stopping_.
+    while (notifiers_[i].running.load(std::memory_order_acquire)) {
+      idle_.wake_all();
+      std::this_thread::yield();
     }
+    if (notifiers_[i].thread.joinable()) notifiers_[i].thread.join();
   }
   if (auto* clr = clr_.load(std::memory_order_acquire)) clr->Release();
 }

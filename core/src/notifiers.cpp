@@ -74,7 +74,17 @@ void engine_core::notifier_main(unsigned index) {
       continue;
     }
     if (steal_one(me)) continue;
-    if (leave()) break;  // the queue looked empty: nothing is left behind
+    if (leave()) {
+      // The queue looked empty: nothing is left behind. Decide under the
+      // limits' mutex, so that a SetMaxThreads raising the maximum right now
+      // either sees us running (and counts on us) or sees us gone.
+      std::lock_guard lock(threads_mutex_);
+      if (leave()) {
+        me.running.store(false, std::memory_order_release);  // pairs with spawn/destructor acquire
+        break;
+      }
+      continue;
+    }
     spinning_.fetch_add(1, std::memory_order_relaxed);
     bool found = false;
     for (std::uint32_t i = 0; i < config_.notifier_spin && !found; ++i) {
@@ -92,7 +102,6 @@ void engine_core::notifier_main(unsigned index) {
   }
   tl_delivery_ = nullptr;
   tl_engine_ = nullptr;
-  me.running.store(false, std::memory_order_release);  // pairs with spawn/destructor acquire
 }
 
 void engine_core::deliver_rest_of_batch() noexcept {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <system_error>
@@ -110,4 +111,33 @@ TEST_CASE("the version is the same at compile time and at run time") {
   CHECK(std::string(IOCM_VERSION_STRING) == std::to_string(IOCM_VERSION_MAJOR) + "." +
                                                 std::to_string(IOCM_VERSION_MINOR) + "." +
                                                 std::to_string(IOCM_VERSION_PATCH));
+}
+
+// A property check. The race it guards (a notifier deciding to retire just as
+// the maximum is raised again, so the slot ends up empty) was found by
+// reading; this test did not reproduce it on the code before the fix.
+TEST_CASE("lowering and raising max_threads quickly ends with exactly max notifiers alive") {
+  recorder r;
+  engine_config cfg = default_engine_config();
+  cfg.pollers = 1;
+  cfg.min_threads = 1;
+  cfg.max_threads = 4;
+  engine e(r, cfg);
+  const port_handle port = e.create_port();
+  std::vector<std::unique_ptr<overlapped>> ops;
+  for (int round = 0; round < 100; ++round) {
+    REQUIRE_FALSE(e.set_max_threads(1));
+    ops.push_back(std::make_unique<overlapped>());
+    REQUIRE_FALSE(e.post(port, 0, static_cast<std::uint32_t>(round), *ops.back()));
+    REQUIRE_FALSE(e.set_max_threads(4));
+  }
+  REQUIRE(r.wait_for(100));
+  std::uint32_t alive = 0;
+  for (int spin = 0; spin < 2000; ++spin) {
+    alive = e.stats().notifiers;
+    if (alive == 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK(alive == 4);
+  CHECK(e.available_threads() == 4);
 }
