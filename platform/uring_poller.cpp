@@ -31,6 +31,8 @@ using namespace hosting;
 
 namespace {
 
+// CQE user_data: an OVERLAPPED* (8-aligned), or one of these tags.
+constexpr std::uint64_t tag_mask = 7;
 constexpr std::uint64_t tag_wake = 1;    // the eventfd read
 constexpr std::uint64_t tag_cancel = 2;  // an async cancel's own CQE
 constexpr unsigned harvest_batch = 64;
@@ -138,14 +140,14 @@ class uring_poller final : public poller {
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
         // fed, give the core away.
-        enter_kernel(false);
+        flush();
         full_wait.pause();
         continue;
       }
       full_wait.reset();
       if (progress) {
         idle_polls_ = 0;
-        enter_kernel(false);
+        flush();
         continue;
       }
       if (!wake_armed_) {
@@ -176,6 +178,13 @@ class uring_poller final : public poller {
       sqe->user_data = tag_cancel;
       io_uring_submit_and_wait(&ring_, 1);
     }
+  }
+
+  /// Enters the kernel only if it has something for us: SQEs to submit, or
+  /// operations (besides the wake-up read) whose completions may be waiting
+  /// there. With DEFER_TASKRUN every entry is a syscall, even an empty one.
+  void flush() {
+    if (io_uring_sq_ready(&ring_) != 0 || inflight_ > (wake_armed_ ? 1u : 0u)) enter_kernel(false);
   }
 
   /// Submits what is in the SQ; with wait, sleeps until a CQE arrives.
@@ -281,7 +290,7 @@ class uring_poller final : public poller {
     unsigned m = 0;
     for (unsigned i = 0; i < n; ++i) {
       const std::uint64_t ud = cqes[i]->user_data;
-      if ((ud & inbox_tag_mask) != 0) continue;  // ours, not an operation
+      if ((ud & tag_mask) != 0) continue;  // ours, not an operation
       records[m] = finish(reinterpret_cast<OVERLAPPED*>(ud), cqes[i]->res);
       cqe_of[m++] = i;
     }

@@ -46,9 +46,6 @@ def value_of(run, scenario):
     return run["items_per_second"] / 1e6
 
 
-tails = {}  # key -> [(p50, p99, p999, max)] per repetition, for latency histograms
-
-
 def load(path):
     try:
         with open(path) as f:
@@ -58,7 +55,7 @@ def load(path):
     if "benchmarks" not in data:
         sys.exit(f"bench_table: {path} has no 'benchmarks' list")
     runs, errors = {}, []
-    tails.clear()
+    tails = {}  # key -> [(p50, p99, p999, max)] per repetition, for latency histograms
     for b in data["benchmarks"]:
         m = NAME.match(b.get("run_name", b.get("name", "")))
         if not m:
@@ -72,7 +69,7 @@ def load(path):
         runs.setdefault(key, []).append(value_of(b, m.group("scenario")))
         if "p50_ns" in b:
             tails.setdefault(key, []).append(tuple(b.get(p, float("nan")) for p in PERCENTILES))
-    return data.get("context", {}), runs, errors
+    return data.get("context", {}), runs, tails, errors
 
 
 def main():
@@ -82,7 +79,7 @@ def main():
     ap.add_argument("--baseline", default="iocm", help="the implementation ratios are taken for")
     args = ap.parse_args()
 
-    context, runs, errors = load(args.results)
+    context, runs, tails, errors = load(args.results)
     medians = {k: statistics.median(v) for k, v in runs.items()}
     scenarios = []
     for suite, scenario, _ in medians:

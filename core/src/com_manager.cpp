@@ -94,12 +94,6 @@ class com_manager final : public IHostIoCompletionManager, public IIocmHostIo {
   }
 
  private:
-  static std::uint64_t file_offset(const OVERLAPPED* ov) noexcept {
-    if (ov == nullptr) return 0;  // submit refuses it
-    return std::uint64_t{ov->DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh} << 32 |
-           ov->DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset;
-  }
-
   static void destroy(com_manager* self) noexcept {
     destroy_off_notifier(*self->core_, [self] { delete self; });
   }

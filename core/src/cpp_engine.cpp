@@ -21,11 +21,6 @@ std::error_code result(HRESULT hr) noexcept {
   return hr == IOCM_E_IO_PENDING || hr == S_OK ? std::error_code{} : make_hresult_error(hr);
 }
 
-std::uint64_t offset_of(const overlapped& o) noexcept {
-  return std::uint64_t{o.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh} << 32 |
-         o.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset;
-}
-
 class hresult_category_impl final : public std::error_category {
  public:
   const char* name() const noexcept override { return "iocm.hresult"; }
@@ -139,13 +134,13 @@ std::error_code engine::unbind(int fd) noexcept {
 }
 
 std::error_code engine::read(int fd, void* buffer, std::uint32_t length, overlapped& o) noexcept {
-  return result(
-      impl_->core->submit(op_kind::read, as_handle(fd), buffer, length, offset_of(o), &o.ov));
+  return result(impl_->core->submit(op_kind::read, as_handle(fd), buffer, length,
+                                    detail::file_offset(&o.ov), &o.ov));
 }
 std::error_code engine::write(int fd, const void* buffer, std::uint32_t length,
                               overlapped& o) noexcept {
   return result(impl_->core->submit(op_kind::write, as_handle(fd), const_cast<void*>(buffer),
-                                    length, offset_of(o), &o.ov));
+                                    length, detail::file_offset(&o.ov), &o.ov));
 }
 std::error_code engine::recv(int fd, void* buffer, std::uint32_t length, overlapped& o) noexcept {
   return result(impl_->core->submit(op_kind::recv, as_handle(fd), buffer, length, 0, &o.ov));

@@ -279,7 +279,7 @@ engine_counters engine_core::counters() const noexcept {
   engine_counters c{};
   c.pollers = static_cast<std::uint32_t>(pollers_.size());
   c.ring_setup = pollers_.empty() ? 0 : pollers_.front()->ring_setup();
-  for (unsigned i = 0; i < max_notifiers; ++i) {
+  for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i) {
     c.notifiers += notifiers_[i].running.load(std::memory_order_relaxed) ? 1 : 0;
     c.busy += notifiers_[i].busy.load(std::memory_order_relaxed) ? 1 : 0;
   }
@@ -315,34 +315,53 @@ HRESULT engine_core::initialize_overlapped(void* pv) noexcept {
 
 // --- operations ----------------------------------------------------------
 
-HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint32_t length,
-                            std::uint64_t aux, OVERLAPPED* ov) noexcept {
+HRESULT engine_core::check_overlapped(OVERLAPPED* ov) const noexcept {
   if (ov == nullptr) return E_POINTER;
   if (reinterpret_cast<std::uintptr_t>(ov) % alignof(op_state) != 0) return E_INVALIDARG;
   if (clr_.load(std::memory_order_acquire) == nullptr) return HOST_E_CLRNOTAVAILABLE;
-  const int fd = fd_of(handle);
-  const std::uint64_t word = handles_.lookup(fd);
-  if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
-  const binding b = binding::unpack(word);
+  return S_OK;
+}
 
-  pending_counter& pend = pending(b.port_slot, b.poller);
+HRESULT engine_core::admit(std::uint16_t slot, std::uint16_t shard, std::uint64_t open_state,
+                           HRESULT port_gone, OVERLAPPED* ov) noexcept {
+  pending_counter& pend = pending(slot, shard);
   // (5) pairs with (6) in close_port: count first, then look at the port.
   // Either Close sees our count and waits for us, or we see it closing.
   pend.value.fetch_add(1, std::memory_order_seq_cst);
-  const std::uint64_t st = ports_[b.port_slot].state.load(std::memory_order_seq_cst);
-  if (st != (std::uint64_t{b.port_generation} << 2 | port_open_state)) {
+  if (ports_[slot].state.load(std::memory_order_seq_cst) != open_state) {
     pend.value.fetch_sub(1, std::memory_order_release);
-    return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+    return port_gone;
   }
-  op_state* op = state_of(ov);
   std::uint64_t expected = op_state::idle;
   // acquire: whatever the previous completion wrote is ours now.
-  if (!op->phase.compare_exchange_strong(expected, op_state::in_flight,
-                                         std::memory_order_acquire)) {
+  if (!state_of(ov)->phase.compare_exchange_strong(expected, op_state::in_flight,
+                                                   std::memory_order_acquire)) {
     pend.value.fetch_sub(1, std::memory_order_release);
     return HRESULT_FROM_WIN32(expected == op_state::in_flight ? ERROR_BUSY
                                                               : ERROR_INVALID_PARAMETER);
   }
+  return S_OK;
+}
+
+HRESULT engine_core::withdraw(std::uint16_t slot, std::uint16_t shard, OVERLAPPED* ov) noexcept {
+  state_of(ov)->phase.store(op_state::idle, std::memory_order_release);
+  pending(slot, shard).value.fetch_sub(1, std::memory_order_release);
+  return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
+}
+
+HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint32_t length,
+                            std::uint64_t aux, OVERLAPPED* ov) noexcept {
+  if (const HRESULT hr = check_overlapped(ov); FAILED(hr)) return hr;
+  const int fd = fd_of(handle);
+  const std::uint64_t word = handles_.lookup(fd);
+  if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+  const binding b = binding::unpack(word);
+  const std::uint64_t open_state = std::uint64_t{b.port_generation} << 2 | port_open_state;
+  if (const HRESULT hr =
+          admit(b.port_slot, b.poller, open_state, HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE), ov);
+      FAILED(hr))
+    return hr;
+  op_state* op = state_of(ov);
   op->cancel_requested.store(0, std::memory_order_relaxed);
   op->kind = kind;
   op->handle = b.kind;
@@ -354,48 +373,26 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   op->aux = aux;
   poller& p = *pollers_[b.poller];
   for (int i = 0; !p.submit(reinterpret_cast<inbox_item>(ov)); ++i) {
-    if (i == full_inbox_retries) {
-      op->phase.store(op_state::idle, std::memory_order_release);
-      pend.value.fetch_sub(1, std::memory_order_release);
-      return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
-    }
+    if (i == full_inbox_retries) return withdraw(b.port_slot, b.poller, ov);
     std::this_thread::yield();
   }
   return IOCM_E_IO_PENDING;
 }
 
 HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov) noexcept {
-  if (ov == nullptr) return E_POINTER;
-  if (reinterpret_cast<std::uintptr_t>(ov) % alignof(op_state) != 0) return E_INVALIDARG;
-  if (clr_.load(std::memory_order_acquire) == nullptr) return HOST_E_CLRNOTAVAILABLE;
+  if (const HRESULT hr = check_overlapped(ov); FAILED(hr)) return hr;
   std::uint16_t slot;
   std::uint64_t st;
   if (!decode_port(port, slot, st) || (st & 3) != port_open_state) return E_INVALIDARG;
   const auto shard = static_cast<std::uint16_t>(shards_ - 1);
-  pending_counter& pend = pending(slot, shard);
-  pend.value.fetch_add(1, std::memory_order_seq_cst);  // (5) as in submit
-  if (ports_[slot].state.load(std::memory_order_seq_cst) != st) {
-    pend.value.fetch_sub(1, std::memory_order_release);
-    return E_INVALIDARG;
-  }
+  if (const HRESULT hr = admit(slot, shard, st, E_INVALIDARG, ov); FAILED(hr)) return hr;
   op_state* op = state_of(ov);
-  std::uint64_t expected = op_state::idle;
-  if (!op->phase.compare_exchange_strong(expected, op_state::in_flight,
-                                         std::memory_order_acquire)) {
-    pend.value.fetch_sub(1, std::memory_order_release);
-    return HRESULT_FROM_WIN32(expected == op_state::in_flight ? ERROR_BUSY
-                                                              : ERROR_INVALID_PARAMETER);
-  }
   op->kind = op_kind::post;
   op->port_slot = slot;
   op->shard = shard;
   const completion record{error, bytes, ov};
   for (int i = 0; !queue_.try_enqueue(record); ++i) {
-    if (i == full_inbox_retries) {
-      op->phase.store(op_state::idle, std::memory_order_release);
-      pend.value.fetch_sub(1, std::memory_order_release);
-      return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
-    }
+    if (i == full_inbox_retries) return withdraw(slot, shard, ov);
     idle_.wake_one();
     std::this_thread::yield();
   }

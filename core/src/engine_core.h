@@ -133,6 +133,14 @@ class engine_core {
     return pending_[slot * shards_ + shard];
   }
   std::int64_t pending_total(std::uint16_t slot) const noexcept;
+  /// The refusals every operation shares: null, misaligned, no runtime yet.
+  HRESULT check_overlapped(OVERLAPPED* ov) const noexcept;
+  /// Counts the operation on its port (refused with port_gone unless the
+  /// port is still in open_state) and moves ov from idle to in flight.
+  HRESULT admit(std::uint16_t slot, std::uint16_t shard, std::uint64_t open_state,
+                HRESULT port_gone, OVERLAPPED* ov) noexcept;
+  /// Undoes admit() when the operation could not be queued.
+  HRESULT withdraw(std::uint16_t slot, std::uint16_t shard, OVERLAPPED* ov) noexcept;
   bool decode_port(HANDLE port, std::uint16_t& slot, std::uint64_t& state) const noexcept;
   HANDLE open_port_locked() noexcept;                      // bind_mutex_ held
   HRESULT spawn_notifiers_locked(unsigned upto) noexcept;  // threads_mutex_ held

@@ -53,6 +53,14 @@ static_assert(sizeof(hosting::OVERLAPPED) % alignof(op_state) == 0,
               "the host area after an 8-aligned OVERLAPPED is aligned for op_state");
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "phase is a lock-free word");
 
+/// The 64-bit file offset in Offset/OffsetHigh, read at submission as on
+/// Windows. Null reads as 0 (the submission refuses it anyway).
+inline std::uint64_t file_offset(const hosting::OVERLAPPED* ov) noexcept {
+  if (ov == nullptr) return 0;
+  return std::uint64_t{ov->DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh} << 32 |
+         ov->DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset;
+}
+
 inline op_state* state_of(hosting::OVERLAPPED* ov) noexcept {
   return std::launder(
       reinterpret_cast<op_state*>(reinterpret_cast<std::byte*>(ov) + sizeof(hosting::OVERLAPPED)));
