@@ -67,7 +67,7 @@ int try_setup(io_uring& ring, std::uint32_t entries, std::uint32_t level) {
 class uring_poller final : public poller {
  public:
   explicit uring_poller(poller_setup setup)
-      : poller(setup.inbox_capacity),
+      : poller(setup.inbox_capacity, setup.inbox_memory),
         core_(*setup.core),
         index_(setup.index),
         cpu_(setup.cpu),
@@ -335,7 +335,7 @@ class uring_poller final : public poller {
   const int cpu_;
   const std::uint32_t ring_entries_;
   const std::uint32_t requested_setup_;
-  mpmc_queue<completion>::producer_token completions_;
+  completion_queue::producer_token completions_;
   io_uring ring_{};
   bool ring_ready_ = false;
   std::uint32_t setup_used_ = 0;  // written before start() returns, read-only after

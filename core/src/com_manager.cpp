@@ -1,8 +1,11 @@
 // The COM-shaped face: IHostIoCompletionManager and IIocmHostIo over the
 // engine core, and the C entry points.
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <thread>
 
 #include "engine_core.h"
@@ -125,16 +128,43 @@ iocm::hosting::HRESULT iocm_create_host_io_completion_manager(
   using namespace iocm::hosting;
   if (manager == nullptr) return E_POINTER;
   *manager = nullptr;
-  iocm_config resolved;
-  if (const HRESULT hr = iocm::detail::engine_core::resolve(config, resolved); FAILED(hr))
-    return hr;
   HRESULT hr = S_OK;
-  auto core = iocm::detail::engine_core::create(resolved, &hr);
+  auto core = iocm::detail::engine_core::build(config, &hr, nullptr);
   if (!core) return hr;
   auto* m = new (std::nothrow) iocm::detail::com_manager(std::move(core));
   if (m == nullptr) return E_OUTOFMEMORY;
   *manager = m;
   return S_OK;
+}
+
+iocm::hosting::HRESULT iocm_describe_placement(const iocm_config* config, char* text,
+                                               std::size_t size, std::size_t* needed) noexcept {
+  using namespace iocm::hosting;
+  if (text == nullptr && size != 0) return E_POINTER;
+  iocm::detail::engine_setup setup;
+  std::string why;
+  const HRESULT hr = iocm::detail::engine_core::prepare(config, setup, why);
+  std::string out;
+  try {
+    out = FAILED(hr) ? why
+                     : iocm::detail::describe_plan(setup.plan, setup.reach,
+                                                   setup.config.max_threads) +
+                           [&] {
+                             const std::string w =
+                                 iocm::detail::unreachable_warning(setup.plan, setup.reach);
+                             return w.empty() ? std::string() : "warning: " + w + "\n";
+                           }();
+  } catch (const std::bad_alloc&) {
+    return E_OUTOFMEMORY;
+  }
+  if (needed != nullptr) *needed = out.size() + 1;
+  if (size != 0) {
+    const std::size_t n = std::min(size - 1, out.size());
+    std::memcpy(text, out.data(), n);
+    text[n] = '\0';
+  }
+  if (FAILED(hr)) return hr;
+  return size > out.size() ? S_OK : HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER);
 }
 
 }  // extern "C"

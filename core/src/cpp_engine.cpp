@@ -104,10 +104,12 @@ struct engine::impl final : ICLRIoCompletionManager {
 engine::engine(completion_handler& handler, const engine_config& config)
     : impl_(new impl(handler)) {
   std::unique_ptr<impl> guard(impl_);
-  iocm_config resolved;
-  HRESULT hr = engine_core::resolve(&config, resolved);
-  if (SUCCEEDED(hr)) impl_->core = engine_core::create(resolved, &hr);
-  if (FAILED(hr)) throw std::system_error(make_hresult_error(hr), "iocm::engine");
+  HRESULT hr = S_OK;
+  std::string why;
+  impl_->core = engine_core::build(&config, &hr, &why);
+  if (!impl_->core)
+    throw std::system_error(make_hresult_error(hr),
+                            why.empty() ? std::string("iocm::engine") : "iocm::engine: " + why);
   impl_->core->set_clr(impl_);
   guard.release();
 }
@@ -196,7 +198,8 @@ std::uint32_t engine::available_threads() const noexcept {
 }
 engine_stats engine::stats() const noexcept {
   const detail::engine_counters c = impl_->core->counters();
-  return {c.pollers, c.ring_setup, c.notifiers, c.busy, c.parked, c.wakeups};
+  return {c.pollers, c.ring_setup, c.notifiers, c.busy, c.parked, c.wakeups, c.shards};
 }
+std::string engine::placement() const { return impl_->core->describe(); }
 
 }  // namespace iocm

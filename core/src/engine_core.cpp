@@ -4,7 +4,12 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <new>
+#include <string_view>
 #include <system_error>
 
 #include "iocm/detail/backoff.h"
@@ -20,6 +25,10 @@ constexpr unsigned max_ports_limit = 1024;
 constexpr std::uint32_t max_ring_entries = 32768;
 constexpr std::uint32_t max_queue_capacity = 1u << 24;
 constexpr int full_inbox_retries = 1 << 14;  // yields before a submission is refused
+// A notifier looks at another node's shard first once every steal_period
+// dequeues, and takes at most steal_batch records from it at a time.
+constexpr unsigned steal_period = 16;
+constexpr std::size_t steal_batch = 8;
 
 bool pow2_in(std::uint32_t v, std::uint32_t lo, std::uint32_t hi) noexcept {
   return v >= lo && v <= hi && std::has_single_bit(v);
@@ -36,65 +45,232 @@ thread_local engine_core* engine_core::tl_engine_ = nullptr;
 thread_local engine_core::delivery_context* engine_core::tl_delivery_ = nullptr;
 thread_local engine_core::current_record engine_core::tl_current_{};
 
-HRESULT engine_core::resolve(const iocm_config* in, iocm_config& out) noexcept {
-  iocm_config_init(&out);
+namespace {
+
+std::string quoted(const char* s) { return std::string("\"") + s + "\""; }
+
+bool parse_count(const char* s, unsigned lo, unsigned hi, std::uint32_t& out) {
+  const std::string_view v(s);
+  unsigned n = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || end != v.data() + v.size() || n < lo || n > hi) return false;
+  out = n;
+  return true;
+}
+
+}  // namespace
+
+HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::string& why) noexcept try {
+  iocm_config& c = out.config;
+  iocm_config_init(&c);
   if (in != nullptr) {
-    if (in->struct_size != sizeof(iocm_config)) return E_INVALIDARG;
-    out = *in;
+    if (in->struct_size == IOCM_CONFIG_SIZE_V1) {
+      std::memcpy(&c, in, IOCM_CONFIG_SIZE_V1);  // the fields after it keep their defaults
+      c.struct_size = sizeof(iocm_config);
+    } else if (in->struct_size == sizeof(iocm_config)) {
+      c = *in;
+    } else {
+      why = "struct_size " + std::to_string(in->struct_size) +
+            " is not a known iocm_config layout (fill the config with iocm_config_init)";
+      return E_INVALIDARG;
+    }
   }
-  int cpus[1024];
-  const unsigned ncpu = std::max(1u, os::usable_cpus(cpus, 1024));
-  if (out.pollers == 0) out.pollers = std::min(ncpu, max_pollers);
-  if (out.min_threads == 0) out.min_threads = 1;
-  if (out.max_threads == 0)
-    out.max_threads = std::max(out.min_threads, std::min(2 * ncpu, max_notifiers));
-  if (out.pollers > max_pollers || out.min_threads > out.max_threads ||
-      out.max_threads > max_notifiers || !pow2_in(out.ring_entries, 2, max_ring_entries) ||
-      !pow2_in(out.queue_capacity, 64, max_queue_capacity) ||
-      !pow2_in(out.inbox_capacity, 64, max_queue_capacity) || out.max_ports == 0 ||
-      out.max_ports > max_ports_limit || out.ring_setup > IOCM_RING_PLAIN ||
-      (out.flags & ~std::uint32_t{IOCM_NO_PINNING}) != 0)
+  auto bad = [&](std::string message) {
+    why = std::move(message);
     return E_INVALIDARG;
+  };
+  if (!pow2_in(c.ring_entries, 2, max_ring_entries))
+    return bad("ring_entries " + std::to_string(c.ring_entries) +
+               " is not a power of two in 2..32768");
+  if (!pow2_in(c.queue_capacity, 64, max_queue_capacity))
+    return bad("queue_capacity " + std::to_string(c.queue_capacity) +
+               " is not a power of two in 64..16777216");
+  if (!pow2_in(c.inbox_capacity, 64, max_queue_capacity))
+    return bad("inbox_capacity " + std::to_string(c.inbox_capacity) +
+               " is not a power of two in 64..16777216");
+  if (c.max_ports == 0 || c.max_ports > max_ports_limit)
+    return bad("max_ports " + std::to_string(c.max_ports) + " is not in 1..1024");
+  if (c.ring_setup > IOCM_RING_PLAIN)
+    return bad("ring_setup " + std::to_string(c.ring_setup) + " is not an iocm_ring_setup value");
+  if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING}) != 0)
+    return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
+  if (c.reserved != 0) return bad("reserved " + std::to_string(c.reserved) + " is not 0");
+
+  // Placement: the config's fields first, then the environment.
+  placement_request request;
+  const char* cpus = c.cpus;
+  request.cpus_origin = cpus != nullptr ? "cpus=" + quoted(cpus) : "";
+  if (cpus == nullptr && (cpus = std::getenv("IOCM_CPUS")) != nullptr)
+    request.cpus_origin = "IOCM_CPUS=" + quoted(cpus);
+  if (cpus != nullptr) {
+    std::string what;
+    if (!parse_cpu_list(cpus, request.cpus, what)) return bad(request.cpus_origin + " " + what);
+  }
+  if (c.pollers > max_pollers)
+    return bad("pollers " + std::to_string(c.pollers) + " is above the limit of 256");
+  if (const char* env = std::getenv("IOCM_POLLERS"); c.pollers == 0 && env != nullptr) {
+    if (!parse_count(env, 1, max_pollers, c.pollers))
+      return bad("IOCM_POLLERS=" + quoted(env) + " is not a poller count in 1..256");
+  }
+  request.pollers = c.pollers;
+  if (c.placement > IOCM_PLACEMENT_SPREAD)
+    return bad("placement " + std::to_string(c.placement) + " is not an iocm_placement value");
+  if (const char* env = std::getenv("IOCM_PLACEMENT");
+      c.placement == IOCM_PLACEMENT_DEFAULT && env != nullptr) {
+    const std::string_view v(env);
+    if (v == "compact")
+      c.placement = IOCM_PLACEMENT_COMPACT;
+    else if (v == "spread")
+      c.placement = IOCM_PLACEMENT_SPREAD;
+    else
+      return bad("IOCM_PLACEMENT=" + quoted(env) + " is neither \"compact\" nor \"spread\"");
+  }
+  if (c.placement == IOCM_PLACEMENT_DEFAULT) c.placement = IOCM_PLACEMENT_SPREAD;
+  request.policy = c.placement;
+
+  const char* spec = c.topology;
+  std::string spec_origin = spec != nullptr ? "topology=" + quoted(spec) : "";
+  if (spec == nullptr && (spec = std::getenv("IOCM_TOPOLOGY")) != nullptr)
+    spec_origin = "IOCM_TOPOLOGY=" + quoted(spec);
+  topology topo;
+  if (std::string what; !os::load_topology(spec, topo, what))
+    return bad(spec_origin.empty() ? "this machine's topology " + what : spec_origin + " " + what);
+  if (std::string what; !make_plan(topo, request, out.plan, what)) return bad(what);
+
+  c.pollers = static_cast<std::uint32_t>(out.plan.pollers.size());
+  const auto usable = static_cast<unsigned>(out.plan.usable.size());
+  if (c.min_threads == 0) c.min_threads = 1;
+  if (c.max_threads == 0)
+    c.max_threads = std::max(c.min_threads, std::min(2 * usable, max_notifiers));
+  if (c.max_threads > max_notifiers)
+    return bad("max_threads " + std::to_string(c.max_threads) + " is above the limit of 1024");
+  if (c.min_threads > c.max_threads)
+    return bad("min_threads " + std::to_string(c.min_threads) + " is above max_threads " +
+               std::to_string(c.max_threads));
+
+  // What this machine lets us apply.
+  int real[1024];
+  const unsigned n = std::min(1024u, os::usable_cpus(real, 1024));
+  out.reach.cpus.assign(real, real + n);
+  std::sort(out.reach.cpus.begin(), out.reach.cpus.end());
+  out.reach.nodes = os::online_nodes();
+  out.reach.pinning = (c.flags & IOCM_NO_PINNING) == 0;
+  // The strings are read during creation only.
+  c.cpus = nullptr;
+  c.topology = nullptr;
   return S_OK;
+} catch (const std::bad_alloc&) {
+  return E_OUTOFMEMORY;
 }
 
-engine_core::engine_core(const iocm_config& config)
-    : config_(config),
-      shards_(config.pollers + 1),
-      queue_(queue_options{config.queue_capacity, config.pollers, 64, nullptr, 0}),
-      ports_(new port_entry[config.max_ports]),
-      pending_(new pending_counter[std::size_t{config.max_ports} * (config.pollers + 1)]),
-      min_threads_(config.min_threads),
-      max_threads_(config.max_threads),
-      notifiers_(new notifier_slot[max_notifiers]) {
-  int cpus[1024];
-  const unsigned n = std::min(1024u, os::usable_cpus(cpus, 1024));
-  cpus_.assign(cpus, cpus + n);
-  if (cpus_.empty() || (config.flags & IOCM_NO_PINNING) != 0) cpus_.assign(1, -1);
+std::unique_ptr<engine_core> engine_core::build(const iocm_config* in, HRESULT* error,
+                                                std::string* why) noexcept {
+  engine_setup setup;
+  std::string message;
+  auto log = [&](std::uint32_t level, const std::string& text) {
+    if (setup.config.log != nullptr)
+      setup.config.log(setup.config.log_context, level, text.c_str());
+    else
+      std::fprintf(stderr, "iocm: %s: %s\n", level == IOCM_LOG_ERROR ? "error" : "warning",
+                   text.c_str());
+  };
+  try {
+    *error = prepare(in, setup, message);
+    if (FAILED(*error)) {
+      if (!message.empty()) log(IOCM_LOG_ERROR, message);
+      if (why != nullptr) *why = std::move(message);
+      return nullptr;
+    }
+    if (const std::string warning = unreachable_warning(setup.plan, setup.reach); !warning.empty())
+      log(IOCM_LOG_WARNING, warning);
+  } catch (const std::bad_alloc&) {
+    *error = E_OUTOFMEMORY;
+    return nullptr;
+  }
+  return create(setup, error);
 }
 
-std::unique_ptr<engine_core> engine_core::create(const iocm_config& config,
+/// A shard's memory: on its node when that can be applied, and the address
+/// of its first block, so describe() can say where it really landed.
+struct engine_core::shard_memory final : std::pmr::memory_resource {
+  std::unique_ptr<std::pmr::memory_resource> node;  // null: the default resource
+  void* first = nullptr;
+
+  std::pmr::memory_resource& upstream() const {
+    return node ? *node : *std::pmr::get_default_resource();
+  }
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    void* p = upstream().allocate(bytes, alignment);
+    if (first == nullptr) first = p;
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
+    upstream().deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override {
+    return this == &o;
+  }
+};
+
+namespace {
+
+unsigned most_pollers_in_a_shard(const placement_plan& plan) {
+  unsigned m = 1;
+  for (const auto& s : plan.shards) m = std::max(m, s.pollers);
+  return m;
+}
+
+}  // namespace
+
+engine_core::engine_core(const engine_setup& setup)
+    : config_(setup.config),
+      plan_(setup.plan),
+      reach_(setup.reach),
+      counters_per_port_(setup.config.pollers + 1),
+      shard_memory_([&] {
+        std::vector<std::unique_ptr<shard_memory>> v;
+        for (const auto& s : setup.plan.shards) {
+          v.push_back(std::make_unique<shard_memory>());
+          if (setup.reach.can_bind(s.node_os)) v.back()->node = os::node_memory(s.node_os);
+        }
+        return v;
+      }()),
+      queue_(setup.plan.shards.size(),
+             queue_options{setup.config.queue_capacity, most_pollers_in_a_shard(setup.plan), 64,
+                           nullptr, 0},
+             [this](std::size_t shard) { return shard_memory_[shard].get(); }, steal_period,
+             steal_batch),
+      ports_(new port_entry[setup.config.max_ports]),
+      pending_(new pending_counter[std::size_t{setup.config.max_ports} * counters_per_port_]),
+      min_threads_(setup.config.min_threads),
+      max_threads_(setup.config.max_threads),
+      notifiers_(new notifier_slot[max_notifiers]),
+      idle_(max_notifiers, setup.plan.shards.size()) {}
+
+std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
                                                  HRESULT* error) noexcept {
   std::unique_ptr<engine_core> core;
   try {
-    core.reset(new engine_core(config));
-    for (unsigned i = 0; i < config.pollers; ++i) {
-      poller_setup setup;
-      setup.core = core.get();
-      setup.index = i;
-      setup.cpu = core->cpus_[i % core->cpus_.size()];
-      setup.ring_entries = config.ring_entries;
-      setup.ring_setup = config.ring_setup;
-      setup.inbox_capacity = config.inbox_capacity;
-      setup.completions = core->queue_.make_producer();
-      core->pollers_.push_back(make_poller(std::move(setup)));
+    core.reset(new engine_core(setup));
+    for (unsigned i = 0; i < setup.config.pollers; ++i) {
+      const auto& where = setup.plan.pollers[i];
+      poller_setup ps;
+      ps.core = core.get();
+      ps.index = i;
+      ps.cpu = setup.reach.can_pin(where.cpu) ? where.cpu : -1;
+      ps.ring_entries = setup.config.ring_entries;
+      ps.ring_setup = setup.config.ring_setup;
+      ps.inbox_capacity = setup.config.inbox_capacity;
+      ps.inbox_memory = core->shard_memory_[where.shard].get();
+      ps.completions = core->queue_.make_producer(where.shard);
+      core->pollers_.push_back(make_poller(std::move(ps)));
       if (const HRESULT hr = core->pollers_.back()->start(); FAILED(hr)) {
         *error = hr;
         return nullptr;  // the destructor stops the pollers that started
       }
     }
     std::lock_guard lock(core->threads_mutex_);
-    if (const HRESULT hr = core->spawn_notifiers_locked(config.max_threads); FAILED(hr)) {
+    if (const HRESULT hr = core->spawn_notifiers_locked(setup.config.max_threads); FAILED(hr)) {
       *error = hr;
       return nullptr;
     }
@@ -107,6 +283,19 @@ std::unique_ptr<engine_core> engine_core::create(const iocm_config& config,
   }
   *error = S_OK;
   return core;
+}
+
+std::string engine_core::describe() const {
+  std::string out =
+      describe_plan(plan_, reach_, max_threads_.load(std::memory_order_acquire));
+  for (std::size_t s = 0; s < shard_memory_.size(); ++s) {
+    const int node = shard_memory_[s]->first != nullptr
+                         ? os::node_of_address(shard_memory_[s]->first)
+                         : -1;
+    out += "shard " + std::to_string(s) + " memory found on node " +
+           (node < 0 ? std::string("(unknown)") : std::to_string(node)) + "\n";
+  }
+  return out;
 }
 
 engine_core::~engine_core() {
@@ -169,8 +358,8 @@ std::int64_t engine_core::pending_total(std::uint16_t slot) const noexcept {
   std::int64_t sum = 0;
   // Acquire pairs with the notifiers' release decrements: once the sum is
   // seen at zero, every OnComplete for the port has returned.
-  for (unsigned s = 0; s < shards_; ++s)
-    sum += pending_[slot * shards_ + s].value.load(std::memory_order_acquire);
+  for (unsigned s = 0; s < counters_per_port_; ++s)
+    sum += pending_[slot * counters_per_port_ + s].value.load(std::memory_order_acquire);
   return sum;
 }
 
@@ -278,6 +467,7 @@ HRESULT engine_core::get_available_threads(DWORD* n) noexcept {
 engine_counters engine_core::counters() const noexcept {
   engine_counters c{};
   c.pollers = static_cast<std::uint32_t>(pollers_.size());
+  c.shards = static_cast<std::uint32_t>(queue_.shard_count());
   c.ring_setup = pollers_.empty() ? 0 : pollers_.front()->ring_setup();
   for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i) {
     c.notifiers += notifiers_[i].running.load(std::memory_order_relaxed) ? 1 : 0;
@@ -322,9 +512,9 @@ HRESULT engine_core::check_overlapped(OVERLAPPED* ov) const noexcept {
   return S_OK;
 }
 
-HRESULT engine_core::admit(std::uint16_t slot, std::uint16_t shard, std::uint64_t open_state,
+HRESULT engine_core::admit(std::uint16_t slot, std::uint16_t counter, std::uint64_t open_state,
                            HRESULT port_gone, OVERLAPPED* ov) noexcept {
-  pending_counter& pend = pending(slot, shard);
+  pending_counter& pend = pending(slot, counter);
   // (5) pairs with (6) in close_port: count first, then look at the port.
   // Either Close sees our count and waits for us, or we see it closing.
   pend.value.fetch_add(1, std::memory_order_seq_cst);
@@ -343,9 +533,9 @@ HRESULT engine_core::admit(std::uint16_t slot, std::uint16_t shard, std::uint64_
   return S_OK;
 }
 
-HRESULT engine_core::withdraw(std::uint16_t slot, std::uint16_t shard, OVERLAPPED* ov) noexcept {
+HRESULT engine_core::withdraw(std::uint16_t slot, std::uint16_t counter, OVERLAPPED* ov) noexcept {
   state_of(ov)->phase.store(op_state::idle, std::memory_order_release);
-  pending(slot, shard).value.fetch_sub(1, std::memory_order_release);
+  pending(slot, counter).value.fetch_sub(1, std::memory_order_release);
   return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
 }
 
@@ -366,7 +556,7 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   op->kind = kind;
   op->handle = b.kind;
   op->port_slot = b.port_slot;
-  op->shard = b.poller;
+  op->counter = b.poller;
   op->fd = fd;
   op->length = length;
   op->buffer = buffer;
@@ -384,19 +574,23 @@ HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov)
   std::uint16_t slot;
   std::uint64_t st;
   if (!decode_port(port, slot, st) || (st & 3) != port_open_state) return E_INVALIDARG;
-  const auto shard = static_cast<std::uint16_t>(shards_ - 1);
-  if (const HRESULT hr = admit(slot, shard, st, E_INVALIDARG, ov); FAILED(hr)) return hr;
+  const auto counter = static_cast<std::uint16_t>(counters_per_port_ - 1);
+  if (const HRESULT hr = admit(slot, counter, st, E_INVALIDARG, ov); FAILED(hr)) return hr;
   op_state* op = state_of(ov);
   op->kind = op_kind::post;
   op->port_slot = slot;
-  op->shard = shard;
+  op->counter = counter;
   const completion record{error, bytes, ov};
-  for (int i = 0; !queue_.try_enqueue(record); ++i) {
-    if (i == full_inbox_retries) return withdraw(slot, shard, ov);
-    idle_.wake_one();
+  // Into the shard of the node the caller runs on: its notifiers are the
+  // ones whose caches are nearest.
+  const std::size_t shard =
+      queue_.shard_count() == 1 ? 0 : plan_.shard_for_cpu(os::current_cpu());
+  for (int i = 0; queue_.try_enqueue_bulk(shard, &record, 1) != 1; ++i) {
+    if (i == full_inbox_retries) return withdraw(slot, counter, ov);
+    idle_.wake_one(shard);
     std::this_thread::yield();
   }
-  idle_.wake_one();
+  idle_.wake_one(shard);
   return IOCM_E_IO_PENDING;
 }
 

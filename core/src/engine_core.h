@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -19,7 +20,9 @@
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
+#include "iocm/sharded_queue.h"
 #include "op_state.h"
+#include "placement.h"
 #include "poller.h"
 
 namespace iocm::detail {
@@ -29,9 +32,13 @@ using hosting::HANDLE;
 using hosting::HRESULT;
 using hosting::OVERLAPPED;
 
+/// The completion queue: one shard per NUMA node with a poller.
+using completion_queue = sharded_queue<mpmc_queue<completion>>;
+
 /// Counters any thread may read; relaxed snapshots.
 struct engine_counters {
   std::uint32_t pollers;
+  std::uint32_t shards;      // queue shards (NUMA nodes with a poller)
   std::uint32_t ring_setup;  // iocm_ring_setup the probe chose
   std::uint32_t notifiers;   // threads alive
   std::uint32_t busy;        // notifiers inside OnComplete
@@ -39,14 +46,29 @@ struct engine_counters {
   std::uint64_t wakeups;     // futex wake-ups of notifiers
 };
 
+/// A configuration made whole: defaults and environment applied, the
+/// topology loaded and the placement planned.
+struct engine_setup {
+  iocm_config config{};
+  placement_plan plan;
+  placement_reach reach;
+};
+
 class engine_core {
  public:
-  /// Validates and applies defaults; E_INVALIDARG names nothing, so the
-  /// message goes to *why when given.
-  static HRESULT resolve(const iocm_config* in, iocm_config& out) noexcept;
+  /// Validates `in` (null: defaults), applies the environment (IOCM_CPUS,
+  /// IOCM_POLLERS, IOCM_PLACEMENT, IOCM_TOPOLOGY) and plans the placement.
+  /// E_INVALIDARG with *why naming the value, or E_OUTOFMEMORY.
+  static HRESULT prepare(const iocm_config* in, engine_setup& out, std::string& why) noexcept;
+  /// prepare(), then create(): reports a refusal (IOCM_LOG_ERROR) and a
+  /// placement that cannot be fully applied (one IOCM_LOG_WARNING) through
+  /// the config's log callback or stderr. On failure returns null with an
+  /// HRESULT in *error and the message in *why.
+  static std::unique_ptr<engine_core> build(const iocm_config* in, HRESULT* error,
+                                            std::string* why) noexcept;
   /// Builds everything and starts the threads. On failure returns null and
   /// an HRESULT in *error.
-  static std::unique_ptr<engine_core> create(const iocm_config& config, HRESULT* error) noexcept;
+  static std::unique_ptr<engine_core> create(const engine_setup& setup, HRESULT* error) noexcept;
   ~engine_core();  // closes every port, joins every thread
 
   // The hosting contract (docs/ENGINE.md). Thread-safe.
@@ -69,6 +91,9 @@ class engine_core {
   HRESULT cancel(HANDLE handle, OVERLAPPED* ov) noexcept;
 
   engine_counters counters() const noexcept;
+  /// The placement table (describe_plan), with the node each shard's memory
+  /// was found on.
+  std::string describe() const;
 
   /// True on a thread that delivers this engine's completions.
   bool on_notifier_thread() const noexcept;
@@ -79,10 +104,10 @@ class engine_core {
   }
   /// A poller publishes harvested records through its own lane, then wakes a
   /// notifier if one sleeps. Returns how many fit.
-  std::size_t queue_publish(mpmc_queue<completion>::producer_token& lane, const completion* records,
+  std::size_t queue_publish(completion_queue::producer_token& lane, const completion* records,
                             std::size_t n) noexcept {
     const std::size_t placed = queue_.try_enqueue_bulk(lane, records, n);
-    if (placed != 0) idle_.wake_one();
+    if (placed != 0) idle_.wake_one(lane.shard());
     return placed;
   }
 
@@ -90,7 +115,7 @@ class engine_core {
   engine_core& operator=(const engine_core&) = delete;
 
  private:
-  explicit engine_core(const iocm_config& config);
+  explicit engine_core(const engine_setup& setup);
 
   static constexpr std::uint64_t port_free_state = 0, port_open_state = 1, port_closing_state = 2;
   static constexpr unsigned max_notifiers = 1024;
@@ -121,26 +146,26 @@ class engine_core {
   struct delivery_context {
     notifier_slot* slot = nullptr;
     completion* records = nullptr;
-    mpmc_queue<completion>::consumer_token* token = nullptr;
+    completion_queue::consumer_token* token = nullptr;
   };
   struct current_record {
     int port_slot = -1;
-    std::uint16_t shard = 0;
+    std::uint16_t counter = 0;
     bool settled = false;  // Close already took it off the pending count
   };
 
-  pending_counter& pending(std::uint16_t slot, std::uint16_t shard) noexcept {
-    return pending_[slot * shards_ + shard];
+  pending_counter& pending(std::uint16_t slot, std::uint16_t counter) noexcept {
+    return pending_[slot * counters_per_port_ + counter];
   }
   std::int64_t pending_total(std::uint16_t slot) const noexcept;
   /// The refusals every operation shares: null, misaligned, no runtime yet.
   HRESULT check_overlapped(OVERLAPPED* ov) const noexcept;
   /// Counts the operation on its port (refused with port_gone unless the
   /// port is still in open_state) and moves ov from idle to in flight.
-  HRESULT admit(std::uint16_t slot, std::uint16_t shard, std::uint64_t open_state,
+  HRESULT admit(std::uint16_t slot, std::uint16_t counter, std::uint64_t open_state,
                 HRESULT port_gone, OVERLAPPED* ov) noexcept;
   /// Undoes admit() when the operation could not be queued.
-  HRESULT withdraw(std::uint16_t slot, std::uint16_t shard, OVERLAPPED* ov) noexcept;
+  HRESULT withdraw(std::uint16_t slot, std::uint16_t counter, OVERLAPPED* ov) noexcept;
   bool decode_port(HANDLE port, std::uint16_t& slot, std::uint64_t& state) const noexcept;
   HANDLE open_port_locked() noexcept;                      // bind_mutex_ held
   HRESULT spawn_notifiers_locked(unsigned upto) noexcept;  // threads_mutex_ held
@@ -152,10 +177,15 @@ class engine_core {
   bool has_records() const noexcept { return !queue_.empty_approx(); }
 
   iocm_config config_;
-  unsigned shards_;  // pollers + 1: one pending counter per poller, and one for posts
-  std::vector<int> cpus_;
+  placement_plan plan_;
+  placement_reach reach_;
+  unsigned counters_per_port_;  // pollers + 1: one pending counter per poller, and one for posts
 
-  mpmc_queue<completion> queue_;
+  // Each shard's memory, bound to its node where that can be done; declared
+  // before the queue, which allocates from it.
+  struct shard_memory;
+  std::vector<std::unique_ptr<shard_memory>> shard_memory_;
+  completion_queue queue_;
   std::vector<std::unique_ptr<poller>> pollers_;
   std::atomic<std::uint32_t> next_poller_{0};  // Bind spreads handles round-robin
 
@@ -172,7 +202,7 @@ class engine_core {
   std::unique_ptr<notifier_slot[]> notifiers_;
   std::atomic<std::uint32_t> spawned_{0};   // slots ever started; grows under threads_mutex_
   std::atomic<std::uint32_t> spinning_{0};  // notifiers idle but not yet parked
-  idle_notifiers idle_{max_notifiers};
+  idle_notifiers idle_;
   std::atomic<bool> stopping_{false};
 
   static thread_local engine_core* tl_engine_;

@@ -1,5 +1,8 @@
-// Where idle notifier threads sleep: a LIFO stack, so the most recently
-// active (cache-warm) thread wakes first, as on an IOCP.
+// Where idle notifier threads sleep: a LIFO stack per home (NUMA shard), so
+// the most recently active (cache-warm) thread wakes first, as on an IOCP,
+// and work published into a shard wakes a notifier of that shard's node when
+// one sleeps, any other sleeper otherwise (a shard is never left waiting
+// because its own notifiers are all busy).
 //
 // Producers call wake_one() after every enqueue; it costs one fence and one
 // load unless a notifier is actually asleep. Only then does it take the
@@ -10,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "iocm/cache_line.h"
@@ -28,16 +32,21 @@ static_assert(sizeof(std::atomic<std::uint32_t>) == 4, "a futex word is 32 bits"
 
 class idle_notifiers {
  public:
-  explicit idle_notifiers(std::size_t capacity) { stack_.reserve(capacity); }
+  /// Room for `capacity` sleepers in each of `homes` stacks.
+  explicit idle_notifiers(std::size_t capacity, std::size_t homes = 1) : stacks_(homes) {
+    for (auto& s : stacks_) s.reserve(capacity);
+  }
 
-  /// Sleeps until woken, unless has_work() turns true after we are visible
-  /// on the stack (the re-check closes the lost-wake-up window).
+  /// Sleeps on stack `home` until woken, unless has_work() turns true after
+  /// we are visible on the stack (the re-check closes the lost-wake-up
+  /// window).
   template <class HasWork>
-  void park(park_word& me, HasWork&& has_work) {
+  void park(park_word& me, std::size_t home, HasWork&& has_work) {
+    auto& stack = stacks_[home];
     {
       std::lock_guard lock(mutex_);
       me.state.store(park_word::parked, std::memory_order_relaxed);
-      stack_.push_back(&me);
+      stack.push_back(&me);
       // seq_cst RMW: (3) pairs with (4); either the producer sees parked_ > 0
       // or we see its record in the re-check below.
       parked_.fetch_add(1, std::memory_order_seq_cst);
@@ -46,9 +55,9 @@ class idle_notifiers {
       std::lock_guard lock(mutex_);
       if (me.state.load(std::memory_order_relaxed) == park_word::parked) {
         // Still on the stack: take ourselves off.
-        for (auto it = stack_.begin(); it != stack_.end(); ++it)
+        for (auto it = stack.begin(); it != stack.end(); ++it)
           if (*it == &me) {
-            stack_.erase(it);
+            stack.erase(it);
             break;
           }
         parked_.fetch_sub(1, std::memory_order_relaxed);
@@ -61,33 +70,43 @@ class idle_notifiers {
       os::futex_wait(me.state, park_word::parked);
   }
 
-  /// Wakes the most recently parked notifier, if any. Call after publishing
-  /// work. Thread-safe.
-  void wake_one() noexcept {
+  template <class HasWork>
+  void park(park_word& me, HasWork&& has_work) {
+    park(me, 0, std::forward<HasWork>(has_work));
+  }
+
+  /// Wakes the most recently parked notifier of `home`, else of another
+  /// home, if any sleeps. Call after publishing work. Thread-safe.
+  void wake_one(std::size_t home = 0) noexcept {
     // (4) pairs with (3): the record store before this load.
     store_load_fence();
     if (parked_.load(std::memory_order_relaxed) == 0) return;
-    pop_and_wake();
+    pop_and_wake(home);
   }
 
   /// Wakes every parked notifier (shutdown, retiring threads).
   void wake_all() noexcept {
     store_load_fence();
     while (parked_.load(std::memory_order_relaxed) != 0)
-      if (!pop_and_wake()) break;
+      if (!pop_and_wake(0)) break;
   }
 
   std::uint32_t parked() const noexcept { return parked_.load(std::memory_order_relaxed); }
   std::uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_relaxed); }
 
  private:
-  bool pop_and_wake() noexcept {
+  bool pop_and_wake(std::size_t home) noexcept {
     park_word* w = nullptr;
     {
       std::lock_guard lock(mutex_);
-      if (stack_.empty()) return false;
-      w = stack_.back();
-      stack_.pop_back();
+      std::vector<park_word*>* stack = nullptr;
+      for (std::size_t i = 0; i < stacks_.size() && stack == nullptr; ++i) {
+        auto& s = stacks_[(home + i) % stacks_.size()];
+        if (!s.empty()) stack = &s;
+      }
+      if (stack == nullptr) return false;
+      w = stack->back();
+      stack->pop_back();
       parked_.fetch_sub(1, std::memory_order_relaxed);
       w->state.store(park_word::run, std::memory_order_release);
     }
@@ -99,7 +118,7 @@ class idle_notifiers {
   }
 
   std::mutex mutex_;
-  std::vector<park_word*> stack_;  // reserved up front: push_back never allocates
+  std::vector<std::vector<park_word*>> stacks_;  // reserved up front: push_back never allocates
   alignas(cache_line_size) std::atomic<std::uint32_t> parked_{0};
   std::atomic<std::uint64_t> wakeups_{0};
 };

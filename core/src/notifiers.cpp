@@ -26,12 +26,12 @@ void engine_core::notifier_main(unsigned index) {
   char name[16];
   std::snprintf(name, sizeof name, "iocm-notify-%u", index);
   os::name_current_thread(name);
-  // Notifiers go to the CPUs without a poller first (when pollers < CPUs).
-  if (const int cpu = cpus_[(index + config_.pollers) % cpus_.size()]; cpu >= 0)
-    os::pin_current_thread(cpu);
+  // On its home shard's node, CPUs without a poller first (docs/NUMA.md).
+  const unsigned home = plan_.notifier_shard(index);
+  if (const int cpu = plan_.notifier_cpu(index); reach_.can_pin(cpu)) os::pin_current_thread(cpu);
 
   notifier_slot& me = notifiers_[index];
-  auto token = queue_.make_consumer();
+  auto token = queue_.make_consumer(home);
   completion records[batch_size];
   delivery_context ctx{&me, records, &token};
   tl_delivery_ = &ctx;
@@ -67,7 +67,7 @@ void engine_core::notifier_main(unsigned index) {
       // (8) pairs with (9): either we see a spinning notifier (it will find
       // the batch) or it sees the batch before it parks.
       store_load_fence();
-      if (n == batch_size || spinning_.load(std::memory_order_relaxed) == 0) idle_.wake_one();
+      if (n == batch_size || spinning_.load(std::memory_order_relaxed) == 0) idle_.wake_one(home);
       me.busy.store(true, std::memory_order_relaxed);
       deliver_rest_of_batch();
       me.busy.store(false, std::memory_order_relaxed);
@@ -98,7 +98,7 @@ void engine_core::notifier_main(unsigned index) {
     }
     // (9) seq_cst RMW, then the predicate re-checks inside park().
     spinning_.fetch_sub(1, std::memory_order_seq_cst);
-    if (!found) idle_.park(me.park, [&] { return work_waiting() || leave(); });
+    if (!found) idle_.park(me.park, home, [&] { return work_waiting() || leave(); });
   }
   tl_delivery_ = nullptr;
   tl_engine_ = nullptr;
@@ -161,7 +161,7 @@ void engine_core::deliver(const completion& record) noexcept {
   auto* ov = static_cast<OVERLAPPED*>(record.overlapped);
   op_state* op = state_of(ov);
   const std::uint16_t slot = op->port_slot;
-  const std::uint16_t shard = op->shard;
+  const std::uint16_t counter = op->counter;
   ov->Internal = record.error;
   ov->InternalHigh = record.bytes;
   // Release: the runtime may reuse the OVERLAPPED from inside OnComplete
@@ -169,10 +169,10 @@ void engine_core::deliver(const completion& record) noexcept {
   // not touch it.
   op->phase.store(op_state::idle, std::memory_order_release);
   const current_record outer = tl_current_;
-  tl_current_ = {slot, shard, false};
+  tl_current_ = {slot, counter, false};
   clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
   // Release pairs with pending_total's acquire: OnComplete has returned.
-  if (!tl_current_.settled) pending(slot, shard).value.fetch_sub(1, std::memory_order_release);
+  if (!tl_current_.settled) pending(slot, counter).value.fetch_sub(1, std::memory_order_release);
   tl_current_ = outer;
 }
 
@@ -224,7 +224,7 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   if (inside_own) {
-    pending(slot, tl_current_.shard).value.fetch_sub(1, std::memory_order_release);
+    pending(slot, tl_current_.counter).value.fetch_sub(1, std::memory_order_release);
     tl_current_.settled = true;
   }
   std::lock_guard lock(bind_mutex_);

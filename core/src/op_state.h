@@ -38,7 +38,7 @@ struct op_state {
   std::uint16_t port_slot = 0;
   std::int32_t fd = -1;
   std::uint32_t length = 0;  // bytes asked for (end-of-file needs it)
-  std::uint16_t shard = 0;   // which pending counter of the port counts it
+  std::uint16_t counter = 0;   // which pending counter of the port counts it
   void* buffer = nullptr;    // data; the sockaddr for connect; HANDLE* for accept
   std::uint64_t aux = 0;     // file offset; sockaddr length for connect; accept_into_*
 };

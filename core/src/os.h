@@ -4,6 +4,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <memory_resource>
+#include <string>
+#include <vector>
+
+namespace iocm::detail {
+struct topology;
+}
 
 namespace iocm::detail::os {
 
@@ -27,6 +35,22 @@ bool pin_current_thread(int cpu) noexcept;
 /// pipe or socket whose reader is gone must fail with EPIPE, not kill the
 /// host process.
 void block_sigpipe() noexcept;
+/// The CPU the calling thread runs on now, or -1.
+int current_cpu() noexcept;
+
+/// Loads a topology: null or "" for this machine (as hwloc discovers it,
+/// restricted to the CPUs this process may use), "synthetic:<description>"
+/// or "xml:<path>" for a described one. False, with the reason in *why,
+/// when the description cannot be loaded.
+bool load_topology(const char* spec, topology& out, std::string& why);
+/// NUMA nodes online on this machine, sorted.
+std::vector<int> online_nodes();
+/// Memory preferred on `node` (mmap + mbind), or null when that cannot be
+/// applied here. Allocations are page-granular: meant for a few big blocks.
+std::unique_ptr<std::pmr::memory_resource> node_memory(int node);
+/// The node holding the page at p (touched memory), or -1 if unknown.
+int node_of_address(const void* p) noexcept;
+
 /// Names the calling thread (visible in top, gdb); best effort.
 void name_current_thread(const char* name) noexcept;
 

@@ -12,6 +12,7 @@
 #include "iocm/detail/fence.h"
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
+#include "iocm/sharded_queue.h"
 
 namespace iocm::detail {
 
@@ -35,13 +36,14 @@ struct poller_setup {
   std::uint32_t ring_entries = 256;
   std::uint32_t ring_setup = 0;  // iocm_ring_setup
   std::size_t inbox_capacity = 4096;
-  mpmc_queue<completion>::producer_token completions;  // this poller's own lane
+  std::pmr::memory_resource* inbox_memory = nullptr;  // the poller's node; null: default
+  sharded_queue<mpmc_queue<completion>>::producer_token completions;  // own lane, own node's shard
 };
 
 class poller {
  public:
-  explicit poller(std::size_t inbox_capacity)
-      : inbox_(queue_options{inbox_capacity, 0, 64, nullptr, 0}) {}
+  explicit poller(std::size_t inbox_capacity, std::pmr::memory_resource* memory = nullptr)
+      : inbox_(queue_options{inbox_capacity, 0, 64, memory, 0}) {}
   virtual ~poller() = default;
   poller(const poller&) = delete;
   poller& operator=(const poller&) = delete;

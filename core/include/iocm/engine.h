@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <system_error>
 
 #include "iocm/host_io.h"
@@ -76,6 +77,7 @@ struct engine_stats {
   std::uint32_t busy;        ///< notifiers inside on_complete
   std::uint32_t parked;      ///< notifiers asleep
   std::uint64_t wakeups;     ///< times a sleeping notifier was woken
+  std::uint32_t shards;      ///< completion queue shards: NUMA nodes with a poller
 };
 
 using port_handle = hosting::HANDLE;
@@ -83,7 +85,8 @@ using port_handle = hosting::HANDLE;
 class engine {
  public:
   /// Starts pollers and notifiers. Throws std::system_error (in
-  /// hresult_category()) if the config is invalid or io_uring is refused.
+  /// hresult_category()) if the config is invalid or io_uring is refused;
+  /// for a bad value, what() names it.
   explicit engine(completion_handler& handler,
                   const engine_config& config = default_engine_config());
   /// Closes every port (in-flight operations complete aborted) and joins
@@ -120,6 +123,9 @@ class engine {
   std::uint32_t min_threads() const noexcept;
   std::uint32_t available_threads() const noexcept;
   engine_stats stats() const noexcept;
+  /// Which thread runs where and which memory sits on which node
+  /// (docs/NUMA.md), as lines of text.
+  std::string placement() const;
 
  private:
   struct impl;

@@ -29,6 +29,7 @@
 // them on Windows, though Internal holds a Win32 code, not an NTSTATUS).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "iocm/hosting.h"
@@ -37,16 +38,53 @@
 /// change what you need. struct_size lets later versions add fields.
 struct iocm_config {
   std::uint32_t struct_size;     ///< sizeof(iocm_config), set by iocm_config_init
-  std::uint32_t pollers;         ///< completion pollers, one per CPU; 0 = one per usable CPU
+  std::uint32_t pollers;         ///< completion pollers; 0 = IOCM_POLLERS, else one per usable core
   std::uint32_t min_threads;     ///< notifier floor (SetMinThreads); 0 = 1
   std::uint32_t max_threads;     ///< notifier ceiling (SetMaxThreads); 0 = 2 x usable CPUs
   std::uint32_t ring_entries;    ///< io_uring submission entries per poller (power of 2, 2..32768)
   std::uint32_t queue_capacity;  ///< completion records per queue lane (power of 2, >= 64)
   std::uint32_t inbox_capacity;  ///< submissions waiting per poller (power of 2, >= 64)
   std::uint32_t notifier_spin;   ///< empty polls an idle notifier makes before it parks
-  std::uint32_t max_ports;       ///< completion ports that can be open at once (1..4096)
+  std::uint32_t max_ports;       ///< completion ports that can be open at once (1..1024)
   std::uint32_t ring_setup;      ///< an iocm_ring_setup value
   std::uint32_t flags;           ///< iocm_config_flags, or-ed
+  // --- added in 0.2 (placement); a struct_size of IOCM_CONFIG_SIZE_V1 omits them ---
+  /// CPUs the engine may use, as a list like "0-3,8": a subset of the CPUs
+  /// the process may run on. Null: the IOCM_CPUS environment variable, or
+  /// every allowed CPU. The string is read during creation only.
+  const char* cpus;
+  /// An iocm_placement value. IOCM_PLACEMENT_DEFAULT: the IOCM_PLACEMENT
+  /// environment variable ("compact" or "spread"), or spread.
+  std::uint32_t placement;
+  std::uint32_t reserved;
+  /// The machine description placement plans on. Null: the IOCM_TOPOLOGY
+  /// environment variable, or this machine as hwloc discovers it. Else
+  /// "synthetic:<hwloc synthetic description>" (e.g. "synthetic:pack:2
+  /// numa:2 core:4 pu:2") or "xml:<path of an lstopo XML export>". CPUs and
+  /// nodes a described machine has but this one lacks are not pinned or
+  /// bound; creation says so in one warning and goes on.
+  const char* topology;
+  /// Where the engine reports what it cannot do as asked (level
+  /// IOCM_LOG_WARNING) and why a creation was refused (IOCM_LOG_ERROR).
+  /// Null: one line on stderr, prefixed "iocm: ". Called on the creating
+  /// thread, never on the hot path.
+  void (*log)(void* context, std::uint32_t level, const char* message);
+  void* log_context;
+};
+
+/// The size of the first iocm_config layout (up to flags); still accepted.
+inline constexpr std::uint32_t IOCM_CONFIG_SIZE_V1 = 11 * sizeof(std::uint32_t);
+
+/// Where pollers go when there are fewer of them than cores (docs/NUMA.md).
+enum iocm_placement : std::uint32_t {
+  IOCM_PLACEMENT_DEFAULT = 0,  ///< IOCM_PLACEMENT from the environment, else spread
+  IOCM_PLACEMENT_COMPACT = 1,  ///< fill one NUMA node's cores before the next
+  IOCM_PLACEMENT_SPREAD = 2,   ///< round-robin over packages, then over their NUMA nodes
+};
+
+enum iocm_log_level : std::uint32_t {
+  IOCM_LOG_ERROR = 1,
+  IOCM_LOG_WARNING = 2,
 };
 
 /// How pollers set up their io_uring. The probe tries each level in turn.
@@ -134,11 +172,26 @@ void iocm_config_init(iocm_config* config) noexcept;
 /// reference; Release() destroys it (closing every port first and joining
 /// every thread). config may be null (defaults).
 ///   E_POINTER      manager is null
-///   E_INVALIDARG   a config field is out of range, or struct_size is unknown
+///   E_INVALIDARG   a config field or placement variable (IOCM_CPUS,
+///                  IOCM_POLLERS, IOCM_PLACEMENT, IOCM_TOPOLOGY) is out of
+///                  range or malformed, or struct_size is unknown; the log
+///                  callback (or stderr) gets a message naming the value
 ///   E_OUTOFMEMORY  memory or threads could not be had
 ///   HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)  io_uring is unavailable or
 ///                  refused the requested ring setup
 iocm::hosting::HRESULT iocm_create_host_io_completion_manager(
     const iocm_config* config, iocm::hosting::IHostIoCompletionManager** manager) noexcept;
+
+/// The placement an engine created with `config` would use (docs/NUMA.md):
+/// which thread runs where and which memory sits on which node, as lines of
+/// text, without creating the engine. Writes at most `size` bytes of text
+/// (NUL-terminated) and the size it needs into *needed (may be null).
+///   S_OK                                          the text fits
+///   HRESULT_FROM_WIN32(ERROR_INSUFFICIENT_BUFFER)  it was cut; see *needed
+///   E_POINTER                                     text is null with size != 0
+///   E_INVALIDARG                                  the config or environment is
+///                                                 invalid; the text says why
+iocm::hosting::HRESULT iocm_describe_placement(const iocm_config* config, char* text,
+                                               std::size_t size, std::size_t* needed) noexcept;
 
 }  // extern "C"

@@ -6,15 +6,19 @@
 // `steal_period` calls (rotating over the remote shards), so a shard with no
 // consumers of its own is drained even while the home shard never empties.
 // Bound: a non-empty shard is visited by every consumer within
-// steal_period * (shards - 1) calls.
+// steal_period * (shards - 1) calls. A consumer takes at most `steal_batch`
+// records from a remote shard per call, so stealing moves work abroad in
+// small bites and leaves the rest to the shard's own consumers.
 //
 // Thread-safety and memory ordering: those of the shard queue type (see
 // mpmc_queue.h); the composition adds no shared state of its own beyond what
 // is read-only after construction.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <memory_resource>
 #include <stdexcept>
@@ -67,13 +71,16 @@ class sharded_queue {
   };
 
   /// shards >= 1; each shard is a Queue built from `per_shard` with its
-  /// memory from `memory(i)` when given. steal_period >= 1.
+  /// memory from `memory(i)` when given. steal_period >= 1, steal_batch >= 1.
   sharded_queue(std::size_t shards, queue_options per_shard, const memory_for_shard& memory = {},
-                unsigned steal_period = 16)
-      : steal_period_(steal_period) {
+                unsigned steal_period = 16,
+                std::size_t steal_batch = std::numeric_limits<std::size_t>::max())
+      : steal_period_(steal_period), steal_batch_(steal_batch) {
     if (shards == 0) throw std::invalid_argument("iocm::sharded_queue: shards must be at least 1");
     if (steal_period == 0)
       throw std::invalid_argument("iocm::sharded_queue: steal_period must be at least 1");
+    if (steal_batch == 0)
+      throw std::invalid_argument("iocm::sharded_queue: steal_batch must be at least 1");
     shards_.reserve(shards);
     for (std::size_t i = 0; i < shards; ++i) {
       queue_options o = per_shard;
@@ -118,17 +125,23 @@ class sharded_queue {
       c.calls_ = 0;
       const std::size_t s = c.steal_next_;
       c.steal_next_ = next_remote(c, s);
-      if (std::size_t n = take(c, s, out, max)) return n;
+      if (std::size_t n = take(c, s, out, std::min(max, steal_batch_))) return n;
     }
     if (std::size_t n = take(c, c.home_, out, max)) return n;
     // Home is empty: steal, starting where the rotation stands.
     std::size_t s = c.steal_next_;
     for (std::size_t i = 0; i + 1 < count; ++i, s = next_remote(c, s))
-      if (std::size_t n = take(c, s, out, max)) return n;
+      if (std::size_t n = take(c, s, out, std::min(max, steal_batch_))) return n;
     return 0;
   }
   bool try_dequeue(consumer_token& c, value_type& out) noexcept {
     return try_dequeue_bulk(c, &out, 1) == 1;
+  }
+
+  bool empty_approx() const noexcept {
+    for (auto& s : shards_)
+      if (!s->empty_approx()) return false;
+    return true;
   }
 
   std::size_t size_approx() const noexcept {
@@ -154,6 +167,7 @@ class sharded_queue {
 
   std::vector<std::unique_ptr<Queue>> shards_;  // read-only after construction
   unsigned steal_period_;
+  std::size_t steal_batch_;
 };
 
 }  // namespace iocm

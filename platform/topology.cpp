@@ -1,0 +1,183 @@
+// The machine as hwloc sees it (or as a synthetic/XML description says),
+// NUMA memory binding and the current CPU: the OS side of placement
+// (core/src/placement.h, docs/NUMA.md).
+#include <hwloc.h>
+#include <linux/mempolicy.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <new>
+#include <sstream>
+
+#include "os.h"
+#include "placement.h"
+
+namespace iocm::detail::os {
+
+namespace {
+
+struct hwloc_guard {
+  hwloc_topology_t t = nullptr;
+  ~hwloc_guard() {
+    if (t != nullptr) hwloc_topology_destroy(t);
+  }
+};
+
+bool starts_with(const std::string& s, const char* prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+
+std::size_t page_size() noexcept {
+  static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+/// Pages preferred on one node. MPOL_PREFERRED rather than MPOL_BIND: a full
+/// node lends memory elsewhere instead of failing the engine.
+class node_resource final : public std::pmr::memory_resource {
+ public:
+  explicit node_resource(int node) : node_(node) {}
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    if (alignment > page_size()) throw std::bad_alloc();
+    const std::size_t len = round(bytes);
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    // Before the first touch, so that every page is placed on the node.
+    // A refusal leaves first-touch placement; online_nodes() vetted the node.
+    constexpr std::size_t bits = 8 * sizeof(unsigned long);
+    unsigned long mask[1024 / bits] = {};
+    if (node_ >= 0 && static_cast<std::size_t>(node_) < 1024) {
+      mask[static_cast<std::size_t>(node_) / bits] = 1UL << (static_cast<std::size_t>(node_) % bits);
+      ::syscall(SYS_mbind, p, len, MPOL_PREFERRED, mask, 1024UL, 0U);
+    }
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t) override {
+    ::munmap(p, round(bytes));
+  }
+  bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override {
+    return this == &o;
+  }
+  static std::size_t round(std::size_t bytes) noexcept {
+    const std::size_t ps = page_size();
+    return (bytes + ps - 1) / ps * ps;
+  }
+  int node_;
+};
+
+}  // namespace
+
+int current_cpu() noexcept { return ::sched_getcpu(); }
+
+bool load_topology(const char* spec, topology& out, std::string& why) {
+  const std::string s = spec == nullptr ? "" : spec;
+  hwloc_guard g;
+  if (hwloc_topology_init(&g.t) != 0) {
+    why = "hwloc could not be initialised";
+    return false;
+  }
+  if (starts_with(s, "synthetic:")) {
+    if (hwloc_topology_set_synthetic(g.t, s.c_str() + 10) != 0) {
+      why = "is not a synthetic topology hwloc understands (e.g. synthetic:pack:2 numa:2 core:4 "
+            "pu:2)";
+      return false;
+    }
+  } else if (starts_with(s, "xml:")) {
+    if (hwloc_topology_set_xml(g.t, s.c_str() + 4) != 0) {
+      why = "names an XML file hwloc cannot read (" + std::string(std::strerror(errno)) + ")";
+      return false;
+    }
+  } else if (!s.empty()) {
+    why = "is neither synthetic:<description> nor xml:<path>";
+    return false;
+  }
+  if (hwloc_topology_load(g.t) != 0) {
+    why = "could not be loaded by hwloc (" + std::string(std::strerror(errno)) + ")";
+    return false;
+  }
+  out = topology{};
+  out.this_machine = s.empty() && hwloc_topology_is_thissystem(g.t) != 0;
+  out.source = s.empty() ? "this machine" : s;
+
+  const int nodes = hwloc_get_nbobjs_by_type(g.t, HWLOC_OBJ_NUMANODE);
+  std::vector<hwloc_obj_t> node_objs;
+  for (int i = 0; i < nodes; ++i) {
+    hwloc_obj_t n = hwloc_get_obj_by_type(g.t, HWLOC_OBJ_NUMANODE, static_cast<unsigned>(i));
+    node_objs.push_back(n);
+    out.node_os.push_back(static_cast<int>(n->os_index));
+    hwloc_obj_t pkg = hwloc_get_ancestor_obj_by_type(g.t, HWLOC_OBJ_PACKAGE, n);
+    out.node_package.push_back(pkg != nullptr ? pkg->logical_index : 0);
+  }
+  if (node_objs.empty()) {  // hwloc 2 always has one; keep the plan total anyway
+    out.node_os.push_back(0);
+    out.node_package.push_back(0);
+  }
+  const int pus = hwloc_get_nbobjs_by_type(g.t, HWLOC_OBJ_PU);
+  for (int i = 0; i < pus; ++i) {
+    hwloc_obj_t pu = hwloc_get_obj_by_type(g.t, HWLOC_OBJ_PU, static_cast<unsigned>(i));
+    topology::pu p;
+    p.os_index = static_cast<int>(pu->os_index);
+    hwloc_obj_t core = hwloc_get_ancestor_obj_by_type(g.t, HWLOC_OBJ_CORE, pu);
+    // A machine without core objects: every CPU is its own core.
+    p.core = core != nullptr ? core->logical_index : 1'000'000 + pu->logical_index;
+    hwloc_obj_t pkg = hwloc_get_ancestor_obj_by_type(g.t, HWLOC_OBJ_PACKAGE, pu);
+    p.package = pkg != nullptr ? pkg->logical_index : 0;
+    for (std::size_t n = 0; n < node_objs.size(); ++n)
+      if (hwloc_bitmap_isset(node_objs[n]->cpuset, pu->os_index)) {
+        p.node = static_cast<unsigned>(n);
+        break;
+      }
+    out.pus.push_back(p);
+  }
+  // Allowed: what the topology allows (cgroups), and for this machine also
+  // what the process's affinity mask allows.
+  hwloc_const_cpuset_t allowed = hwloc_topology_get_allowed_cpuset(g.t);
+  std::vector<int> affinity;
+  if (out.this_machine) {
+    int cpus[1024];
+    const unsigned n = std::min(1024u, usable_cpus(cpus, 1024));
+    affinity.assign(cpus, cpus + n);
+  }
+  for (const auto& p : out.pus) {
+    if (!hwloc_bitmap_isset(allowed, static_cast<unsigned>(p.os_index))) continue;
+    if (out.this_machine &&
+        std::find(affinity.begin(), affinity.end(), p.os_index) == affinity.end())
+      continue;
+    out.allowed.push_back(p.os_index);
+  }
+  std::sort(out.allowed.begin(), out.allowed.end());
+  return true;
+}
+
+std::vector<int> online_nodes() {
+  std::ifstream f("/sys/devices/system/node/online");
+  std::string text;
+  std::vector<int> nodes;
+  std::string why;
+  if (!f || !std::getline(f, text) || !parse_cpu_list(text, nodes, why))
+    return {0};  // a kernel without NUMA: everything is node 0
+  return nodes;
+}
+
+std::unique_ptr<std::pmr::memory_resource> node_memory(int node) {
+  return std::make_unique<node_resource>(node);
+}
+
+int node_of_address(const void* p) noexcept {
+  int node = -1;
+  // MPOL_F_NODE | MPOL_F_ADDR: the node of the page at p.
+  if (::syscall(SYS_get_mempolicy, &node, nullptr, 0UL, const_cast<void*>(p),
+                MPOL_F_NODE | MPOL_F_ADDR) != 0)
+    return -1;
+  return node;
+}
+
+}  // namespace iocm::detail::os
