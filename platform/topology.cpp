@@ -84,6 +84,9 @@ bool load_topology(const char* spec, topology& out, std::string& why) {
     why = "hwloc could not be initialised";
     return false;
   }
+  // Keep CPUs a cgroup forbids in the topology (and out of `allowed`), so
+  // that naming one is told apart from naming a CPU the machine lacks.
+  hwloc_topology_set_flags(g.t, HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED);
   if (starts_with(s, "synthetic:")) {
     if (hwloc_topology_set_synthetic(g.t, s.c_str() + 10) != 0) {
       why = "is not a synthetic topology hwloc understands (e.g. synthetic:pack:2 numa:2 core:4 "

@@ -67,3 +67,26 @@ TEST_CASE("work that arrives while parking cancels the sleep") {
   idle.wake_one();
   CHECK(idle.wakeups() == 0);  // it took itself off the stack
 }
+
+TEST_CASE("a wake-up for a home wakes that home's sleeper first, another home's otherwise") {
+  idle_notifiers idle(4, 2);
+  park_word words[2];
+  std::atomic<int> woke{-1};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      idle.park(words[i], static_cast<std::size_t>(i), [] { return false; });
+      woke.store(i);
+    });
+    wait_until([&] { return idle.parked() == static_cast<std::uint32_t>(i + 1); });
+  }
+  // Sleeper 1 parked last, but work for home 0 wakes home 0's sleeper.
+  idle.wake_one(0);
+  wait_until([&] { return woke.load() == 0; });
+  // Home 0 has nobody left: its work wakes home 1's sleeper rather than none.
+  idle.wake_one(0);
+  wait_until([&] { return woke.load() == 1; });
+  for (auto& t : threads) t.join();
+  CHECK(idle.parked() == 0);
+  CHECK(idle.wakeups() == 2);
+}

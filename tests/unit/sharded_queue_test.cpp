@@ -96,10 +96,30 @@ TEST_CASE("a remote shard is drained even while the home shard never empties") {
 TEST_CASE("bad shard arguments are refused") {
   CHECK_THROWS_AS(sharded(0, small(8, 1)), std::invalid_argument);
   CHECK_THROWS_AS(sharded(2, small(8, 1), {}, 0), std::invalid_argument);
+  CHECK_THROWS_AS(sharded(2, small(8, 1), {}, 16, 0), std::invalid_argument);
   sharded q(2, small(8, 1));
   CHECK_THROWS_WITH_AS(q.make_producer(2), doctest::Contains("shard 2 does not exist"),
                        std::out_of_range);
   CHECK_THROWS_AS(q.make_consumer(5), std::out_of_range);
   auto p = q.make_producer(0);
   CHECK_THROWS_AS(q.make_producer(0), std::runtime_error);  // one lane per shard
+}
+
+TEST_CASE("stealing takes at most steal_batch records at a time; home is taken whole") {
+  sharded q(2, small(64, 1), {}, 16, 3);
+  auto p0 = q.make_producer(0);
+  auto p1 = q.make_producer(1);
+  std::vector<completion> in;
+  for (std::uint32_t i = 0; i < 10; ++i) in.push_back(make_record(0, i));
+  REQUIRE(q.try_enqueue_bulk(p1, in.data(), in.size()) == 10);
+  auto c = q.make_consumer(0);
+  completion out[16];
+  CHECK(q.try_dequeue_bulk(c, out, 16) == 3);  // remote: bounded
+  CHECK(q.try_dequeue_bulk(c, out, 16) == 3);
+  CHECK_FALSE(q.empty_approx());
+  REQUIRE(q.try_enqueue_bulk(p0, in.data(), in.size()) == 10);
+  CHECK(q.try_dequeue_bulk(c, out, 16) == 10);  // home: the whole batch
+  auto c1 = q.make_consumer(1);
+  CHECK(q.try_dequeue_bulk(c1, out, 16) == 4);  // its own home: the rest at once
+  CHECK(q.empty_approx());
 }
