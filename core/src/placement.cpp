@@ -259,10 +259,12 @@ std::string describe_plan(const placement_plan& plan, const placement_reach& rea
     return "CPU " + std::to_string(cpu) + (reach.can_pin(cpu) ? "" : " (unpinned: not here)");
   };
   std::snprintf(line, sizeof line,
-                "topology: %s\nusable CPUs: %s (%u cores)\nplacement: %s, %zu pollers, %zu "
-                "shards, %u notifiers\n",
+                "topology: %s\nusable CPUs: %s (%u cores)\nplacement: %s, %zu poller%s, %zu "
+                "shard%s, %u notifier%s\n",
                 plan.source.c_str(), format_cpu_list(plan.usable).c_str(), plan.usable_cores,
-                placement_name(plan.policy), plan.pollers.size(), plan.shards.size(), max_threads);
+                placement_name(plan.policy), plan.pollers.size(),
+                plan.pollers.size() == 1 ? "" : "s", plan.shards.size(),
+                plan.shards.size() == 1 ? "" : "s", max_threads, max_threads == 1 ? "" : "s");
   out += line;
   for (std::size_t s = 0; s < plan.shards.size(); ++s) {
     const auto& sh = plan.shards[s];
@@ -272,10 +274,19 @@ std::string describe_plan(const placement_plan& plan, const placement_reach& rea
                       ? ("bound to node " + std::to_string(sh.node_os)).c_str()
                       : "unbound (node not online here)");
     out += line;
-    for (std::size_t i = 0; i < plan.pollers.size(); ++i)
-      if (plan.pollers[i].shard == s)
-        out += "  poller " + std::to_string(i) + ": " + pin(plan.pollers[i].cpu) +
-               ", ring and inbox on node " + std::to_string(sh.node_os) + "\n";
+    const bool bound = reach.can_bind(sh.node_os);
+    for (std::size_t i = 0; i < plan.pollers.size(); ++i) {
+      if (plan.pollers[i].shard != s) continue;
+      // The kernel places the ring where the thread that creates it runs.
+      const bool pinned = reach.can_pin(plan.pollers[i].cpu);
+      const std::string node = std::to_string(sh.node_os);
+      out += "  poller " + std::to_string(i) + ": " + pin(plan.pollers[i].cpu) +
+             (pinned && bound ? ", ring and inbox on node " + node
+              : pinned        ? ", ring on node " + node + ", inbox unbound"
+              : bound         ? ", inbox on node " + node + ", ring wherever the thread runs"
+                              : ", ring and inbox unplaced") +
+             "\n";
+    }
     for (unsigned i = 0; i < max_threads; ++i)
       if (plan.notifier_shard(i) == s)
         out += "  notifier " + std::to_string(i) + ": " + pin(plan.notifier_cpu(i)) +
