@@ -7,6 +7,7 @@
 // every implementation (iocm splits it across its producer lanes).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <mutex>
 #include <vector>
@@ -22,6 +23,7 @@
 
 #include "iocm/completion.h"
 #include "iocm/mpmc_queue.h"
+#include "iocm/sharded_queue.h"
 
 namespace iocm_bench {
 
@@ -97,6 +99,42 @@ struct iocm_shared {
     return q.try_dequeue_bulk(c.t, xs, n);
   }
   queue q;
+};
+
+/// iocm::sharded_queue (the engine's completion queue) with `Shards` shards
+/// on one NUMA node: producers and consumers are dealt to shards in turn, as
+/// the engine deals pollers and notifiers to nodes. Shards == 1 is what the
+/// engine builds on a one-node machine; its cost against iocm_lanes is the
+/// price of sharding there.
+template <std::size_t Shards>
+struct iocm_sharded {
+  static constexpr const char* name = Shards == 1 ? "iocm_sharded1" : "iocm_sharded2";
+  using queue = iocm::sharded_queue<iocm::mpmc_queue<completion>>;
+  struct producer {
+    queue::producer_token t;
+  };
+  struct consumer {
+    queue::consumer_token t;
+  };
+  static iocm::queue_options options(std::size_t capacity, std::size_t producers) {
+    iocm::queue_options o = iocm_lanes::options(capacity, producers);
+    o.producer_lanes = (producers + Shards - 1) / Shards;
+    return o;
+  }
+  iocm_sharded(std::size_t capacity, std::size_t producers, std::size_t)
+      : q(Shards, options(capacity, producers), {}, 16, 8) {}
+  producer make_producer() { return {q.make_producer(next_producer.fetch_add(1) % Shards)}; }
+  consumer make_consumer() { return {q.make_consumer(next_consumer.fetch_add(1) % Shards)}; }
+  bool push(producer& p, const completion& x) { return q.try_enqueue(p.t, x); }
+  std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
+    return q.try_enqueue_bulk(p.t, xs, n);
+  }
+  bool pop(consumer& c, completion& x) { return q.try_dequeue(c.t, x); }
+  std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
+    return q.try_dequeue_bulk(c.t, xs, n);
+  }
+  queue q;
+  std::atomic<std::size_t> next_producer{0}, next_consumer{0};
 };
 
 /// moodycamel::ConcurrentQueue with explicit producer and consumer tokens,

@@ -280,6 +280,8 @@ int main(int argc, char** argv) {
   using namespace iocm_bench;
   register_impl<iocm_lanes>();
   register_impl<iocm_shared>();
+  register_impl<iocm_sharded<1>>();
+  register_impl<iocm_sharded<2>>();
   register_impl<moodycamel_tokens>();
   register_impl<moodycamel_bulk>(/*bulk_only=*/true);
 #if IOCM_HAVE_ATOMIC_QUEUE
