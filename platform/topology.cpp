@@ -29,9 +29,7 @@ struct hwloc_guard {
   }
 };
 
-bool starts_with(const std::string& s, const char* prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
 std::size_t page_size() noexcept {
   static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -55,7 +53,8 @@ class node_resource final : public std::pmr::memory_resource {
     constexpr std::size_t bits = 8 * sizeof(unsigned long);
     unsigned long mask[1024 / bits] = {};
     if (node_ >= 0 && static_cast<std::size_t>(node_) < 1024) {
-      mask[static_cast<std::size_t>(node_) / bits] = 1UL << (static_cast<std::size_t>(node_) % bits);
+      mask[static_cast<std::size_t>(node_) / bits] = 1UL
+                                                     << (static_cast<std::size_t>(node_) % bits);
       ::syscall(SYS_mbind, p, len, MPOL_PREFERRED, mask, 1024UL, 0U);
     }
     return p;
@@ -89,8 +88,9 @@ bool load_topology(const char* spec, topology& out, std::string& why) {
   hwloc_topology_set_flags(g.t, HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED);
   if (starts_with(s, "synthetic:")) {
     if (hwloc_topology_set_synthetic(g.t, s.c_str() + 10) != 0) {
-      why = "is not a synthetic topology hwloc understands (e.g. synthetic:pack:2 numa:2 core:4 "
-            "pu:2)";
+      why =
+          "is not a synthetic topology hwloc understands (e.g. synthetic:pack:2 numa:2 core:4 "
+          "pu:2)";
       return false;
     }
   } else if (starts_with(s, "xml:")) {

@@ -146,14 +146,13 @@ iocm::hosting::HRESULT iocm_describe_placement(const iocm_config* config, char* 
   const HRESULT hr = iocm::detail::engine_core::prepare(config, setup, why);
   std::string out;
   try {
-    out = FAILED(hr) ? why
-                     : iocm::detail::describe_plan(setup.plan, setup.reach,
-                                                   setup.config.max_threads) +
-                           [&] {
-                             const std::string w =
-                                 iocm::detail::unreachable_warning(setup.plan, setup.reach);
-                             return w.empty() ? std::string() : "warning: " + w + "\n";
-                           }();
+    out =
+        FAILED(hr)
+            ? why
+            : iocm::detail::describe_plan(setup.plan, setup.reach, setup.config.max_threads) + [&] {
+                const std::string w = iocm::detail::unreachable_warning(setup.plan, setup.reach);
+                return w.empty() ? std::string() : "warning: " + w + "\n";
+              }();
   } catch (const std::bad_alloc&) {
     return E_OUTOFMEMORY;
   }

@@ -60,7 +60,8 @@ bool parse_count(const char* s, unsigned lo, unsigned hi, std::uint32_t& out) {
 
 }  // namespace
 
-HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::string& why) noexcept try {
+HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::string& why) noexcept
+    try {
   iocm_config& c = out.config;
   iocm_config_init(&c);
   if (in != nullptr) {
@@ -235,11 +236,12 @@ engine_core::engine_core(const engine_setup& setup)
         }
         return v;
       }()),
-      queue_(setup.plan.shards.size(),
-             queue_options{setup.config.queue_capacity, most_pollers_in_a_shard(setup.plan), 64,
-                           nullptr, 0},
-             [this](std::size_t shard) { return shard_memory_[shard].get(); }, steal_period,
-             steal_batch),
+      queue_(
+          setup.plan.shards.size(),
+          queue_options{setup.config.queue_capacity, most_pollers_in_a_shard(setup.plan), 64,
+                        nullptr, 0},
+          [this](std::size_t shard) { return shard_memory_[shard].get(); }, steal_period,
+          steal_batch),
       ports_(new port_entry[setup.config.max_ports]),
       pending_(new pending_counter[std::size_t{setup.config.max_ports} * counters_per_port_]),
       min_threads_(setup.config.min_threads),
@@ -286,12 +288,10 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
 }
 
 std::string engine_core::describe() const {
-  std::string out =
-      describe_plan(plan_, reach_, max_threads_.load(std::memory_order_acquire));
+  std::string out = describe_plan(plan_, reach_, max_threads_.load(std::memory_order_acquire));
   for (std::size_t s = 0; s < shard_memory_.size(); ++s) {
-    const int node = shard_memory_[s]->first != nullptr
-                         ? os::node_of_address(shard_memory_[s]->first)
-                         : -1;
+    const int node =
+        shard_memory_[s]->first != nullptr ? os::node_of_address(shard_memory_[s]->first) : -1;
     out += "shard " + std::to_string(s) + " memory found on node " +
            (node < 0 ? std::string("(unknown)") : std::to_string(node)) + "\n";
   }
@@ -583,8 +583,7 @@ HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov)
   const completion record{error, bytes, ov};
   // Into the shard of the node the caller runs on: its notifiers are the
   // ones whose caches are nearest.
-  const std::size_t shard =
-      queue_.shard_count() == 1 ? 0 : plan_.shard_for_cpu(os::current_cpu());
+  const std::size_t shard = queue_.shard_count() == 1 ? 0 : plan_.shard_for_cpu(os::current_cpu());
   for (int i = 0; queue_.try_enqueue_bulk(shard, &record, 1) != 1; ++i) {
     if (i == full_inbox_retries) return withdraw(slot, counter, ov);
     idle_.wake_one(shard);

@@ -37,10 +37,10 @@ struct op_state {
   os::handle_kind handle = os::handle_kind::other;
   std::uint16_t port_slot = 0;
   std::int32_t fd = -1;
-  std::uint32_t length = 0;  // bytes asked for (end-of-file needs it)
-  std::uint16_t counter = 0;   // which pending counter of the port counts it
-  void* buffer = nullptr;    // data; the sockaddr for connect; HANDLE* for accept
-  std::uint64_t aux = 0;     // file offset; sockaddr length for connect; accept_into_*
+  std::uint32_t length = 0;   // bytes asked for (end-of-file needs it)
+  std::uint16_t counter = 0;  // which pending counter of the port counts it
+  void* buffer = nullptr;     // data; the sockaddr for connect; HANDLE* for accept
+  std::uint64_t aux = 0;      // file offset; sockaddr length for connect; accept_into_*
 };
 
 /// For accept, aux says what buffer points to.

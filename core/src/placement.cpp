@@ -117,8 +117,7 @@ bool make_plan(const topology& topo, const placement_request& request, placement
       usable.push_back(&p);
   if (usable.empty()) {
     why = (request.cpus.empty() ? std::string("the allowed CPU set") : request.cpus_origin) +
-          " leaves no CPU this process may run on (allowed: " + format_cpu_list(topo.allowed) +
-          ")";
+          " leaves no CPU this process may run on (allowed: " + format_cpu_list(topo.allowed) + ")";
     return false;
   }
   for (const auto* p : usable) plan.usable.push_back(p->os_index);
@@ -268,8 +267,8 @@ std::string describe_plan(const placement_plan& plan, const placement_reach& rea
   out += line;
   for (std::size_t s = 0; s < plan.shards.size(); ++s) {
     const auto& sh = plan.shards[s];
-    std::snprintf(line, sizeof line, "shard %zu: NUMA node %d, CPUs %s, memory %s\n", s,
-                  sh.node_os, format_cpu_list(sh.cpus).c_str(),
+    std::snprintf(line, sizeof line, "shard %zu: NUMA node %d, CPUs %s, memory %s\n", s, sh.node_os,
+                  format_cpu_list(sh.cpus).c_str(),
                   reach.can_bind(sh.node_os)
                       ? ("bound to node " + std::to_string(sh.node_os)).c_str()
                       : "unbound (node not online here)");

@@ -25,24 +25,24 @@ std::string format_cpu_list(std::vector<int> cpus);
 /// are what pinning and memory binding use.
 struct topology {
   struct pu {
-    int os_index = 0;       ///< the CPU number the kernel uses
-    unsigned core = 0;      ///< logical index of its core
-    unsigned node = 0;      ///< logical index of its NUMA node
-    unsigned package = 0;   ///< logical index of its package
+    int os_index = 0;      ///< the CPU number the kernel uses
+    unsigned core = 0;     ///< logical index of its core
+    unsigned node = 0;     ///< logical index of its NUMA node
+    unsigned package = 0;  ///< logical index of its package
   };
-  std::vector<pu> pus;            ///< every CPU, in topology order
-  std::vector<int> node_os;       ///< OS number of each NUMA node, by logical index
+  std::vector<pu> pus;                 ///< every CPU, in topology order
+  std::vector<int> node_os;            ///< OS number of each NUMA node, by logical index
   std::vector<unsigned> node_package;  ///< package of each NUMA node, by logical index
-  std::vector<int> allowed;       ///< CPUs the process may run on, sorted
-  std::string source;             ///< "this machine", "synthetic:...", "xml:..."
-  bool this_machine = true;       ///< false for a described (injected) machine
+  std::vector<int> allowed;            ///< CPUs the process may run on, sorted
+  std::string source;                  ///< "this machine", "synthetic:...", "xml:..."
+  bool this_machine = true;            ///< false for a described (injected) machine
 };
 
 /// What the configuration asks of the plan.
 struct placement_request {
-  std::vector<int> cpus;        ///< empty: every allowed CPU
-  std::string cpus_origin;      ///< how to name the CPU list in messages, e.g. IOCM_CPUS="0-3"
-  unsigned pollers = 0;         ///< 0: one per usable core
+  std::vector<int> cpus;    ///< empty: every allowed CPU
+  std::string cpus_origin;  ///< how to name the CPU list in messages, e.g. IOCM_CPUS="0-3"
+  unsigned pollers = 0;     ///< 0: one per usable core
   std::uint32_t policy = IOCM_PLACEMENT_SPREAD;  ///< compact or spread
 };
 
@@ -50,10 +50,10 @@ struct placement_request {
 /// poller, notifiers spread over the shards.
 struct placement_plan {
   struct shard {
-    int node_os = 0;               ///< the node whose memory holds this shard
-    std::vector<int> cpus;         ///< usable CPUs of the node
+    int node_os = 0;                 ///< the node whose memory holds this shard
+    std::vector<int> cpus;           ///< usable CPUs of the node
     std::vector<int> notifier_cpus;  ///< where its notifiers go, CPUs without a poller first
-    unsigned pollers = 0;          ///< pollers that publish into it
+    unsigned pollers = 0;            ///< pollers that publish into it
   };
   struct poller {
     int cpu = 0;
@@ -64,10 +64,10 @@ struct placement_plan {
   /// By CPU number: the shard a record posted from that CPU goes to (-1
   /// when the CPU's node has no shard; shard 0 then).
   std::vector<std::int16_t> shard_of_cpu;
-  std::vector<int> usable;          ///< the CPUs the plan may use, sorted
+  std::vector<int> usable;  ///< the CPUs the plan may use, sorted
   unsigned usable_cores = 0;
   std::uint32_t policy = IOCM_PLACEMENT_SPREAD;
-  std::string source;               ///< the topology's source
+  std::string source;  ///< the topology's source
   bool this_machine = true;
 
   /// Notifier i's home shard: notifiers are dealt to shards in turn, so any

@@ -32,9 +32,8 @@ constexpr const char* two_by_two = "synthetic:pack:2 numa:2 core:4 pu:2";
 struct ledger final : completion_handler {
   explicit ledger(std::size_t n) : hits(n) {}
   void on_complete(std::uint32_t error, std::uint32_t, hosting::OVERLAPPED* ov) noexcept override {
-    const auto i = static_cast<std::size_t>(ov->hEvent != nullptr
-                                                ? reinterpret_cast<std::uintptr_t>(ov->hEvent) - 1
-                                                : hits.size());
+    const auto i = static_cast<std::size_t>(
+        ov->hEvent != nullptr ? reinterpret_cast<std::uintptr_t>(ov->hEvent) - 1 : hits.size());
     if (i < hits.size()) hits[i].fetch_add(1);
     if (error != 0) errors.fetch_add(1);
     done.fetch_add(1);
@@ -59,8 +58,8 @@ struct log_sink {
   }
   std::size_t count(std::uint32_t level) {
     std::lock_guard lock(mutex);
-    return static_cast<std::size_t>(std::count_if(
-        lines.begin(), lines.end(), [&](const auto& l) { return l.first == level; }));
+    return static_cast<std::size_t>(
+        std::count_if(lines.begin(), lines.end(), [&](const auto& l) { return l.first == level; }));
   }
   std::string all() {
     std::lock_guard lock(mutex);
