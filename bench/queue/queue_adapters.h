@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
@@ -46,26 +47,19 @@ struct loop_bulk {
   }
 };
 
-/// iocm::mpmc_queue, a producer token (lane) per producer thread.
-struct iocm_lanes {
-  static constexpr const char* name = "iocm";
-  using queue = iocm::mpmc_queue<completion>;
+/// What the token-based iocm adapters share: a queue `q` of type Q used
+/// through one producer token and one consumer token per thread.
+template <class Q>
+struct iocm_tokens {
+  using queue = Q;
   struct producer {
-    queue::producer_token t;
+    typename Q::producer_token t;
   };
   struct consumer {
-    queue::consumer_token t;
+    typename Q::consumer_token t;
   };
-  static iocm::queue_options options(std::size_t capacity, std::size_t producers) {
-    iocm::queue_options o;
-    o.capacity = capacity / (producers == 0 ? 1 : producers);
-    o.producer_lanes = producers;
-    return o;
-  }
-  iocm_lanes(std::size_t capacity, std::size_t producers, std::size_t)
-      : q(options(capacity, producers)) {}
-  producer make_producer() { return {q.make_producer()}; }
-  consumer make_consumer() { return {q.make_consumer()}; }
+  template <class... Args>
+  explicit iocm_tokens(Args&&... args) : q(std::forward<Args>(args)...) {}
   bool push(producer& p, const completion& x) { return q.try_enqueue(p.t, x); }
   std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
     return q.try_enqueue_bulk(p.t, xs, n);
@@ -74,7 +68,22 @@ struct iocm_lanes {
   std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
     return q.try_dequeue_bulk(c.t, xs, n);
   }
-  queue q;
+  Q q;
+};
+
+/// iocm::mpmc_queue, a producer token (lane) per producer thread.
+struct iocm_lanes : iocm_tokens<iocm::mpmc_queue<completion>> {
+  static constexpr const char* name = "iocm";
+  static iocm::queue_options options(std::size_t capacity, std::size_t producers) {
+    iocm::queue_options o;
+    o.capacity = capacity / (producers == 0 ? 1 : producers);
+    o.producer_lanes = producers;
+    return o;
+  }
+  iocm_lanes(std::size_t capacity, std::size_t producers, std::size_t)
+      : iocm_tokens(options(capacity, producers)) {}
+  producer make_producer() { return {q.make_producer()}; }
+  consumer make_consumer() { return {q.make_consumer()}; }
 };
 
 /// The alternative inner structure: no tokens, every producer on one
@@ -107,33 +116,18 @@ struct iocm_shared {
 /// engine builds on a one-node machine; its cost against iocm_lanes is the
 /// price of sharding there.
 template <std::size_t Shards>
-struct iocm_sharded {
+struct iocm_sharded : iocm_tokens<iocm::sharded_queue<iocm::mpmc_queue<completion>>> {
   static constexpr const char* name = Shards == 1 ? "iocm_sharded1" : "iocm_sharded2";
-  using queue = iocm::sharded_queue<iocm::mpmc_queue<completion>>;
-  struct producer {
-    queue::producer_token t;
-  };
-  struct consumer {
-    queue::consumer_token t;
-  };
   static iocm::queue_options options(std::size_t capacity, std::size_t producers) {
     iocm::queue_options o = iocm_lanes::options(capacity, producers);
     o.producer_lanes = (producers + Shards - 1) / Shards;
     return o;
   }
   iocm_sharded(std::size_t capacity, std::size_t producers, std::size_t)
-      : q(Shards, options(capacity, producers), {}, 16, 8) {}
+      : iocm_tokens(Shards, options(capacity, producers), typename queue::memory_for_shard{}, 16u,
+                    std::size_t{8}) {}
   producer make_producer() { return {q.make_producer(next_producer.fetch_add(1) % Shards)}; }
   consumer make_consumer() { return {q.make_consumer(next_consumer.fetch_add(1) % Shards)}; }
-  bool push(producer& p, const completion& x) { return q.try_enqueue(p.t, x); }
-  std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
-    return q.try_enqueue_bulk(p.t, xs, n);
-  }
-  bool pop(consumer& c, completion& x) { return q.try_dequeue(c.t, x); }
-  std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
-    return q.try_dequeue_bulk(c.t, xs, n);
-  }
-  queue q;
   std::atomic<std::size_t> next_producer{0}, next_consumer{0};
 };
 
