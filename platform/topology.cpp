@@ -49,7 +49,7 @@ class node_resource final : public std::pmr::memory_resource {
     void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     // Before the first touch, so that every page is placed on the node.
-    // A refusal leaves first-touch placement; online_nodes() vetted the node.
+    // A refusal leaves first-touch placement; bindable_nodes() vetted the node.
     constexpr std::size_t bits = 8 * sizeof(unsigned long);
     unsigned long mask[1024 / bits] = {};
     if (node_ >= 0 && static_cast<std::size_t>(node_) < 1024) {
@@ -160,13 +160,23 @@ bool load_topology(const char* spec, topology& out, std::string& why) {
   return true;
 }
 
-std::vector<int> online_nodes() {
+std::vector<int> bindable_nodes() {
   std::ifstream f("/sys/devices/system/node/online");
   std::string text;
-  std::vector<int> nodes;
+  std::vector<int> online;
   std::string why;
-  if (!f || !std::getline(f, text) || !parse_cpu_list(text, nodes, why))
+  if (!f || !std::getline(f, text) || !parse_cpu_list(text, online, why))
     return {0};  // a kernel without NUMA: everything is node 0
+  // MPOL_F_MEMS_ALLOWED: the nodes this process's cpuset lets it use.
+  constexpr std::size_t bits = 8 * sizeof(unsigned long);
+  unsigned long mask[1024 / bits] = {};
+  if (::syscall(SYS_get_mempolicy, nullptr, mask, 1024UL, nullptr, MPOL_F_MEMS_ALLOWED) != 0)
+    return online;
+  std::vector<int> nodes;
+  for (int n : online)
+    if (n < 1024 &&
+        (mask[static_cast<std::size_t>(n) / bits] >> (static_cast<std::size_t>(n) % bits)) & 1UL)
+      nodes.push_back(n);
   return nodes;
 }
 

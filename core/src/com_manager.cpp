@@ -111,16 +111,23 @@ class com_manager final : public IHostIoCompletionManager, public IIocmHostIo {
 
 extern "C" {
 
-void iocm_config_init(iocm_config* config) noexcept {
-  if (config == nullptr) return;
-  *config = iocm_config{};
-  config->struct_size = sizeof(iocm_config);
-  config->ring_entries = 256;
-  config->queue_capacity = 4096;
-  config->inbox_capacity = 4096;
-  config->notifier_spin = 256;
-  config->max_ports = 64;
-  config->ring_setup = IOCM_RING_PROBE;
+void iocm_config_init_sized(iocm_config* config, std::uint32_t size) noexcept {
+  if (config == nullptr || (size != sizeof(iocm_config) && size != IOCM_CONFIG_SIZE_V1)) return;
+  iocm_config defaults{};
+  defaults.struct_size = size;
+  defaults.ring_entries = 256;
+  defaults.queue_capacity = 4096;
+  defaults.inbox_capacity = 4096;
+  defaults.notifier_spin = 256;
+  defaults.max_ports = 64;
+  defaults.ring_setup = IOCM_RING_PROBE;
+  std::memcpy(config, &defaults, size);  // no byte past the caller's layout
+}
+
+// The 0.1.0 entry point, for programs built against its header (whose
+// iocm_config ends at flags); the parentheses keep the macro out.
+void(iocm_config_init)(iocm_config* config) noexcept {
+  iocm_config_init_sized(config, IOCM_CONFIG_SIZE_V1);
 }
 
 iocm::hosting::HRESULT iocm_create_host_io_completion_manager(

@@ -154,7 +154,7 @@ HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::stri
   const unsigned n = std::min(1024u, os::usable_cpus(real, 1024));
   out.reach.cpus.assign(real, real + n);
   std::sort(out.reach.cpus.begin(), out.reach.cpus.end());
-  out.reach.nodes = os::online_nodes();
+  out.reach.nodes = os::bindable_nodes();
   out.reach.pinning = (c.flags & IOCM_NO_PINNING) == 0;
   // The strings are read during creation only.
   c.cpus = nullptr;
@@ -281,6 +281,9 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
     return nullptr;
   } catch (const std::system_error&) {  // a thread could not be started
     *error = E_OUTOFMEMORY;
+    return nullptr;
+  } catch (const std::exception&) {  // a limit prepare() should have caught: refuse, never abort
+    *error = E_INVALIDARG;
     return nullptr;
   }
   *error = S_OK;

@@ -43,8 +43,9 @@ int current_cpu() noexcept;
 /// or "xml:<path>" for a described one. False, with the reason in *why,
 /// when the description cannot be loaded.
 bool load_topology(const char* spec, topology& out, std::string& why);
-/// NUMA nodes online on this machine, sorted.
-std::vector<int> online_nodes();
+/// NUMA nodes this process can bind memory to: online, and allowed by its
+/// cpuset (cpuset.mems); sorted.
+std::vector<int> bindable_nodes();
 /// Memory preferred on `node` (mmap + mbind), or null when that cannot be
 /// applied here. Allocations are page-granular: meant for a few big blocks.
 std::unique_ptr<std::pmr::memory_resource> node_memory(int node);

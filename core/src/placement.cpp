@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdio>
 #include <set>
 
 namespace iocm::detail {
@@ -110,6 +109,13 @@ bool make_plan(const topology& topo, const placement_request& request, placement
       return false;
     }
   }
+  const std::size_t nodes = topo.node_os.size();
+  for (const auto& p : topo.pus)
+    if (p.node >= nodes) {
+      why = "the topology (" + topo.source + ") puts CPU " + std::to_string(p.os_index) +
+            " on a NUMA node it does not list";
+      return false;
+    }
   std::vector<const topology::pu*> usable;
   for (const auto& p : topo.pus)
     if (contains(topo.allowed, p.os_index) &&
@@ -124,15 +130,9 @@ bool make_plan(const topology& topo, const placement_request& request, placement
   std::sort(plan.usable.begin(), plan.usable.end());
 
   // 2. Usable CPUs by node, then by core, in topology order.
-  const std::size_t nodes = topo.node_os.size();
   std::vector<std::vector<std::vector<int>>> cores_of(nodes);  // node -> core -> CPUs
   std::vector<std::vector<unsigned>> core_ids(nodes);
   for (const auto* p : usable) {
-    if (p->node >= nodes) {
-      why = "the topology (" + topo.source + ") puts CPU " + std::to_string(p->os_index) +
-            " on a NUMA node it does not list";
-      return false;
-    }
     auto& ids = core_ids[p->node];
     auto it = std::find(ids.begin(), ids.end(), p->core);
     if (it == ids.end()) {
@@ -181,7 +181,8 @@ bool make_plan(const topology& topo, const placement_request& request, placement
   }
 
   // 4. Pollers, then one shard per node that has one.
-  const unsigned pollers = request.pollers != 0 ? request.pollers : plan.usable_cores;
+  const unsigned pollers =
+      request.pollers != 0 ? request.pollers : std::min(plan.usable_cores, max_default_pollers);
   std::vector<unsigned> node_of_cpu_index(static_cast<std::size_t>(all.back()) + 1, 0);
   for (const auto& p : topo.pus) node_of_cpu_index[static_cast<std::size_t>(p.os_index)] = p.node;
   std::vector<int> shard_of_node(nodes, -1);
@@ -245,40 +246,35 @@ std::string unreachable_warning(const placement_plan& plan, const placement_reac
   if (!cpus.empty() && !nodes.empty()) w += ";";
   if (!nodes.empty())
     w += " NUMA node " + format_cpu_list(nodes) +
-         " is not online (shards planned there take unbound memory)";
+         " is not online or not allowed here (shards planned there take unbound memory)";
   return w + ". The engine works the same, without that locality.";
 }
 
 std::string describe_plan(const placement_plan& plan, const placement_reach& reach,
                           unsigned max_threads) {
-  std::string out;
-  char line[256];
+  auto plural = [](std::size_t n, const char* what) {
+    return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+  };
   auto pin = [&](int cpu) -> std::string {
     if (!reach.pinning) return "CPU " + std::to_string(cpu) + " (not pinned: IOCM_NO_PINNING)";
     return "CPU " + std::to_string(cpu) + (reach.can_pin(cpu) ? "" : " (unpinned: not here)");
   };
-  std::snprintf(line, sizeof line,
-                "topology: %s\nusable CPUs: %s (%u cores)\nplacement: %s, %zu poller%s, %zu "
-                "shard%s, %u notifier%s\n",
-                plan.source.c_str(), format_cpu_list(plan.usable).c_str(), plan.usable_cores,
-                placement_name(plan.policy), plan.pollers.size(),
-                plan.pollers.size() == 1 ? "" : "s", plan.shards.size(),
-                plan.shards.size() == 1 ? "" : "s", max_threads, max_threads == 1 ? "" : "s");
-  out += line;
+  std::string out =
+      "topology: " + plan.source + "\nusable CPUs: " + format_cpu_list(plan.usable) + " (" +
+      plural(plan.usable_cores, "core") + ")\nplacement: " + placement_name(plan.policy) + ", " +
+      plural(plan.pollers.size(), "poller") + ", " + plural(plan.shards.size(), "shard") + ", " +
+      plural(max_threads, "notifier") + "\n";
   for (std::size_t s = 0; s < plan.shards.size(); ++s) {
     const auto& sh = plan.shards[s];
-    std::snprintf(line, sizeof line, "shard %zu: NUMA node %d, CPUs %s, memory %s\n", s, sh.node_os,
-                  format_cpu_list(sh.cpus).c_str(),
-                  reach.can_bind(sh.node_os)
-                      ? ("bound to node " + std::to_string(sh.node_os)).c_str()
-                      : "unbound (node not online here)");
-    out += line;
     const bool bound = reach.can_bind(sh.node_os);
+    const std::string node = std::to_string(sh.node_os);
+    out += "shard " + std::to_string(s) + ": NUMA node " + node + ", CPUs " +
+           format_cpu_list(sh.cpus) + ", memory " +
+           (bound ? "bound to node " + node : std::string("unbound (node not usable here)")) + "\n";
     for (std::size_t i = 0; i < plan.pollers.size(); ++i) {
       if (plan.pollers[i].shard != s) continue;
       // The kernel places the ring where the thread that creates it runs.
       const bool pinned = reach.can_pin(plan.pollers[i].cpu);
-      const std::string node = std::to_string(sh.node_os);
       out += "  poller " + std::to_string(i) + ": " + pin(plan.pollers[i].cpu) +
              (pinned && bound ? ", ring and inbox on node " + node
               : pinned        ? ", ring on node " + node + ", inbox unbound"

@@ -38,11 +38,14 @@ struct topology {
   bool this_machine = true;            ///< false for a described (injected) machine
 };
 
+/// The most pollers the default (one per usable core) makes.
+inline constexpr unsigned max_default_pollers = 256;
+
 /// What the configuration asks of the plan.
 struct placement_request {
   std::vector<int> cpus;    ///< empty: every allowed CPU
   std::string cpus_origin;  ///< how to name the CPU list in messages, e.g. IOCM_CPUS="0-3"
-  unsigned pollers = 0;     ///< 0: one per usable core
+  unsigned pollers = 0;     ///< 0: one per usable core, at most max_default_pollers
   std::uint32_t policy = IOCM_PLACEMENT_SPREAD;  ///< compact or spread
 };
 
@@ -94,7 +97,8 @@ bool make_plan(const topology& topo, const placement_request& request, placement
                std::string& why);
 
 /// What can be applied on the machine the engine runs on: the CPUs threads
-/// can be pinned to and the NUMA nodes memory can be bound to.
+/// can be pinned to and the NUMA nodes memory can be bound to (online, and
+/// allowed by the process's cpuset).
 struct placement_reach {
   std::vector<int> cpus;   ///< sorted
   std::vector<int> nodes;  ///< sorted

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -275,17 +276,34 @@ TEST_CASE("bad placement values are refused with a message naming the value") {
   CHECK(sink.all().find("cpus=\"1-0\"") != std::string::npos);
 }
 
-TEST_CASE("a config of the first layout (without the placement fields) is still accepted") {
-  iocm_config c;
-  iocm_config_init(&c);
-  c.struct_size = IOCM_CONFIG_SIZE_V1;
-  c.pollers = 1;
-  c.cpus = "not read";  // beyond the first layout: must be ignored
+TEST_CASE("a config of the first layout (0.1.0, without the placement fields) still works") {
+  // What a program built against the 0.1.0 header has: 44 bytes, then
+  // whatever follows them in its memory.
+  alignas(iocm_config) unsigned char bytes[sizeof(iocm_config) + 16];
+  std::memset(bytes, 0xAB, sizeof bytes);
+  auto* c = reinterpret_cast<iocm_config*>(bytes);
+  iocm_config_init_sized(c, IOCM_CONFIG_SIZE_V1);
+  CHECK(c->struct_size == IOCM_CONFIG_SIZE_V1);
+  CHECK(c->ring_entries == 256);
+  std::size_t touched = 0;
+  for (std::size_t i = IOCM_CONFIG_SIZE_V1; i < sizeof bytes; ++i) touched += bytes[i] != 0xAB;
+  CHECK(touched == 0);  // nothing written past its layout
+  c->pollers = 1;
+  // The bytes after the first layout (0xAB...: a wild cpus pointer) are not read.
   hosting::IHostIoCompletionManager* m = nullptr;
-  REQUIRE(iocm_create_host_io_completion_manager(&c, &m) == hosting::S_OK);
+  REQUIRE(iocm_create_host_io_completion_manager(c, &m) == hosting::S_OK);
   m->Release();
-  c.struct_size = IOCM_CONFIG_SIZE_V1 + 4;
-  CHECK(iocm_create_host_io_completion_manager(&c, &m) == hosting::E_INVALIDARG);
+  // An unknown layout: nothing is written, creation refuses it.
+  std::memset(bytes, 0xAB, sizeof bytes);
+  iocm_config_init_sized(c, IOCM_CONFIG_SIZE_V1 + 4);
+  touched = 0;
+  for (unsigned char b : bytes) touched += b != 0xAB;
+  CHECK(touched == 0);
+  iocm_config full;
+  iocm_config_init(&full);
+  CHECK(full.struct_size == sizeof(iocm_config));
+  full.struct_size = IOCM_CONFIG_SIZE_V1 + 4;
+  CHECK(iocm_create_host_io_completion_manager(&full, &m) == hosting::E_INVALIDARG);
 }
 
 TEST_CASE("iocm_describe_placement shows the plan without creating an engine") {

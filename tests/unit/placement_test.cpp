@@ -226,7 +226,7 @@ TEST_CASE("what cannot be applied makes one warning naming the CPUs and nodes") 
   small.nodes = {0};
   const std::string w = unreachable_warning(p, small);
   CHECK(w.find("CPU 2-31 cannot be pinned") != std::string::npos);
-  CHECK(w.find("NUMA node 1-3 is not online") != std::string::npos);
+  CHECK(w.find("NUMA node 1-3 is not online or not allowed here") != std::string::npos);
   small.pinning = false;  // IOCM_NO_PINNING: pinning is not asked for
   CHECK(unreachable_warning(p, small).find("pinned") == std::string::npos);
 }
@@ -243,7 +243,7 @@ TEST_CASE("this machine: the plan uses exactly the CPUs this process may run on"
   CHECK(p.usable == mine);
   placement_reach here;
   here.cpus = mine;
-  here.nodes = os::online_nodes();
+  here.nodes = os::bindable_nodes();
   CHECK(unreachable_warning(p, here).empty());
   const std::string table = describe_plan(p, here, 3);
   CHECK(table.find("topology: this machine") != std::string::npos);
@@ -251,7 +251,7 @@ TEST_CASE("this machine: the plan uses exactly the CPUs this process may run on"
 }
 
 TEST_CASE("node memory lands on its node") {
-  const std::vector<int> nodes = os::online_nodes();
+  const std::vector<int> nodes = os::bindable_nodes();
   REQUIRE_FALSE(nodes.empty());
   auto mem = os::node_memory(nodes.back());
   auto* p = static_cast<char*>(mem->allocate(1 << 20, 64));

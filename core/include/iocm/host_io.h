@@ -48,7 +48,7 @@ struct iocm_config {
   std::uint32_t max_ports;       ///< completion ports that can be open at once (1..1024)
   std::uint32_t ring_setup;      ///< an iocm_ring_setup value
   std::uint32_t flags;           ///< iocm_config_flags, or-ed
-  // --- added in 0.2 (placement); a struct_size of IOCM_CONFIG_SIZE_V1 omits them ---
+  // --- added in 0.2.0 (placement); a struct_size of IOCM_CONFIG_SIZE_V1 omits them ---
   /// CPUs the engine may use, as a list like "0-3,8": a subset of the CPUs
   /// the process may run on. Null: the IOCM_CPUS environment variable, or
   /// every allowed CPU. The string is read during creation only.
@@ -165,8 +165,11 @@ struct IIocmHostIo : IUnknown {
 
 extern "C" {
 
-/// Fills *config with the defaults. Does nothing if config is null.
-void iocm_config_init(iocm_config* config) noexcept;
+/// Fills the first `size` bytes of *config with the defaults and sets
+/// struct_size to `size`, for the layouts iocm knows (IOCM_CONFIG_SIZE_V1
+/// and sizeof(iocm_config)). Writes nothing for another size or a null
+/// config. Call it through iocm_config_init.
+void iocm_config_init_sized(iocm_config* config, std::uint32_t size) noexcept;
 
 /// Creates an engine and returns its IHostIoCompletionManager with one
 /// reference; Release() destroys it (closing every port first and joining
@@ -195,3 +198,10 @@ iocm::hosting::HRESULT iocm_describe_placement(const iocm_config* config, char* 
                                                std::size_t size, std::size_t* needed) noexcept;
 
 }  // extern "C"
+
+/// Fills *config with the defaults; does nothing if config is null. A macro,
+/// as zlib's deflateInit is: it passes the caller's sizeof(iocm_config), so
+/// a program built against an older header never has more bytes written
+/// than its struct holds.
+#define iocm_config_init(config) \
+  iocm_config_init_sized((config), static_cast<std::uint32_t>(sizeof(iocm_config)))

@@ -96,6 +96,10 @@ class sharded_queue {
     }
   }
 
+  // Tokens and shards_ hold the address of first_: the queue stays put.
+  sharded_queue(const sharded_queue&) = delete;
+  sharded_queue& operator=(const sharded_queue&) = delete;
+
   std::size_t shard_count() const noexcept { return shards_.size(); }
   Queue& shard(std::size_t i) noexcept { return *shards_[i]; }
   const Queue& shard(std::size_t i) const noexcept { return *shards_[i]; }
