@@ -64,6 +64,16 @@ bool pin_current_thread(int cpu) noexcept {
   return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
 }
 
+int pinned_cpu_of_current_thread() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::pthread_getaffinity_np(::pthread_self(), sizeof set, &set) != 0 || CPU_COUNT(&set) != 1)
+    return -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) return cpu;
+  return -1;
+}
+
 void block_sigpipe() noexcept {
   sigset_t set;
   sigemptyset(&set);

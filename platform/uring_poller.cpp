@@ -118,6 +118,7 @@ class uring_poller final : public poller {
     std::snprintf(name, sizeof name, "iocm-poll-%u", index_);
     os::name_current_thread(name);
     if (cpu_ >= 0) os::pin_current_thread(cpu_);
+    record_pinning();
     os::block_sigpipe();
     const hosting::HRESULT hr = set_up();
     {

@@ -9,12 +9,14 @@
 // IOCM_PLACEMENT and IOCM_TOPOLOGY apply as they do to an engine. With
 // --live it starts an engine and reports where each shard's memory was
 // actually found.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "iocm/engine.h"
@@ -98,7 +100,13 @@ int topology(int argc, char** argv) {
     no_handler handler;
     try {
       iocm::engine e(handler, c);
-      std::fputs(e.placement().c_str(), stdout);
+      // Threads report where they run once started: give them a moment.
+      std::string text = e.placement();
+      for (int i = 0; i < 200 && text.find("not started yet") != std::string::npos; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        text = e.placement();
+      }
+      std::fputs(text.c_str(), stdout);
     } catch (const std::system_error& ex) {
       std::fprintf(stderr, "iocm-bench topology: %s\n", ex.what());
       return 1;

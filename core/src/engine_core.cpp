@@ -298,6 +298,19 @@ std::string engine_core::describe() const {
     out += "shard " + std::to_string(s) + " memory found on node " +
            (node < 0 ? std::string("(unknown)") : std::to_string(node)) + "\n";
   }
+  // Where the threads really are: each read its own affinity mask once
+  // started (a notifier that has not run yet shows as not pinned).
+  auto where = [](int cpu) {
+    return cpu >= 0    ? "pinned to CPU " + std::to_string(cpu)
+           : cpu == -1 ? std::string("not pinned")
+                       : std::string("not started yet");
+  };
+  for (std::size_t i = 0; i < pollers_.size(); ++i)
+    out += "poller " + std::to_string(i) + " found " + where(pollers_[i]->pinned_cpu()) + "\n";
+  for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i)
+    if (notifiers_[i].running.load(std::memory_order_acquire))
+      out += "notifier " + std::to_string(i) + " found " +
+             where(notifiers_[i].cpu.load(std::memory_order_relaxed)) + "\n";
   return out;
 }
 
@@ -419,6 +432,7 @@ HRESULT engine_core::spawn_notifiers_locked(unsigned upto) noexcept {
     if (slot.running.load(std::memory_order_acquire)) continue;
     if (slot.thread.joinable()) slot.thread.join();  // a retired thread: reuse its slot
     slot.running.store(true, std::memory_order_release);
+    slot.cpu.store(-2, std::memory_order_relaxed);
     try {
       slot.thread = std::thread([this, i] { notifier_main(i); });
     } catch (const std::system_error&) {

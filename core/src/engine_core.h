@@ -133,6 +133,9 @@ class engine_core {
     park_word park;
     alignas(cache_line_size) std::atomic<bool> busy{false};  // inside OnComplete
     std::atomic<bool> running{false};  // thread alive (between start and exit)
+    // The CPU the thread found itself pinned to; -1: not pinned; -2: not
+    // started yet.
+    std::atomic<int> cpu{-2};
     std::thread thread;
     // The batch this notifier is delivering, shared so that an idle notifier
     // can take over the records a blocked OnComplete would otherwise hold

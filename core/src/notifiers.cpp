@@ -31,6 +31,7 @@ void engine_core::notifier_main(unsigned index) {
   if (const int cpu = plan_.notifier_cpu(index); reach_.can_pin(cpu)) os::pin_current_thread(cpu);
 
   notifier_slot& me = notifiers_[index];
+  me.cpu.store(os::pinned_cpu_of_current_thread(), std::memory_order_relaxed);
   auto token = queue_.make_consumer(home);
   completion records[batch_size];
   delivery_context ctx{&me, records, &token};

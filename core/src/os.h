@@ -31,6 +31,9 @@ void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
 unsigned usable_cpus(int* cpus, unsigned capacity) noexcept;
 /// Pins the calling thread to one CPU; false if the kernel refused.
 bool pin_current_thread(int cpu) noexcept;
+/// The one CPU the calling thread's affinity mask allows, or -1 when it
+/// allows several (unpinned) or cannot be read.
+int pinned_cpu_of_current_thread() noexcept;
 /// Blocks SIGPIPE in the calling thread: a write the poller issues to a
 /// pipe or socket whose reader is gone must fail with EPIPE, not kill the
 /// host process.

@@ -13,6 +13,7 @@
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
 #include "iocm/sharded_queue.h"
+#include "os.h"
 
 namespace iocm::detail {
 
@@ -56,6 +57,8 @@ class poller {
   virtual void stop_and_join() noexcept = 0;
   /// The io_uring setup the probe settled on (an iocm_ring_setup value).
   virtual std::uint32_t ring_setup() const noexcept = 0;
+  /// The CPU the thread found itself pinned to once started, or -1.
+  int pinned_cpu() const noexcept { return pinned_cpu_.load(std::memory_order_relaxed); }
 
   /// Queues a request from any thread; false if the inbox is full. Wakes the
   /// poller only if it is asleep. Thread-safe, lock-free.
@@ -96,11 +99,16 @@ class poller {
     return true;
   }
   void awake() noexcept { sleeping_.store(false, std::memory_order_relaxed); }
+  /// The thread calls this after pinning itself (or not).
+  void record_pinning() noexcept {
+    pinned_cpu_.store(os::pinned_cpu_of_current_thread(), std::memory_order_relaxed);
+  }
 
   mpmc_queue<inbox_item> inbox_;
 
  private:
   alignas(cache_line_size) std::atomic<bool> sleeping_{false};
+  std::atomic<int> pinned_cpu_{-1};  // read by describe() only
 };
 
 /// Builds a poller of the backend platform/backend.cpp picks. Throws

@@ -163,6 +163,9 @@ TEST_CASE("a synthetic machine larger than this one: one warning, nothing lost")
     run_ledger(e, l, 16, threads, per_thread);
     const std::string table = e.placement();
     CHECK(table.find("shard 3: NUMA node 3") != std::string::npos);
+    // Poller 1 is planned on CPU 16, which a small machine lacks.
+    if (!machine_covers_two_by_two())
+      CHECK(table.find("poller 1 found not pinned") != std::string::npos);
     CHECK(table.find("notifier 7:") != std::string::npos);
   }
   std::size_t wrong = 0;
@@ -352,4 +355,14 @@ TEST_CASE("on this machine each shard's memory is found on its node") {
     ++shards;
   }
   CHECK(shards == e.stats().shards);
+  // Each thread, once started, finds itself pinned where the plan put it.
+  std::string live = e.placement();
+  for (int i = 0; i < 2000 && live.find("not started yet") != std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    live = e.placement();
+  }
+  CAPTURE(live);
+  CHECK(live.find("not started yet") == std::string::npos);
+  CHECK(live.find("found not pinned") == std::string::npos);
+  CHECK(live.find("poller 0 found pinned to CPU") != std::string::npos);
 }
