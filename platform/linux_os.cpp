@@ -1,6 +1,7 @@
 // Linux implementations of the engine core's OS services (core/src/os.h).
 #include "os.h"
 
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -72,6 +73,11 @@ int pinned_cpu_of_current_thread() noexcept {
   for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
     if (CPU_ISSET(cpu, &set)) return cpu;
   return -1;
+}
+
+bool set_nonblocking(int fd) noexcept {
+  const int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ((flags & O_NONBLOCK) != 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0);
 }
 
 void block_sigpipe() noexcept {

@@ -11,5 +11,8 @@ namespace iocm::detail {
 /// HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED) when the kernel refuses io_uring
 /// or the requested setup.
 std::unique_ptr<poller> make_uring_poller(poller_setup setup);
+/// An epoll poller; its start() answers E_OUTOFMEMORY when epoll or its
+/// eventfd cannot be had.
+std::unique_ptr<poller> make_epoll_poller(poller_setup setup);
 
 }  // namespace iocm::detail

@@ -101,6 +101,7 @@ class uring_poller final : public poller {
   }
 
   std::uint32_t ring_setup() const noexcept override { return setup_used_; }
+  std::uint32_t backend() const noexcept override { return IOCM_BACKEND_URING; }
 
  protected:
   void wake() noexcept override {
@@ -358,6 +359,13 @@ class uring_poller final : public poller {
 
 std::unique_ptr<poller> make_uring_poller(poller_setup setup) {
   return std::make_unique<uring_poller>(std::move(setup));
+}
+
+int probe_uring() noexcept {
+  io_uring ring{};
+  const int r = try_setup(ring, 2, IOCM_RING_PLAIN);
+  if (r == 0) io_uring_queue_exit(&ring);
+  return r;
 }
 
 }  // namespace iocm::detail

@@ -198,7 +198,7 @@ std::uint32_t engine::available_threads() const noexcept {
 }
 engine_stats engine::stats() const noexcept {
   const detail::engine_counters c = impl_->core->counters();
-  return {c.pollers, c.ring_setup, c.notifiers, c.busy, c.parked, c.wakeups, c.shards};
+  return {c.pollers, c.ring_setup, c.notifiers, c.busy, c.parked, c.wakeups, c.shards, c.backend};
 }
 std::string engine::placement() const { return impl_->core->describe(); }
 

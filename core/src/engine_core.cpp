@@ -95,7 +95,26 @@ HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::stri
     return bad("ring_setup " + std::to_string(c.ring_setup) + " is not an iocm_ring_setup value");
   if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING}) != 0)
     return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
-  if (c.reserved != 0) return bad("reserved " + std::to_string(c.reserved) + " is not 0");
+  if (c.backend > IOCM_BACKEND_EPOLL)
+    return bad("backend " + std::to_string(c.backend) + " is not an iocm_backend value");
+  if (const char* env = std::getenv("IOCM_BACKEND"); c.backend == IOCM_BACKEND_AUTO && env) {
+    const std::string_view v(env);
+    if (v == "uring")
+      c.backend = IOCM_BACKEND_URING;
+    else if (v == "epoll")
+      c.backend = IOCM_BACKEND_EPOLL;
+    else if (v != "auto")
+      return bad("IOCM_BACKEND=" + quoted(env) + " is not \"auto\", \"uring\" or \"epoll\"");
+  }
+  if (c.backend == IOCM_BACKEND_AUTO) {
+    std::string why_not;
+    if (os::uring_available(why_not)) {
+      c.backend = IOCM_BACKEND_URING;
+    } else {
+      c.backend = IOCM_BACKEND_EPOLL;
+      out.notice = "using the epoll backend: " + why_not;
+    }
+  }
 
   // Placement: the config's fields first, then the environment.
   placement_request request;
@@ -172,7 +191,10 @@ std::unique_ptr<engine_core> engine_core::build(const iocm_config* in, HRESULT* 
     if (setup.config.log != nullptr)
       setup.config.log(setup.config.log_context, level, text.c_str());
     else
-      std::fprintf(stderr, "iocm: %s: %s\n", level == IOCM_LOG_ERROR ? "error" : "warning",
+      std::fprintf(stderr, "iocm: %s: %s\n",
+                   level == IOCM_LOG_ERROR     ? "error"
+                   : level == IOCM_LOG_WARNING ? "warning"
+                                               : "info",
                    text.c_str());
   };
   try {
@@ -184,6 +206,7 @@ std::unique_ptr<engine_core> engine_core::build(const iocm_config* in, HRESULT* 
     }
     if (const std::string warning = unreachable_warning(setup.plan, setup.reach); !warning.empty())
       log(IOCM_LOG_WARNING, warning);
+    if (!setup.notice.empty()) log(IOCM_LOG_INFO, setup.notice);
   } catch (const std::bad_alloc&) {
     *error = E_OUTOFMEMORY;
     return nullptr;
@@ -262,6 +285,7 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
       ps.cpu = setup.reach.can_pin(where.cpu) ? where.cpu : -1;
       ps.ring_entries = setup.config.ring_entries;
       ps.ring_setup = setup.config.ring_setup;
+      ps.backend = setup.config.backend;
       ps.inbox_capacity = setup.config.inbox_capacity;
       ps.inbox_memory = core->shard_memory_[where.shard].get();
       ps.completions = core->queue_.make_producer(where.shard);
@@ -409,6 +433,10 @@ HRESULT engine_core::bind(HANDLE port, HANDLE handle) noexcept {
                                           pollers_.size());
     b.kind = kind;
     b.port_generation = static_cast<std::uint32_t>(st >> 2);
+    // epoll: the descriptor becomes non-blocking and joins the poller's
+    // epoll set here, before any operation on it can be submitted.
+    if (const HRESULT hr = pollers_[b.poller]->prepare_handle(fd, kind); FAILED(hr)) return hr;
+    b.kind = kind;
     entry.store(binding::pack(b), std::memory_order_release);  // pairs with lookup()
   } catch (const std::bad_alloc&) {
     return E_OUTOFMEMORY;
@@ -485,6 +513,7 @@ engine_counters engine_core::counters() const noexcept {
   engine_counters c{};
   c.pollers = static_cast<std::uint32_t>(pollers_.size());
   c.shards = static_cast<std::uint32_t>(queue_.shard_count());
+  c.backend = pollers_.empty() ? config_.backend : pollers_.front()->backend();
   c.ring_setup = pollers_.empty() ? 0 : pollers_.front()->ring_setup();
   for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i) {
     c.notifiers += notifiers_[i].running.load(std::memory_order_relaxed) ? 1 : 0;

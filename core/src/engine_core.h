@@ -40,6 +40,7 @@ struct engine_counters {
   std::uint32_t pollers;
   std::uint32_t shards;      // queue shards (NUMA nodes with a poller)
   std::uint32_t ring_setup;  // iocm_ring_setup the probe chose
+  std::uint32_t backend;     // iocm_backend in use
   std::uint32_t notifiers;   // threads alive
   std::uint32_t busy;        // notifiers inside OnComplete
   std::uint32_t parked;      // notifiers asleep
@@ -52,6 +53,7 @@ struct engine_setup {
   iocm_config config{};
   placement_plan plan;
   placement_reach reach;
+  std::string notice;  // said once at IOCM_LOG_INFO (why epoll was chosen)
 };
 
 class engine_core {

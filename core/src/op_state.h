@@ -39,8 +39,10 @@ struct op_state {
   std::int32_t fd = -1;
   std::uint32_t length = 0;   // bytes asked for (end-of-file needs it)
   std::uint16_t counter = 0;  // which pending counter of the port counts it
+  std::uint8_t stage = 0;     // epoll backend: 1 once a connect is in progress
   void* buffer = nullptr;     // data; the sockaddr for connect; HANDLE* for accept
   std::uint64_t aux = 0;      // file offset; sockaddr length for connect; accept_into_*
+  op_state* next = nullptr;   // epoll backend: the descriptor's queue of waiting operations
 };
 
 /// For accept, aux says what buffer points to.

@@ -34,6 +34,12 @@ bool pin_current_thread(int cpu) noexcept;
 /// The one CPU the calling thread's affinity mask allows, or -1 when it
 /// allows several (unpinned) or cannot be read.
 int pinned_cpu_of_current_thread() noexcept;
+/// Sets O_NONBLOCK on fd (the epoll backend needs it); false if refused.
+bool set_nonblocking(int fd) noexcept;
+/// Whether io_uring can really be used here (a probe creates a ring); when
+/// not, *why says why in a sentence.
+bool uring_available(std::string& why);
+
 /// Blocks SIGPIPE in the calling thread: a write the poller issues to a
 /// pipe or socket whose reader is gone must fail with EPIPE, not kill the
 /// host process.

@@ -10,6 +10,7 @@
 #include "iocm/cache_line.h"
 #include "iocm/completion.h"
 #include "iocm/detail/fence.h"
+#include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
 #include "iocm/sharded_queue.h"
@@ -35,7 +36,8 @@ struct poller_setup {
   unsigned index = 0;
   int cpu = -1;  // -1: do not pin
   std::uint32_t ring_entries = 256;
-  std::uint32_t ring_setup = 0;  // iocm_ring_setup
+  std::uint32_t ring_setup = 0;                // iocm_ring_setup
+  std::uint32_t backend = IOCM_BACKEND_URING;  // which poller make_poller builds
   std::size_t inbox_capacity = 4096;
   std::pmr::memory_resource* inbox_memory = nullptr;  // the poller's node; null: default
   sharded_queue<mpmc_queue<completion>>::producer_token completions;  // own lane, own node's shard
@@ -55,8 +57,19 @@ class poller {
   /// Asks the thread to finish (after the inbox is drained and nothing is
   /// in flight) and joins it. Called once, after every port is closed.
   virtual void stop_and_join() noexcept = 0;
-  /// The io_uring setup the probe settled on (an iocm_ring_setup value).
+  /// The io_uring setup the probe settled on (an iocm_ring_setup value; 0
+  /// for epoll).
   virtual std::uint32_t ring_setup() const noexcept = 0;
+  /// IOCM_BACKEND_URING or IOCM_BACKEND_EPOLL.
+  virtual std::uint32_t backend() const noexcept = 0;
+  /// Bind's part in the poller, on the binding thread (under the engine's
+  /// bind lock), before any operation on fd can be submitted. May change
+  /// `kind` (epoll: a descriptor epoll refuses runs like a file).
+  virtual hosting::HRESULT prepare_handle(int fd, os::handle_kind& kind) noexcept {
+    (void)fd;
+    (void)kind;
+    return hosting::S_OK;
+  }
   /// The CPU the thread found itself pinned to once started, or -1.
   int pinned_cpu() const noexcept { return pinned_cpu_.load(std::memory_order_relaxed); }
 

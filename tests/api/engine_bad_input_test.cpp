@@ -54,6 +54,7 @@ TEST_CASE("creation: null out-parameter, bad config fields") {
   CHECK(refused([](iocm_config& x) { x.inbox_capacity = 0; }) == E_INVALIDARG);
   CHECK(refused([](iocm_config& x) { x.max_ports = 0; }) == E_INVALIDARG);
   CHECK(refused([](iocm_config& x) { x.ring_setup = 9; }) == E_INVALIDARG);
+  CHECK(refused([](iocm_config& x) { x.backend = 3; }) == E_INVALIDARG);
   CHECK(refused([](iocm_config& x) { x.flags = 0x80; }) == E_INVALIDARG);
   CHECK(refused([](iocm_config& x) { x.pollers = 100000; }) == E_INVALIDARG);
 }

@@ -243,6 +243,7 @@ TEST_CASE("bad placement values are refused with a message naming the value") {
       {"IOCM_TOPOLOGY", "synthetic:pack:x", "IOCM_TOPOLOGY=\"synthetic:pack:x\""},
       {"IOCM_TOPOLOGY", "xml:/nonexistent/machine.xml", "IOCM_TOPOLOGY=\"xml:/nonexistent"},
       {"IOCM_TOPOLOGY", "lstopo", "IOCM_TOPOLOGY=\"lstopo\" is neither"},
+      {"IOCM_BACKEND", "io_uring", "IOCM_BACKEND=\"io_uring\" is not"},
   };
   for (const auto& bc : cases) {
     CAPTURE(bc.variable);
@@ -307,6 +308,27 @@ TEST_CASE("a config of the first layout (0.1.0, without the placement fields) st
   CHECK(full.struct_size == sizeof(iocm_config));
   full.struct_size = IOCM_CONFIG_SIZE_V1 + 4;
   CHECK(iocm_create_host_io_completion_manager(&full, &m) == hosting::E_INVALIDARG);
+}
+
+TEST_CASE("backend auto: io_uring when a ring can be created, else epoll with one reason") {
+  scoped_env env("IOCM_BACKEND", "auto");
+  ledger l(0);
+  log_sink sink;
+  engine e(l, logged(sink));
+  const std::uint32_t backend = e.stats().backend;
+  REQUIRE((backend == IOCM_BACKEND_URING || backend == IOCM_BACKEND_EPOLL));
+  if (backend == IOCM_BACKEND_URING) {
+    CHECK(sink.count(IOCM_LOG_INFO) == 0);
+  } else {
+    CHECK(sink.count(IOCM_LOG_INFO) == 1);
+    CHECK(sink.all().find("using the epoll backend: io_uring_setup failed") != std::string::npos);
+  }
+  // The config field wins over the environment.
+  engine_config c = logged(sink);
+  c.backend = IOCM_BACKEND_EPOLL;
+  engine forced(l, c);
+  CHECK(forced.stats().backend == IOCM_BACKEND_EPOLL);
+  CHECK(forced.stats().ring_setup == 0);
 }
 
 TEST_CASE("iocm_describe_placement shows the plan without creating an engine") {

@@ -78,6 +78,7 @@ struct engine_stats {
   std::uint32_t parked;      ///< notifiers asleep
   std::uint64_t wakeups;     ///< times a sleeping notifier was woken
   std::uint32_t shards;      ///< completion queue shards: NUMA nodes with a poller
+  std::uint32_t backend;     ///< the iocm_backend in use (URING or EPOLL)
 };
 
 using port_handle = hosting::HANDLE;

@@ -56,7 +56,10 @@ struct iocm_config {
   /// An iocm_placement value. IOCM_PLACEMENT_DEFAULT: the IOCM_PLACEMENT
   /// environment variable ("compact" or "spread"), or spread.
   std::uint32_t placement;
-  std::uint32_t reserved;
+  /// An iocm_backend value. IOCM_BACKEND_AUTO: the IOCM_BACKEND environment
+  /// variable ("auto", "uring", "epoll"), or io_uring when a probe really
+  /// creates a ring and epoll otherwise (saying why, once, at IOCM_LOG_INFO).
+  std::uint32_t backend;
   /// The machine description placement plans on. Null: the IOCM_TOPOLOGY
   /// environment variable, or this machine as hwloc discovers it. Else
   /// "synthetic:<hwloc synthetic description>" (e.g. "synthetic:pack:2
@@ -85,6 +88,14 @@ enum iocm_placement : std::uint32_t {
 enum iocm_log_level : std::uint32_t {
   IOCM_LOG_ERROR = 1,
   IOCM_LOG_WARNING = 2,
+  IOCM_LOG_INFO = 3,
+};
+
+/// Which kernel interface the pollers use (docs/ENGINE.md).
+enum iocm_backend : std::uint32_t {
+  IOCM_BACKEND_AUTO = 0,   ///< IOCM_BACKEND, else io_uring if it works, else epoll
+  IOCM_BACKEND_URING = 1,  ///< io_uring only; creation fails if it is refused
+  IOCM_BACKEND_EPOLL = 2,  ///< epoll (edge-triggered), regular files on the poller
 };
 
 /// How pollers set up their io_uring. The probe tries each level in turn.

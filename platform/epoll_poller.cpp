@@ -1,0 +1,436 @@
+// The epoll poller, the fallback when io_uring is refused: one pinned thread
+// that tries each operation when it reaches the head of its descriptor's
+// queue, parks it until an edge-triggered readiness event when the kernel
+// says EAGAIN, and publishes the same 16-byte records into the same queue
+// lane as the io_uring poller (docs/ENGINE.md, "The epoll backend").
+//
+// Descriptors: Bind (on the binding thread) registers a socket, pipe or other
+// pollable descriptor with epoll (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) and
+// sets O_NONBLOCK on it.
+// Regular files and block devices cannot be polled: their reads and writes
+// run on this thread with pread/pwrite (see ENGINE.md for why not a pool).
+//
+// Per descriptor there are two FIFO queues, one per direction (read, recv,
+// accept / write, send, connect), linked through op_state::next. Only the
+// head of a queue is ever tried; when it finishes, the next one is tried at
+// once, so an edge is never needed for work the kernel already has.
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "engine_core.h"
+#include "iocm/detail/backoff.h"
+#include "op_state.h"
+#include "os.h"
+#include "poller.h"
+#include "pollers.h"
+
+namespace iocm::detail {
+
+using namespace hosting;
+
+namespace {
+
+constexpr int max_events = 1024;
+constexpr unsigned take_batch = 64;
+constexpr unsigned idle_poll_limit = 512;
+constexpr std::uint64_t wake_key = ~std::uint64_t{0};  // epoll data of the eventfd
+
+class epoll_poller final : public poller {
+ public:
+  explicit epoll_poller(poller_setup setup)
+      : poller(setup.inbox_capacity, setup.inbox_memory),
+        core_(*setup.core),
+        index_(setup.index),
+        cpu_(setup.cpu),
+        completions_(std::move(setup.completions)) {}
+
+  ~epoll_poller() override {
+    if (thread_.joinable()) stop_and_join();
+    if (epoll_fd_ >= 0) ::close(epoll_fd_);
+    if (event_fd_ >= 0) ::close(event_fd_);
+  }
+
+  hosting::HRESULT start() override {
+    thread_ = std::thread([this] { run(); });
+    std::unique_lock lock(start_mutex_);
+    start_cv_.wait(lock, [&] { return start_result_.has_value(); });
+    const hosting::HRESULT hr = *start_result_;
+    lock.unlock();
+    if (FAILED(hr)) thread_.join();
+    return hr;
+  }
+
+  void stop_and_join() noexcept override {
+    stop_.store(true, std::memory_order_release);
+    wake();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::uint32_t ring_setup() const noexcept override { return 0; }
+  std::uint32_t backend() const noexcept override { return IOCM_BACKEND_EPOLL; }
+
+  hosting::HRESULT prepare_handle(int fd, os::handle_kind& kind) noexcept override {
+    if (kind == os::handle_kind::file) return S_OK;  // not pollable: run on the poller
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = static_cast<std::uint32_t>(fd);
+    // A number bound before may still be in the set (closed and reused
+    // while a dup kept the old one alive): MOD then.
+    int r = ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    if (r != 0 && errno == EEXIST) r = ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    if (r != 0) {
+      if (errno == EPERM) {  // epoll cannot wait on it (e.g. /dev/null): run it like a file
+        kind = os::handle_kind::file;
+        return S_OK;
+      }
+      return errno == ENOMEM || errno == ENOSPC ? E_OUTOFMEMORY
+                                                : HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+    }
+    // Operations are tried without blocking the poller (docs/ENGINE.md).
+    os::set_nonblocking(fd);
+    return S_OK;
+  }
+
+ protected:
+  void wake() noexcept override {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(event_fd_, &one, sizeof one);
+  }
+
+ private:
+  /// A descriptor's two queues of waiting operations.
+  struct fd_queues {
+    op_state* head[2] = {nullptr, nullptr};
+    op_state* tail[2] = {nullptr, nullptr};
+  };
+  enum direction : int { in = 0, out = 1 };
+
+  static direction direction_of(op_kind k) noexcept {
+    return k == op_kind::write || k == op_kind::send || k == op_kind::connect ? out : in;
+  }
+  static OVERLAPPED* overlapped_of(op_state* op) noexcept {
+    return reinterpret_cast<OVERLAPPED*>(reinterpret_cast<std::byte*>(op) - sizeof(OVERLAPPED));
+  }
+
+  void run() {
+    char name[16];
+    std::snprintf(name, sizeof name, "iocm-epoll-%u", index_);
+    os::name_current_thread(name);
+    if (cpu_ >= 0) os::pin_current_thread(cpu_);
+    record_pinning();
+    os::block_sigpipe();
+    const hosting::HRESULT hr = set_up();
+    {
+      std::lock_guard lock(start_mutex_);
+      start_result_ = hr;
+    }
+    start_cv_.notify_one();
+    if (FAILED(hr)) return;
+    backoff full_wait;
+    for (;;) {
+      if (!publish_pending()) {
+        // Backpressure: the lane is full; take no new work until it drains.
+        full_wait.pause();
+        continue;
+      }
+      full_wait.reset();
+      bool progress = take_inbox() != 0;
+      if (waiting_ != 0) progress = wait_events(0) != 0 || progress;
+      progress = progress || pending_count_ != 0;
+      if (stop_.load(std::memory_order_acquire) && waiting_ == 0 && pending_count_ == 0 &&
+          inbox_.empty_approx())
+        break;
+      if (progress) {
+        idle_polls_ = 0;
+        continue;
+      }
+      if (idle_polls_ < idle_poll_limit) {
+        if ((++idle_polls_ & 63) == 0)
+          std::this_thread::yield();
+        else
+          cpu_relax();
+        continue;
+      }
+      idle_polls_ = 0;
+      if (stop_.load(std::memory_order_acquire)) {
+        // Stopping with operations still waiting (Close cancelled them, so
+        // only a race with their own readiness is left): keep polling.
+        wait_events(1);
+        continue;
+      }
+      if (!prepare_to_sleep()) continue;
+      wait_events(-1);  // readiness, or an eventfd write (submit, stop)
+      awake();
+    }
+  }
+
+  hosting::HRESULT set_up() noexcept {
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0)
+      return errno == ENOMEM ? E_OUTOFMEMORY : HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
+    event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (event_fd_ < 0) return E_OUTOFMEMORY;
+    epoll_event ev{};
+    ev.events = EPOLLIN;  // level-triggered: drained on every wake
+    ev.data.u64 = wake_key;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, event_fd_, &ev) != 0) return E_OUTOFMEMORY;
+    return S_OK;
+  }
+
+  /// Takes up to take_batch requests from the inbox; returns how many.
+  unsigned take_inbox() {
+    inbox_item items[take_batch];
+    const std::size_t n = inbox_.try_dequeue_bulk(items, take_batch);
+    for (std::size_t i = 0; i < n; ++i) take(items[i]);
+    return static_cast<unsigned>(n);
+  }
+
+  void take(inbox_item item) {
+    switch (item & inbox_tag_mask) {
+      case inbox_cancel_one:
+        cancel_one(state_of(reinterpret_cast<OVERLAPPED*>(item & ~inbox_tag_mask)));
+        return;
+      case inbox_cancel_fd:
+        cancel_fd(static_cast<int>(item >> 3));
+        return;
+      default:
+        break;
+    }
+    auto* ov = reinterpret_cast<OVERLAPPED*>(item);
+    op_state& op = *state_of(ov);
+    op.next = nullptr;
+    op.stage = 0;
+    // Acquire pairs with Cancel's release store.
+    if (op.cancel_requested.load(std::memory_order_acquire) != 0 ||
+        !core_.port_open(op.port_slot)) {
+      op.kind = op_kind::aborted;
+      complete(op, 0);
+      return;
+    }
+    if (op.kind == op_kind::nop) {
+      complete(op, 0);
+      return;
+    }
+    if (op.handle == os::handle_kind::file) {
+      // Not pollable (a regular file, or a descriptor epoll refused): run
+      // it here, complete it through the queue. Such a descriptor does not
+      // say EAGAIN; if it did, the operation would fail with that error
+      // rather than wait for an edge that never comes.
+      complete(op, attempt(op));
+      return;
+    }
+    fd_queues& q = queues_of(op.fd);
+    const direction d = direction_of(op.kind);
+    const bool was_empty = q.head[d] == nullptr;
+    append(q, d, op);
+    if (was_empty) drain(q, d);  // at the head: try it now
+  }
+
+  fd_queues& queues_of(int fd) {
+    if (static_cast<std::size_t>(fd) >= queues_.size())
+      queues_.resize(static_cast<std::size_t>(fd) + 1);  // once per new descriptor number
+    return queues_[static_cast<std::size_t>(fd)];
+  }
+
+  void append(fd_queues& q, direction d, op_state& op) {
+    if (q.tail[d] != nullptr)
+      q.tail[d]->next = &op;
+    else
+      q.head[d] = &op;
+    q.tail[d] = &op;
+    ++waiting_;
+  }
+
+  op_state* pop_head(fd_queues& q, direction d) {
+    op_state* op = q.head[d];
+    q.head[d] = op->next;
+    if (q.head[d] == nullptr) q.tail[d] = nullptr;
+    op->next = nullptr;
+    --waiting_;
+    return op;
+  }
+
+  /// Tries the head of a queue, then the next, until one would block.
+  void drain(fd_queues& q, direction d) {
+    while (op_state* op = q.head[d]) {
+      const std::int32_t res = attempt(*op);
+      if (res == -EAGAIN || res == -EINPROGRESS) return;  // wait for the next edge
+      complete(*pop_head(q, d), res);
+    }
+  }
+
+  /// One non-blocking try: bytes (or the new descriptor, or 0) or -errno.
+  std::int32_t attempt(op_state& op) {
+    ssize_t r = 0;
+    for (;;) {
+      switch (op.kind) {
+        case op_kind::read:
+          r = op.handle == os::handle_kind::file
+                  ? ::pread(op.fd, op.buffer, op.length, static_cast<off_t>(op.aux))
+                  : ::read(op.fd, op.buffer, op.length);
+          break;
+        case op_kind::write:
+          r = op.handle == os::handle_kind::file
+                  ? ::pwrite(op.fd, op.buffer, op.length, static_cast<off_t>(op.aux))
+                  : ::write(op.fd, op.buffer, op.length);
+          break;
+        case op_kind::recv:
+          r = ::recv(op.fd, op.buffer, op.length, MSG_DONTWAIT);
+          break;
+        case op_kind::send:
+          r = ::send(op.fd, op.buffer, op.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+          break;
+        case op_kind::accept:
+          r = ::accept4(op.fd, nullptr, nullptr, SOCK_CLOEXEC);
+          break;
+        case op_kind::connect:
+          if (op.stage == 0) {
+            r = ::connect(op.fd, static_cast<const sockaddr*>(op.buffer),
+                          static_cast<socklen_t>(op.aux));
+            if (r < 0 && errno == EINPROGRESS) op.stage = 1;  // the answer comes as EPOLLOUT
+          } else {
+            int error = 0;
+            socklen_t len = sizeof error;
+            if (::getsockopt(op.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
+            // Still connecting (a spurious edge): keep waiting.
+            if (error == 0) {
+              sockaddr_storage peer{};
+              socklen_t plen = sizeof peer;
+              if (::getpeername(op.fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0 &&
+                  errno == ENOTCONN)
+                return -EINPROGRESS;
+            }
+            return error == 0 ? 0 : -error;
+          }
+          break;
+        default:
+          return 0;
+      }
+      if (r >= 0) return static_cast<std::int32_t>(r);
+      if (errno == EINTR) continue;
+      if (errno == EWOULDBLOCK) return -EAGAIN;
+      return -errno;
+    }
+  }
+
+  void complete(op_state& op, std::int32_t res) {
+    pending_[pending_count_++] = finish(overlapped_of(&op), res);
+    if (pending_count_ < pending_capacity) return;
+    // Full: wait until the notifiers make room (backpressure).
+    for (backoff wait; !publish_pending();) wait.pause();
+  }
+
+  /// Publishes the completed records; false while the lane has no room.
+  bool publish_pending() {
+    while (pending_published_ < pending_count_) {
+      const std::size_t placed = core_.queue_publish(completions_, pending_ + pending_published_,
+                                                     pending_count_ - pending_published_);
+      if (placed == 0) return false;
+      pending_published_ += placed;
+    }
+    pending_count_ = pending_published_ = 0;
+    return true;
+  }
+
+  /// Waits for readiness (timeout in ms: 0 polls, -1 sleeps) and drains the
+  /// queues it concerns; returns how many events came.
+  int wait_events(int timeout_ms) {
+    // Room for every completion an event may bring is made by publishing
+    // first; completions beyond that wait in pending_ (bounded: see below).
+    epoll_event events[max_events];
+    int n;
+    do {
+      n = ::epoll_wait(epoll_fd_, events, max_events, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == wake_key) {
+        std::uint64_t drained;
+        [[maybe_unused]] const ssize_t r = ::read(event_fd_, &drained, sizeof drained);
+        continue;
+      }
+      const int fd = static_cast<int>(events[i].data.u64);
+      if (static_cast<std::size_t>(fd) >= queues_.size()) continue;
+      fd_queues& q = queues_[static_cast<std::size_t>(fd)];
+      const std::uint32_t e = events[i].events;
+      // Errors and hang-ups wake both directions: the syscall reports them.
+      if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) drain(q, in);
+      if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) drain(q, out);
+    }
+    return n < 0 ? 0 : n;
+  }
+
+  void cancel_one(op_state* target) {
+    if (static_cast<std::size_t>(target->fd) >= queues_.size()) return;
+    fd_queues& q = queues_[static_cast<std::size_t>(target->fd)];
+    for (direction d : {in, out}) {
+      op_state* prev = nullptr;
+      for (op_state* op = q.head[d]; op != nullptr; prev = op, op = op->next) {
+        if (op != target) continue;
+        if (prev != nullptr)
+          prev->next = op->next;
+        else
+          q.head[d] = op->next;
+        if (q.tail[d] == op) q.tail[d] = prev;
+        op->next = nullptr;
+        --waiting_;
+        op->kind = op_kind::aborted;
+        complete(*op, 0);
+        // The next one is now at the head: it may be able to go at once.
+        if (prev == nullptr) drain(q, d);
+        return;
+      }
+    }
+  }
+
+  void cancel_fd(int fd) {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= queues_.size()) return;
+    fd_queues& q = queues_[static_cast<std::size_t>(fd)];
+    for (direction d : {in, out})
+      while (q.head[d] != nullptr) {
+        op_state* op = pop_head(q, d);
+        op->kind = op_kind::aborted;
+        complete(*op, 0);
+      }
+  }
+
+  // Completed records not yet in the queue. Each step that completes
+  // operations (one inbox request, one event's drain) is followed by a
+  // publish once the buffer fills, so it never overflows.
+  static constexpr std::size_t pending_capacity = 256;
+
+  engine_core& core_;
+  const unsigned index_;
+  const int cpu_;
+  completion_queue::producer_token completions_;
+  int epoll_fd_ = -1;
+  int event_fd_ = -1;
+  std::vector<fd_queues> queues_;  // by descriptor number
+  std::size_t waiting_ = 0;        // operations parked on readiness
+  completion pending_[pending_capacity];
+  std::size_t pending_count_ = 0, pending_published_ = 0;
+  unsigned idle_polls_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex start_mutex_;
+  std::condition_variable start_cv_;
+  std::optional<hosting::HRESULT> start_result_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<poller> make_epoll_poller(poller_setup setup) {
+  return std::make_unique<epoll_poller>(std::move(setup));
+}
+
+}  // namespace iocm::detail
