@@ -21,10 +21,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
-#include <cstdio>
-#include <mutex>
-#include <optional>
 #include <thread>
 #include <vector>
 
@@ -34,6 +30,7 @@
 #include "os.h"
 #include "poller.h"
 #include "pollers.h"
+#include "threaded_poller.h"
 
 namespace iocm::detail {
 
@@ -43,38 +40,19 @@ namespace {
 
 constexpr int max_events = 1024;
 constexpr unsigned take_batch = 64;
-constexpr unsigned idle_poll_limit = 512;
 constexpr std::uint64_t wake_key = ~std::uint64_t{0};  // epoll data of the eventfd
 
-class epoll_poller final : public poller {
+class epoll_poller final : public threaded_poller {
  public:
   explicit epoll_poller(poller_setup setup)
-      : poller(setup.inbox_capacity, setup.inbox_memory),
+      : threaded_poller(setup, "iocm-epoll"),
         core_(*setup.core),
-        index_(setup.index),
-        cpu_(setup.cpu),
         completions_(std::move(setup.completions)) {}
 
   ~epoll_poller() override {
-    if (thread_.joinable()) stop_and_join();
+    stop_if_running();
     if (epoll_fd_ >= 0) ::close(epoll_fd_);
     if (event_fd_ >= 0) ::close(event_fd_);
-  }
-
-  hosting::HRESULT start() override {
-    thread_ = std::thread([this] { run(); });
-    std::unique_lock lock(start_mutex_);
-    start_cv_.wait(lock, [&] { return start_result_.has_value(); });
-    const hosting::HRESULT hr = *start_result_;
-    lock.unlock();
-    if (FAILED(hr)) thread_.join();
-    return hr;
-  }
-
-  void stop_and_join() noexcept override {
-    stop_.store(true, std::memory_order_release);
-    wake();
-    if (thread_.joinable()) thread_.join();
   }
 
   std::uint32_t ring_setup() const noexcept override { return 0; }
@@ -123,20 +101,7 @@ class epoll_poller final : public poller {
     return reinterpret_cast<OVERLAPPED*>(reinterpret_cast<std::byte*>(op) - sizeof(OVERLAPPED));
   }
 
-  void run() {
-    char name[16];
-    std::snprintf(name, sizeof name, "iocm-epoll-%u", index_);
-    os::name_current_thread(name);
-    if (cpu_ >= 0) os::pin_current_thread(cpu_);
-    record_pinning();
-    os::block_sigpipe();
-    const hosting::HRESULT hr = set_up();
-    {
-      std::lock_guard lock(start_mutex_);
-      start_result_ = hr;
-    }
-    start_cv_.notify_one();
-    if (FAILED(hr)) return;
+  void loop() override {
     backoff full_wait;
     for (;;) {
       if (!publish_pending()) {
@@ -148,22 +113,13 @@ class epoll_poller final : public poller {
       bool progress = take_inbox() != 0;
       if (waiting_ != 0) progress = wait_events(0) != 0 || progress;
       progress = progress || pending_count_ != 0;
-      if (stop_.load(std::memory_order_acquire) && waiting_ == 0 && pending_count_ == 0 &&
-          inbox_.empty_approx())
-        break;
+      if (stopping() && waiting_ == 0 && pending_count_ == 0 && inbox_.empty_approx()) break;
       if (progress) {
-        idle_polls_ = 0;
+        worked();
         continue;
       }
-      if (idle_polls_ < idle_poll_limit) {
-        if ((++idle_polls_ & 63) == 0)
-          std::this_thread::yield();
-        else
-          cpu_relax();
-        continue;
-      }
-      idle_polls_ = 0;
-      if (stop_.load(std::memory_order_acquire)) {
+      if (keep_polling()) continue;
+      if (stopping()) {
         // Stopping with operations still waiting (Close cancelled them, so
         // only a race with their own readiness is left): keep polling.
         wait_events(1);
@@ -175,7 +131,7 @@ class epoll_poller final : public poller {
     }
   }
 
-  hosting::HRESULT set_up() noexcept {
+  hosting::HRESULT set_up() noexcept override {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0)
       return errno == ENOMEM ? E_OUTOFMEMORY : HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
@@ -410,8 +366,6 @@ class epoll_poller final : public poller {
   static constexpr std::size_t pending_capacity = 256;
 
   engine_core& core_;
-  const unsigned index_;
-  const int cpu_;
   completion_queue::producer_token completions_;
   int epoll_fd_ = -1;
   int event_fd_ = -1;
@@ -419,12 +373,6 @@ class epoll_poller final : public poller {
   std::size_t waiting_ = 0;        // operations parked on readiness
   completion pending_[pending_capacity];
   std::size_t pending_count_ = 0, pending_published_ = 0;
-  unsigned idle_polls_ = 0;
-  std::atomic<bool> stop_{false};
-  std::mutex start_mutex_;
-  std::condition_variable start_cv_;
-  std::optional<hosting::HRESULT> start_result_;
-  std::thread thread_;
 };
 
 }  // namespace

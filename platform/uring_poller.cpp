@@ -12,10 +12,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
-#include <cstdio>
-#include <mutex>
-#include <optional>
 #include <thread>
 
 #include "engine_core.h"
@@ -24,6 +20,7 @@
 #include "os.h"
 #include "poller.h"
 #include "pollers.h"
+#include "threaded_poller.h"
 
 namespace iocm::detail {
 
@@ -37,7 +34,6 @@ constexpr std::uint64_t tag_wake = 1;    // the eventfd read
 constexpr std::uint64_t tag_cancel = 2;  // an async cancel's own CQE
 constexpr unsigned harvest_batch = 64;
 constexpr unsigned submit_batch = 64;
-constexpr unsigned idle_poll_limit = 512;  // empty rounds before the poller sleeps
 
 /// Tries one ring setup; 0 or -errno.
 int try_setup(io_uring& ring, std::uint32_t entries, std::uint32_t level) {
@@ -64,40 +60,19 @@ int try_setup(io_uring& ring, std::uint32_t entries, std::uint32_t level) {
   return r;
 }
 
-class uring_poller final : public poller {
+class uring_poller final : public threaded_poller {
  public:
   explicit uring_poller(poller_setup setup)
-      : poller(setup.inbox_capacity, setup.inbox_memory),
+      : threaded_poller(setup, "iocm-poll"),
         core_(*setup.core),
-        index_(setup.index),
-        cpu_(setup.cpu),
         ring_entries_(setup.ring_entries),
         requested_setup_(setup.ring_setup),
         completions_(std::move(setup.completions)) {}
 
   ~uring_poller() override {
-    if (thread_.joinable()) stop_and_join();
+    stop_if_running();
     if (ring_ready_) io_uring_queue_exit(&ring_);
     if (event_fd_ >= 0) ::close(event_fd_);
-  }
-
-  hosting::HRESULT start() override {
-    // The thread creates the ring itself: SINGLE_ISSUER binds a ring to the
-    // task that creates it, and the ring's memory is then first touched on
-    // the poller's own CPU (and NUMA node).
-    thread_ = std::thread([this] { run(); });
-    std::unique_lock lock(start_mutex_);
-    start_cv_.wait(lock, [&] { return start_result_.has_value(); });
-    const hosting::HRESULT hr = *start_result_;
-    lock.unlock();
-    if (FAILED(hr)) thread_.join();
-    return hr;
-  }
-
-  void stop_and_join() noexcept override {
-    stop_.store(true, std::memory_order_release);
-    wake();
-    if (thread_.joinable()) thread_.join();
   }
 
   std::uint32_t ring_setup() const noexcept override { return setup_used_; }
@@ -114,31 +89,16 @@ class uring_poller final : public poller {
  private:
   bool defer_taskrun() const noexcept { return setup_used_ == IOCM_RING_DEFER_TASKRUN; }
 
-  void run() {
-    char name[16];
-    std::snprintf(name, sizeof name, "iocm-poll-%u", index_);
-    os::name_current_thread(name);
-    if (cpu_ >= 0) os::pin_current_thread(cpu_);
-    record_pinning();
-    os::block_sigpipe();
-    const hosting::HRESULT hr = set_up();
-    {
-      std::lock_guard lock(start_mutex_);
-      start_result_ = hr;
-    }
-    start_cv_.notify_one();
-    if (FAILED(hr)) return;
+  void loop() override {
     backoff full_wait;
     for (;;) {
-      if (!wake_armed_ && !stop_.load(std::memory_order_relaxed) && inflight_ < inflight_limit_ &&
+      if (!wake_armed_ && !stopping() && inflight_ < inflight_limit_ &&
           io_uring_sq_space_left(&ring_) != 0)
         arm_wake_read();
       bool progress = take_inbox() != 0;
       const unsigned harvested = harvest();
       progress = progress || harvested != 0;
-      if (stop_.load(std::memory_order_acquire) && inflight_ == (wake_armed_ ? 1u : 0u) &&
-          inbox_.empty_approx())
-        break;
+      if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && inbox_.empty_approx()) break;
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
         // fed, give the core away.
@@ -148,7 +108,7 @@ class uring_poller final : public poller {
       }
       full_wait.reset();
       if (progress) {
-        idle_polls_ = 0;
+        worked();
         flush();
         continue;
       }
@@ -159,17 +119,7 @@ class uring_poller final : public poller {
         if (inflight_ != 0) enter_kernel(true);
         continue;
       }
-      // Idle: poll the inbox a little before paying for sleep and wake-up
-      // (an eventfd write by the next submitter, a few microseconds).
-      if (idle_polls_ < idle_poll_limit) {
-        // Yield now and then: host threads share the poller's CPU.
-        if ((++idle_polls_ & 63) == 0)
-          std::this_thread::yield();
-        else
-          cpu_relax();
-        continue;
-      }
-      idle_polls_ = 0;
+      if (keep_polling()) continue;
       if (!prepare_to_sleep()) continue;
       enter_kernel(true);  // an eventfd write (submit, stop) ends it
       awake();
@@ -307,7 +257,7 @@ class uring_poller final : public poller {
   }
 
   /// Creates the ring (probing setups) and the wake-up eventfd.
-  hosting::HRESULT set_up() noexcept {
+  hosting::HRESULT set_up() noexcept override {
     int r = -EINVAL;
     if (requested_setup_ == IOCM_RING_PROBE) {
       for (std::uint32_t level :
@@ -333,8 +283,6 @@ class uring_poller final : public poller {
   }
 
   engine_core& core_;
-  const unsigned index_;
-  const int cpu_;
   const std::uint32_t ring_entries_;
   const std::uint32_t requested_setup_;
   completion_queue::producer_token completions_;
@@ -346,13 +294,7 @@ class uring_poller final : public poller {
   unsigned inflight_ = 0;        // SQEs handed to the kernel whose CQE is not reaped
   bool lane_full_ = false;
   bool wake_armed_ = false;
-  unsigned idle_polls_ = 0;  // empty rounds since the last work  // the eventfd read is in the ring
   std::uint64_t wake_buffer_ = 0;
-  std::atomic<bool> stop_{false};
-  std::mutex start_mutex_;
-  std::condition_variable start_cv_;
-  std::optional<hosting::HRESULT> start_result_;
-  std::thread thread_;
 };
 
 }  // namespace

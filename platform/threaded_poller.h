@@ -1,0 +1,107 @@
+// What both backends' pollers share: a thread that names and pins itself,
+// blocks SIGPIPE, sets up its kernel side, reports that to start(), then
+// runs the backend's loop until stop_and_join().
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "iocm/detail/backoff.h"
+#include "os.h"
+#include "poller.h"
+
+namespace iocm::detail {
+
+class threaded_poller : public poller {
+ public:
+  threaded_poller(const poller_setup& setup, const char* name_prefix)
+      : poller(setup.inbox_capacity, setup.inbox_memory),
+        index_(setup.index),
+        cpu_(setup.cpu),
+        prefix_(name_prefix) {}
+
+  /// Starts the thread; returns what its set_up() answered.
+  hosting::HRESULT start() final {
+    thread_ = std::thread([this] { thread_main(); });
+    std::unique_lock lock(start_mutex_);
+    start_cv_.wait(lock, [&] { return start_result_.has_value(); });
+    const hosting::HRESULT hr = *start_result_;
+    lock.unlock();
+    if (hosting::FAILED(hr)) thread_.join();
+    return hr;
+  }
+
+  void stop_and_join() noexcept final {
+    stop_.store(true, std::memory_order_release);
+    wake();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ protected:
+  /// Subclasses call this first in their destructor: the thread uses their
+  /// members.
+  void stop_if_running() noexcept {
+    if (thread_.joinable()) stop_and_join();
+  }
+  bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }
+
+  /// Idle: poll the inbox a little before paying for sleep and wake-up (an
+  /// eventfd write by the next submitter, a few microseconds). True while
+  /// the poller should keep polling; false once it is time to sleep.
+  bool keep_polling() noexcept {
+    if (idle_polls_ >= idle_poll_limit) {
+      idle_polls_ = 0;
+      return false;
+    }
+    // Yield now and then: host threads share the poller's CPU.
+    if ((++idle_polls_ & 63) == 0)
+      std::this_thread::yield();
+    else
+      cpu_relax();
+    return true;
+  }
+  /// Work came: the next idle spell polls afresh.
+  void worked() noexcept { idle_polls_ = 0; }
+  unsigned index() const noexcept { return index_; }
+
+  /// On the poller's thread: creates the kernel side. S_OK or why not.
+  virtual hosting::HRESULT set_up() noexcept = 0;
+  /// On the poller's thread, after a successful set_up: until stopping()
+  /// and nothing is left.
+  virtual void loop() = 0;
+
+ private:
+  void thread_main() {
+    char name[16];
+    std::snprintf(name, sizeof name, "%s-%u", prefix_, index_);
+    os::name_current_thread(name);
+    if (cpu_ >= 0) os::pin_current_thread(cpu_);
+    record_pinning();
+    os::block_sigpipe();
+    const hosting::HRESULT hr = set_up();
+    {
+      std::lock_guard lock(start_mutex_);
+      start_result_ = hr;
+    }
+    start_cv_.notify_one();
+    if (hosting::SUCCEEDED(hr)) loop();
+  }
+
+  static constexpr unsigned idle_poll_limit = 512;  // empty rounds before the poller sleeps
+
+  const unsigned index_;
+  const int cpu_;
+  unsigned idle_polls_ = 0;  // empty rounds since the last work
+  const char* const prefix_;
+  std::atomic<bool> stop_{false};
+  std::mutex start_mutex_;
+  std::condition_variable start_cv_;
+  std::optional<hosting::HRESULT> start_result_;
+  std::thread thread_;
+};
+
+}  // namespace iocm::detail
