@@ -13,7 +13,6 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <utility>
 #include <vector>
 
 #include "iocm/cache_line.h"
@@ -33,7 +32,7 @@ static_assert(sizeof(std::atomic<std::uint32_t>) == 4, "a futex word is 32 bits"
 class idle_notifiers {
  public:
   /// Room for `capacity` sleepers in each of `homes` stacks.
-  explicit idle_notifiers(std::size_t capacity, std::size_t homes = 1) : stacks_(homes) {
+  idle_notifiers(std::size_t capacity, std::size_t homes) : stacks_(homes) {
     for (auto& s : stacks_) s.reserve(capacity);
   }
 
@@ -70,14 +69,9 @@ class idle_notifiers {
       os::futex_wait(me.state, park_word::parked);
   }
 
-  template <class HasWork>
-  void park(park_word& me, HasWork&& has_work) {
-    park(me, 0, std::forward<HasWork>(has_work));
-  }
-
   /// Wakes the most recently parked notifier of `home`, else of another
   /// home, if any sleeps. Call after publishing work. Thread-safe.
-  void wake_one(std::size_t home = 0) noexcept {
+  void wake_one(std::size_t home) noexcept {
     // (4) pairs with (3): the record store before this load.
     store_load_fence();
     if (parked_.load(std::memory_order_relaxed) == 0) return;

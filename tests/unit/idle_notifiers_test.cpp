@@ -26,21 +26,21 @@ void wait_until(const std::function<bool()>& done) {
 }  // namespace
 
 TEST_CASE("the last notifier to park is the first to wake") {
-  idle_notifiers idle(8);
+  idle_notifiers idle(8, 1);
   park_word words[3];
   std::mutex m;
   std::vector<int> woke;
   std::vector<std::thread> threads;
   for (int i = 0; i < 3; ++i) {
     threads.emplace_back([&, i] {
-      idle.park(words[i], [] { return false; });
+      idle.park(words[i], 0, [] { return false; });
       std::lock_guard lock(m);
       woke.push_back(i);
     });
     wait_until([&] { return idle.parked() == static_cast<std::uint32_t>(i + 1); });
   }
   for (int i = 0; i < 3; ++i) {
-    idle.wake_one();
+    idle.wake_one(0);
     wait_until([&] {
       std::lock_guard lock(m);
       return woke.size() == static_cast<std::size_t>(i + 1);
@@ -52,19 +52,19 @@ TEST_CASE("the last notifier to park is the first to wake") {
 }
 
 TEST_CASE("no one parked: wake_one makes no wake-up") {
-  idle_notifiers idle(4);
-  for (int i = 0; i < 1000; ++i) idle.wake_one();
+  idle_notifiers idle(4, 1);
+  for (int i = 0; i < 1000; ++i) idle.wake_one(0);
   CHECK(idle.wakeups() == 0);
   CHECK(idle.parked() == 0);
 }
 
 TEST_CASE("work that arrives while parking cancels the sleep") {
-  idle_notifiers idle(4);
+  idle_notifiers idle(4, 1);
   park_word w;
-  idle.park(w, [] { return true; });  // returns at once: would hang otherwise
+  idle.park(w, 0, [] { return true; });  // returns at once: would hang otherwise
   CHECK(idle.parked() == 0);
   CHECK(w.state.load() == park_word::run);
-  idle.wake_one();
+  idle.wake_one(0);
   CHECK(idle.wakeups() == 0);  // it took itself off the stack
 }
 
