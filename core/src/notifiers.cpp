@@ -46,11 +46,12 @@ void engine_core::notifier_main(unsigned index) {
   for (;;) {
     const std::size_t n = queue_.try_dequeue_bulk(token, records, batch_size);
     if (n == 1) {
-      // Nothing another thread could take over: no sharing needed. With
-      // shards, a single record may be a periodic look abroad while home
-      // holds more: then make sure someone else is up to take it, since
-      // this OnComplete may block.
-      if (queue_.shard_count() > 1 && !queue_.empty_approx()) idle_.wake_one(home);
+      // Nothing another thread could take over: no sharing needed. But one
+      // record need not be all there is (a dequeue takes from one lane of
+      // one shard): if more waits while others sleep, wake one, since this
+      // OnComplete may block. The parked count is read first: one load
+      // when nobody sleeps.
+      if (idle_.parked() != 0 && !queue_.empty_approx()) idle_.wake_one(home);
       me.busy.store(true, std::memory_order_relaxed);
       deliver(records[0]);
       me.busy.store(false, std::memory_order_relaxed);
