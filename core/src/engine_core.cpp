@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <new>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "iocm/detail/backoff.h"
 
@@ -58,6 +60,26 @@ bool parse_count(const char* s, unsigned lo, unsigned hi, std::uint32_t& out) {
   return true;
 }
 
+/// Sets `field` from environment variable `name` when it is set: its value
+/// must be one of the names in `choices`. False, with *why naming the
+/// value, when it is not.
+bool choose_from_env(const char* name,
+                     std::initializer_list<std::pair<std::string_view, std::uint32_t>> choices,
+                     std::uint32_t& field, std::string& why) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return true;
+  std::string names;
+  for (const auto& [text, value] : choices) {
+    if (text == env) {
+      field = value;
+      return true;
+    }
+    names += (names.empty() ? "\"" : ", \"") + std::string(text) + "\"";
+  }
+  why = std::string(name) + "=" + quoted(env) + " is not one of " + names;
+  return false;
+}
+
 }  // namespace
 
 HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::string& why) noexcept
@@ -97,15 +119,12 @@ HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::stri
     return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
   if (c.backend > IOCM_BACKEND_EPOLL)
     return bad("backend " + std::to_string(c.backend) + " is not an iocm_backend value");
-  if (const char* env = std::getenv("IOCM_BACKEND"); c.backend == IOCM_BACKEND_AUTO && env) {
-    const std::string_view v(env);
-    if (v == "uring")
-      c.backend = IOCM_BACKEND_URING;
-    else if (v == "epoll")
-      c.backend = IOCM_BACKEND_EPOLL;
-    else if (v != "auto")
-      return bad("IOCM_BACKEND=" + quoted(env) + " is not \"auto\", \"uring\" or \"epoll\"");
-  }
+  if (c.backend == IOCM_BACKEND_AUTO && !choose_from_env("IOCM_BACKEND",
+                                                         {{"auto", IOCM_BACKEND_AUTO},
+                                                          {"uring", IOCM_BACKEND_URING},
+                                                          {"epoll", IOCM_BACKEND_EPOLL}},
+                                                         c.backend, why))
+    return E_INVALIDARG;
   if (c.backend == IOCM_BACKEND_AUTO) {
     std::string why_not;
     if (os::uring_available(why_not)) {
@@ -135,16 +154,11 @@ HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::stri
   request.pollers = c.pollers;
   if (c.placement > IOCM_PLACEMENT_SPREAD)
     return bad("placement " + std::to_string(c.placement) + " is not an iocm_placement value");
-  if (const char* env = std::getenv("IOCM_PLACEMENT");
-      c.placement == IOCM_PLACEMENT_DEFAULT && env != nullptr) {
-    const std::string_view v(env);
-    if (v == "compact")
-      c.placement = IOCM_PLACEMENT_COMPACT;
-    else if (v == "spread")
-      c.placement = IOCM_PLACEMENT_SPREAD;
-    else
-      return bad("IOCM_PLACEMENT=" + quoted(env) + " is neither \"compact\" nor \"spread\"");
-  }
+  if (c.placement == IOCM_PLACEMENT_DEFAULT &&
+      !choose_from_env("IOCM_PLACEMENT",
+                       {{"compact", IOCM_PLACEMENT_COMPACT}, {"spread", IOCM_PLACEMENT_SPREAD}},
+                       c.placement, why))
+    return E_INVALIDARG;
   if (c.placement == IOCM_PLACEMENT_DEFAULT) c.placement = IOCM_PLACEMENT_SPREAD;
   request.policy = c.placement;
 
