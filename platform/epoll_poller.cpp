@@ -14,6 +14,13 @@
 // accept / write, send, connect), linked through op_state::next. Only the
 // head of a queue is ever tried; when it finishes, the next one is tried at
 // once, so an edge is never needed for work the kernel already has.
+//
+// Every call into the kernel goes through the syscall table (syscalls.h).
+// EINTR is retried at once; EAGAIN parks a pollable descriptor's operation
+// until its next edge (a regular file's completes with it, as io_uring's
+// would); any other error completes the operation with its Win32 code. An
+// epoll_wait error other than EINTR is said once through the engine's log
+// and the wait is tried again after a pause.
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -30,6 +37,7 @@
 #include "os.h"
 #include "poller.h"
 #include "pollers.h"
+#include "syscalls.h"
 #include "threaded_poller.h"
 
 namespace iocm::detail {
@@ -47,7 +55,8 @@ class epoll_poller final : public threaded_poller {
   explicit epoll_poller(poller_setup setup)
       : threaded_poller(setup, "iocm-epoll"),
         core_(*setup.core),
-        completions_(std::move(setup.completions)) {}
+        completions_(std::move(setup.completions)),
+        sys_(syscalls_in_use()) {}
 
   ~epoll_poller() override {
     stop_if_running();
@@ -65,15 +74,15 @@ class epoll_poller final : public threaded_poller {
     ev.data.u64 = static_cast<std::uint32_t>(fd);
     // A number bound before may still be in the set (closed and reused
     // while a dup kept the old one alive): MOD then.
-    int r = ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-    if (r != 0 && errno == EEXIST) r = ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    int r = sys_.epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    if (r == -EEXIST) r = sys_.epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
     if (r != 0) {
-      if (errno == EPERM) {  // epoll cannot wait on it (e.g. /dev/null): run it like a file
+      if (r == -EPERM) {  // epoll cannot wait on it (e.g. /dev/null): run it like a file
         kind = os::handle_kind::file;
         return S_OK;
       }
-      return errno == ENOMEM || errno == ENOSPC ? E_OUTOFMEMORY
-                                                : HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+      return r == -ENOMEM || r == -ENOSPC ? E_OUTOFMEMORY
+                                          : HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
     }
     // Operations are tried without blocking the poller (docs/ENGINE.md).
     os::set_nonblocking(fd);
@@ -83,7 +92,9 @@ class epoll_poller final : public threaded_poller {
  protected:
   void wake() noexcept override {
     const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(event_fd_, &one, sizeof one);
+    // EAGAIN: the counter is full, so a wake-up is pending already.
+    while (sys_.write(event_fd_, &one, sizeof one) == -EINTR) {
+    }
   }
 
  private:
@@ -96,9 +107,6 @@ class epoll_poller final : public threaded_poller {
 
   static direction direction_of(op_kind k) noexcept {
     return k == op_kind::write || k == op_kind::send || k == op_kind::connect ? out : in;
-  }
-  static OVERLAPPED* overlapped_of(op_state* op) noexcept {
-    return reinterpret_cast<OVERLAPPED*>(reinterpret_cast<std::byte*>(op) - sizeof(OVERLAPPED));
   }
 
   void loop() override {
@@ -132,15 +140,15 @@ class epoll_poller final : public threaded_poller {
   }
 
   hosting::HRESULT set_up() noexcept override {
-    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_fd_ = sys_.epoll_create();
     if (epoll_fd_ < 0)
-      return errno == ENOMEM ? E_OUTOFMEMORY : HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
-    event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      return epoll_fd_ == -ENOMEM ? E_OUTOFMEMORY : HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
+    event_fd_ = sys_.eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
     if (event_fd_ < 0) return E_OUTOFMEMORY;
     epoll_event ev{};
     ev.events = EPOLLIN;  // level-triggered: drained on every wake
     ev.data.u64 = wake_key;
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, event_fd_, &ev) != 0) return E_OUTOFMEMORY;
+    if (sys_.epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, event_fd_, &ev) != 0) return E_OUTOFMEMORY;
     return S_OK;
   }
 
@@ -228,55 +236,47 @@ class epoll_poller final : public threaded_poller {
 
   /// One non-blocking try: bytes (or the new descriptor, or 0) or -errno.
   std::int32_t attempt(op_state& op) {
-    ssize_t r = 0;
+    const bool file = op.handle == os::handle_kind::file;
+    const auto offset = static_cast<off_t>(op.aux);
+    bool interrupted = false;
     for (;;) {
+      ssize_t r = 0;
       switch (op.kind) {
         case op_kind::read:
-          r = op.handle == os::handle_kind::file
-                  ? ::pread(op.fd, op.buffer, op.length, static_cast<off_t>(op.aux))
-                  : ::read(op.fd, op.buffer, op.length);
+          r = file ? sys_.pread(op.fd, op.buffer, op.length, offset)
+                   : sys_.read(op.fd, op.buffer, op.length);
           break;
         case op_kind::write:
-          r = op.handle == os::handle_kind::file
-                  ? ::pwrite(op.fd, op.buffer, op.length, static_cast<off_t>(op.aux))
-                  : ::write(op.fd, op.buffer, op.length);
+          r = file ? sys_.pwrite(op.fd, op.buffer, op.length, offset)
+                   : sys_.write(op.fd, op.buffer, op.length);
           break;
         case op_kind::recv:
-          r = ::recv(op.fd, op.buffer, op.length, MSG_DONTWAIT);
+          r = sys_.recv(op.fd, op.buffer, op.length, MSG_DONTWAIT);
           break;
         case op_kind::send:
-          r = ::send(op.fd, op.buffer, op.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+          r = sys_.send(op.fd, op.buffer, op.length, MSG_DONTWAIT | MSG_NOSIGNAL);
           break;
         case op_kind::accept:
-          r = ::accept4(op.fd, nullptr, nullptr, SOCK_CLOEXEC);
+          r = sys_.accept4(op.fd, SOCK_CLOEXEC);
           break;
         case op_kind::connect:
-          if (op.stage == 0) {
-            r = ::connect(op.fd, static_cast<const sockaddr*>(op.buffer),
-                          static_cast<socklen_t>(op.aux));
-            if (r < 0 && errno == EINPROGRESS) op.stage = 1;  // the answer comes as EPOLLOUT
-          } else {
-            int error = 0;
-            socklen_t len = sizeof error;
-            if (::getsockopt(op.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
-            // Still connecting (a spurious edge): keep waiting.
-            if (error == 0) {
-              sockaddr_storage peer{};
-              socklen_t plen = sizeof peer;
-              if (::getpeername(op.fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0 &&
-                  errno == ENOTCONN)
-                return -EINPROGRESS;
-            }
-            return error == 0 ? 0 : -error;
+          if (op.stage != 0) {
+            r = sys_.connect_result(op.fd);  // -EINPROGRESS: a spurious edge, keep waiting
+            break;
           }
+          r = sys_.connect(op.fd, static_cast<const sockaddr*>(op.buffer),
+                           static_cast<socklen_t>(op.aux));
+          // After an interrupted connect, a second one says how the first
+          // one goes on: still connecting, or done.
+          if (r == -EALREADY && interrupted) r = -EINPROGRESS;
+          if (r == -EISCONN && interrupted) r = 0;
+          if (r == -EINPROGRESS) op.stage = 1;  // the answer comes as EPOLLOUT
           break;
         default:
-          return 0;
+          break;
       }
-      if (r >= 0) return static_cast<std::int32_t>(r);
-      if (errno == EINTR) continue;
-      if (errno == EWOULDBLOCK) return -EAGAIN;
-      return -errno;
+      if (r != -EINTR) return static_cast<std::int32_t>(r);
+      interrupted = true;
     }
   }
 
@@ -307,12 +307,22 @@ class epoll_poller final : public threaded_poller {
     epoll_event events[max_events];
     int n;
     do {
-      n = ::epoll_wait(epoll_fd_, events, max_events, timeout_ms);
-    } while (n < 0 && errno == EINTR);
+      n = sys_.epoll_wait(epoll_fd_, events, max_events, timeout_ms);
+    } while (n == -EINTR);
+    if (n < 0) {
+      // Not an answer epoll_wait has for a valid call: say so, wait a
+      // little and try again (the operations stay queued).
+      report_once(fault_wait_other, IOCM_LOG_ERROR,
+                  ("epoll_wait failed: " + error_text(-n) + "; retrying").c_str());
+      refused_.pause();
+      return 0;
+    }
+    refused_.reset();
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == wake_key) {
         std::uint64_t drained;
-        [[maybe_unused]] const ssize_t r = ::read(event_fd_, &drained, sizeof drained);
+        while (sys_.read(event_fd_, &drained, sizeof drained) == -EINTR) {
+        }
         continue;
       }
       const int fd = static_cast<int>(events[i].data.u64);
@@ -367,6 +377,8 @@ class epoll_poller final : public threaded_poller {
 
   engine_core& core_;
   completion_queue::producer_token completions_;
+  const syscall_table& sys_;
+  backoff refused_;  // the pause between epoll_wait calls that failed
   int epoll_fd_ = -1;
   int event_fd_ = -1;
   std::vector<fd_queues> queues_;  // by descriptor number

@@ -6,10 +6,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
+#include "engine_core.h"
 #include "iocm/detail/backoff.h"
 #include "os.h"
 #include "poller.h"
@@ -20,6 +23,7 @@ class threaded_poller : public poller {
  public:
   threaded_poller(const poller_setup& setup, const char* name_prefix)
       : poller(setup.inbox_capacity, setup.inbox_memory),
+        log_to_(*setup.core),
         index_(setup.index),
         cpu_(setup.cpu),
         prefix_(name_prefix) {}
@@ -68,6 +72,29 @@ class threaded_poller : public poller {
   void worked() noexcept { idle_polls_ = 0; }
   unsigned index() const noexcept { return index_; }
 
+  /// Answers of the kernel a poller reports, each once in its life.
+  enum fault : unsigned {
+    fault_enter_nomem,    // io_uring_enter: ENOMEM
+    fault_enter_dropped,  // io_uring_enter: EBADR
+    fault_enter_other,    // io_uring_enter: an error iocm does not expect
+    fault_wait_other,     // epoll_wait: an error iocm does not expect
+  };
+  /// Says `text` through the engine's log the first time `f` happens.
+  void report_once(fault f, std::uint32_t level, const char* text) noexcept {
+    if ((reported_ & (1u << f)) != 0) return;
+    reported_ |= 1u << f;
+    char line[512];
+    std::snprintf(line, sizeof line, "%s-%u: %s", prefix_, index_, text);
+    log_to_.log(level, line);
+  }
+  /// "Cannot allocate memory (ENOMEM)" for 12.
+  static std::string error_text(int error) {
+    const char* name = ::strerrorname_np(error);
+    const char* text = ::strerrordesc_np(error);
+    return std::string(text != nullptr ? text : "unknown error") + " (" +
+           (name != nullptr ? name : std::to_string(error)) + ")";
+  }
+
   /// On the poller's thread: creates the kernel side. S_OK or why not.
   virtual hosting::HRESULT set_up() noexcept = 0;
   /// On the poller's thread, after a successful set_up: until stopping()
@@ -93,8 +120,10 @@ class threaded_poller : public poller {
 
   static constexpr unsigned idle_poll_limit = 512;  // empty rounds before the poller sleeps
 
+  const engine_core& log_to_;
   const unsigned index_;
   const int cpu_;
+  unsigned reported_ = 0;    // the faults already reported, a bit each
   unsigned idle_polls_ = 0;  // empty rounds since the last work
   const char* const prefix_;
   std::atomic<bool> stop_{false};

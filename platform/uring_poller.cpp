@@ -6,6 +6,16 @@
 // Nothing is ever dropped: the poller never has more operations in flight
 // than the CQ has entries, so the CQ cannot overflow; when its queue lane is
 // full it stops harvesting and the kernel keeps the CQEs (backpressure).
+//
+// Every call into the kernel goes through the syscall table (syscalls.h).
+// What the kernel may answer, and what the poller does (docs/ENGINE.md,
+// "When the kernel says no"):
+// - io_uring_enter: EINTR, retried at once; EAGAIN, EBUSY and ENOMEM, tried
+//   again after the CQ is harvested, with a growing pause (the SQ keeps
+//   what was not submitted); EBADR and anything else, said once through the
+//   engine's log, then handled like EAGAIN.
+// - a CQE of -EINTR (an interrupted kernel worker): the operation is
+//   submitted again, never completed with it.
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -20,6 +30,7 @@
 #include "os.h"
 #include "poller.h"
 #include "pollers.h"
+#include "syscalls.h"
 #include "threaded_poller.h"
 
 namespace iocm::detail {
@@ -36,7 +47,8 @@ constexpr unsigned harvest_batch = 64;
 constexpr unsigned submit_batch = 64;
 
 /// Tries one ring setup; 0 or -errno.
-int try_setup(io_uring& ring, std::uint32_t entries, std::uint32_t level) {
+int try_setup(const syscall_table& sys, io_uring& ring, std::uint32_t entries,
+              std::uint32_t level) {
   io_uring_params p{};
   switch (level) {
     case IOCM_RING_DEFER_TASKRUN:
@@ -50,7 +62,7 @@ int try_setup(io_uring& ring, std::uint32_t entries, std::uint32_t level) {
   }
   p.flags |= IORING_SETUP_CQSIZE;
   p.cq_entries = entries * 2;
-  const int r = io_uring_queue_init_params(entries, &ring, &p);
+  const int r = sys.uring_setup(entries, &ring, &p);
   if (r == 0 && (p.features & IORING_FEAT_NODROP) == 0) {
     // Without NODROP an overflowing CQ loses completions; iocm also never
     // lets it overflow, but refuses to run on a kernel that old (< 5.5).
@@ -67,7 +79,8 @@ class uring_poller final : public threaded_poller {
         core_(*setup.core),
         ring_entries_(setup.ring_entries),
         requested_setup_(setup.ring_setup),
-        completions_(std::move(setup.completions)) {}
+        completions_(std::move(setup.completions)),
+        sys_(syscalls_in_use()) {}
 
   ~uring_poller() override {
     stop_if_running();
@@ -81,9 +94,10 @@ class uring_poller final : public threaded_poller {
  protected:
   void wake() noexcept override {
     const std::uint64_t one = 1;
-    // A failed write means the counter is about to overflow: a wake-up is
+    // Another failure means the counter is about to overflow: a wake-up is
     // already pending, which is all we need.
-    [[maybe_unused]] const ssize_t n = ::write(event_fd_, &one, sizeof one);
+    while (sys_.write(event_fd_, &one, sizeof one) == -EINTR) {
+    }
   }
 
  private:
@@ -98,7 +112,9 @@ class uring_poller final : public threaded_poller {
       bool progress = take_inbox() != 0;
       const unsigned harvested = harvest();
       progress = progress || harvested != 0;
-      if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && inbox_.empty_approx()) break;
+      if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && retry_head_ == nullptr &&
+          inbox_.empty_approx())
+        break;
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
         // fed, give the core away.
@@ -128,7 +144,10 @@ class uring_poller final : public threaded_poller {
     if (io_uring_sqe* sqe = wake_armed_ ? io_uring_get_sqe(&ring_) : nullptr) {
       io_uring_prep_cancel64(sqe, tag_wake, 0);
       sqe->user_data = tag_cancel;
-      io_uring_submit_and_wait(&ring_, 1);
+      int r;
+      do {
+        r = sys_.uring_enter(&ring_, 1, false);
+      } while (r == -EINTR);
     }
   }
 
@@ -140,18 +159,42 @@ class uring_poller final : public threaded_poller {
   }
 
   /// Submits what is in the SQ; with wait, sleeps until a CQE arrives.
+  /// With DEFER_TASKRUN an entry also runs the deferred completions.
   void enter_kernel(bool wait) {
     int r;
     do {
-      if (wait)
-        r = io_uring_submit_and_wait(&ring_, 1);
-      else if (defer_taskrun())
-        r = io_uring_submit_and_get_events(&ring_);  // runs deferred completions
-      else
-        r = io_uring_submit(&ring_);
+      r = sys_.uring_enter(&ring_, wait ? 1 : 0, defer_taskrun());
     } while (r == -EINTR);
-    // -EBUSY / -EAGAIN: the kernel wants CQEs reaped first; the loop
-    // harvests and comes back. Anything else would be a bug in iocm.
+    if (r >= 0) {
+      refused_.reset();
+      return;
+    }
+    // The SQ still holds what was not submitted; the loop harvests (the
+    // kernel may want CQEs reaped first) and comes back here.
+    switch (r) {
+      case -EAGAIN:  // short of resources for now
+      case -EBUSY:   // completions must be reaped first
+        break;
+      case -ENOMEM:
+        report_once(fault_enter_nomem, IOCM_LOG_WARNING,
+                    "io_uring_enter ran out of memory (ENOMEM); retrying until it succeeds");
+        break;
+      case -EBADR:
+        // The kernel lost a CQE it could not store (CQ overflow with no
+        // memory for the overflow list). This poller never has more
+        // operations in flight than the CQ holds, so its own cannot be
+        // among them: go on harvesting.
+        report_once(fault_enter_dropped, IOCM_LOG_ERROR,
+                    "io_uring_enter says the kernel dropped completions (EBADR); this poller "
+                    "never has more operations in flight than its CQ holds, so none of them can "
+                    "be lost; carrying on");
+        break;
+      default:
+        report_once(fault_enter_other, IOCM_LOG_ERROR,
+                    ("io_uring_enter failed: " + error_text(-r) + "; retrying").c_str());
+        break;
+    }
+    refused_.pause();  // the kernel keeps refusing: do not spin hot
   }
 
   void arm_wake_read() {
@@ -162,18 +205,46 @@ class uring_poller final : public threaded_poller {
     wake_armed_ = true;
   }
 
-  /// Moves up to submit_batch requests from the inbox into the SQ.
+  /// Moves up to submit_batch requests into the SQ: first the operations
+  /// to try again, then the inbox.
   unsigned take_inbox() {
     const unsigned sq_room = io_uring_sq_space_left(&ring_);
     const unsigned cq_room = inflight_limit_ - inflight_;
     unsigned room = sq_room < cq_room ? sq_room : cq_room;
     if (room > submit_batch) room = submit_batch;
-    if (room == 0) return 0;
-    inbox_item items[submit_batch];
-    const std::size_t n = inbox_.try_dequeue_bulk(items, room);
-    for (std::size_t i = 0; i < n; ++i) prepare(items[i]);
-    inflight_ += static_cast<unsigned>(n);
-    return static_cast<unsigned>(n);
+    unsigned taken = 0;
+    while (retry_head_ != nullptr && taken < room) {
+      op_state* op = retry_head_;
+      retry_head_ = op->next;
+      op->next = nullptr;
+      prepare(reinterpret_cast<inbox_item>(overlapped_of(op)));
+      ++taken;
+    }
+    if (taken < room) {
+      inbox_item items[submit_batch];
+      const std::size_t n = inbox_.try_dequeue_bulk(items, room - taken);
+      for (std::size_t i = 0; i < n; ++i) prepare(items[i]);
+      taken += static_cast<unsigned>(n);
+    }
+    inflight_ += taken;
+    return taken;
+  }
+
+  /// A CQE the kernel's worker could not finish because it was interrupted:
+  /// the operation goes to the kernel again.
+  static bool to_retry(const io_uring_cqe& cqe) noexcept {
+    if (cqe.res != -EINTR) return false;
+    const op_kind k = state_of(reinterpret_cast<OVERLAPPED*>(cqe.user_data))->kind;
+    return k != op_kind::nop && k != op_kind::aborted;
+  }
+
+  void retry_later(op_state* op) noexcept {
+    op->next = nullptr;
+    if (retry_head_ == nullptr)
+      retry_head_ = op;
+    else
+      retry_tail_->next = op;
+    retry_tail_ = op;
   }
 
   void prepare(inbox_item item) {
@@ -232,7 +303,7 @@ class uring_poller final : public threaded_poller {
   /// were consumed. Stops at the first record the lane has no room for.
   unsigned harvest() {
     io_uring_cqe* cqes[harvest_batch];
-    const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, harvest_batch);
+    const unsigned n = sys_.uring_peek(&ring_, cqes, harvest_batch);
     if (n == 0) {
       lane_full_ = false;
       return 0;
@@ -242,14 +313,19 @@ class uring_poller final : public threaded_poller {
     unsigned m = 0;
     for (unsigned i = 0; i < n; ++i) {
       const std::uint64_t ud = cqes[i]->user_data;
-      if ((ud & tag_mask) != 0) continue;  // ours, not an operation
+      if ((ud & tag_mask) != 0 || to_retry(*cqes[i])) continue;  // no record
       records[m] = finish(reinterpret_cast<OVERLAPPED*>(ud), cqes[i]->res);
       cqe_of[m++] = i;
     }
     const std::size_t placed = m == 0 ? 0 : core_.queue_publish(completions_, records, m);
     const unsigned consumed = placed == m ? n : cqe_of[placed];
-    for (unsigned i = 0; i < consumed; ++i)
-      if (cqes[i]->user_data == tag_wake) wake_armed_ = false;  // re-armed at the loop's top
+    for (unsigned i = 0; i < consumed; ++i) {
+      const std::uint64_t ud = cqes[i]->user_data;
+      if (ud == tag_wake)
+        wake_armed_ = false;  // re-armed at the loop's top
+      else if ((ud & tag_mask) == 0 && to_retry(*cqes[i]))
+        retry_later(state_of(reinterpret_cast<OVERLAPPED*>(ud)));  // only once consumed
+    }
     io_uring_cq_advance(&ring_, consumed);
     inflight_ -= consumed;
     lane_full_ = placed < m;
@@ -262,7 +338,7 @@ class uring_poller final : public threaded_poller {
     if (requested_setup_ == IOCM_RING_PROBE) {
       for (std::uint32_t level :
            {IOCM_RING_DEFER_TASKRUN, IOCM_RING_COOP_TASKRUN, IOCM_RING_PLAIN}) {
-        r = try_setup(ring_, ring_entries_, level);
+        r = try_setup(sys_, ring_, ring_entries_, level);
         if (r == 0) {
           setup_used_ = level;
           break;
@@ -270,7 +346,7 @@ class uring_poller final : public threaded_poller {
         if (r == -ENOMEM) break;
       }
     } else {
-      r = try_setup(ring_, ring_entries_, requested_setup_);
+      r = try_setup(sys_, ring_, ring_entries_, requested_setup_);
       setup_used_ = requested_setup_;
     }
     if (r != 0) return r == -ENOMEM ? E_OUTOFMEMORY : HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
@@ -278,7 +354,7 @@ class uring_poller final : public threaded_poller {
     inflight_limit_ = ring_.cq.ring_entries;
     // Blocking: io_uring answers a read on an O_NONBLOCK descriptor with
     // -EAGAIN instead of waiting for it.
-    event_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    event_fd_ = sys_.eventfd(EFD_CLOEXEC);
     return event_fd_ >= 0 ? S_OK : E_OUTOFMEMORY;
   }
 
@@ -286,6 +362,7 @@ class uring_poller final : public threaded_poller {
   const std::uint32_t ring_entries_;
   const std::uint32_t requested_setup_;
   completion_queue::producer_token completions_;
+  const syscall_table& sys_;
   io_uring ring_{};
   bool ring_ready_ = false;
   std::uint32_t setup_used_ = 0;  // written before start() returns, read-only after
@@ -295,6 +372,10 @@ class uring_poller final : public threaded_poller {
   bool lane_full_ = false;
   bool wake_armed_ = false;
   std::uint64_t wake_buffer_ = 0;
+  backoff refused_;  // the pause between io_uring_enter calls the kernel refused
+  // Operations whose CQE said -EINTR, to submit again (through op_state::next).
+  op_state* retry_head_ = nullptr;
+  op_state* retry_tail_ = nullptr;
 };
 
 }  // namespace
@@ -305,7 +386,7 @@ std::unique_ptr<poller> make_uring_poller(poller_setup setup) {
 
 int probe_uring() noexcept {
   io_uring ring{};
-  const int r = try_setup(ring, 2, IOCM_RING_PLAIN);
+  const int r = try_setup(syscalls_in_use(), ring, 2, IOCM_RING_PLAIN);
   if (r == 0) io_uring_queue_exit(&ring);
   return r;
 }

@@ -197,19 +197,33 @@ HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::stri
   return E_OUTOFMEMORY;
 }
 
+namespace {
+
+/// Through the config's log callback, or one line on stderr.
+void say(const iocm_config& config, std::uint32_t level, const char* text) noexcept {
+  if (config.log != nullptr) {
+    config.log(config.log_context, level, text);
+    return;
+  }
+  std::fprintf(stderr, "iocm: %s: %s\n",
+               level == IOCM_LOG_ERROR     ? "error"
+               : level == IOCM_LOG_WARNING ? "warning"
+                                           : "info",
+               text);
+}
+
+}  // namespace
+
+void engine_core::log(std::uint32_t level, const char* text) const noexcept {
+  say(config_, level, text);
+}
+
 std::unique_ptr<engine_core> engine_core::build(const iocm_config* in, HRESULT* error,
                                                 std::string* why) noexcept {
   engine_setup setup;
   std::string message;
   auto log = [&](std::uint32_t level, const std::string& text) {
-    if (setup.config.log != nullptr)
-      setup.config.log(setup.config.log_context, level, text.c_str());
-    else
-      std::fprintf(stderr, "iocm: %s: %s\n",
-                   level == IOCM_LOG_ERROR     ? "error"
-                   : level == IOCM_LOG_WARNING ? "warning"
-                                               : "info",
-                   text.c_str());
+    say(setup.config, level, text.c_str());
   };
   try {
     *error = prepare(in, setup, message);

@@ -101,6 +101,9 @@ class engine_core {
   bool on_notifier_thread() const noexcept;
 
   // Called by pollers (platform/).
+  /// Reports through the config's log callback, or on stderr. Pollers use
+  /// it, once per kind, for an answer of the kernel iocm does not expect.
+  void log(std::uint32_t level, const char* text) const noexcept;
   bool port_open(std::uint16_t slot) const noexcept {
     return (ports_[slot].state.load(std::memory_order_acquire) & 3) == port_open_state;
   }

@@ -42,7 +42,8 @@ struct op_state {
   std::uint8_t stage = 0;     // epoll backend: 1 once a connect is in progress
   void* buffer = nullptr;     // data; the sockaddr for connect; HANDLE* for accept
   std::uint64_t aux = 0;      // file offset; sockaddr length for connect; accept_into_*
-  op_state* next = nullptr;   // epoll backend: the descriptor's queue of waiting operations
+  op_state* next = nullptr;   // a poller's own list: epoll, the descriptor's waiting
+                              // operations; io_uring, those to submit again
 };
 
 /// For accept, aux says what buffer points to.
@@ -66,6 +67,12 @@ inline std::uint64_t file_offset(const hosting::OVERLAPPED* ov) noexcept {
 inline op_state* state_of(hosting::OVERLAPPED* ov) noexcept {
   return std::launder(
       reinterpret_cast<op_state*>(reinterpret_cast<std::byte*>(ov) + sizeof(hosting::OVERLAPPED)));
+}
+
+/// The OVERLAPPED whose host area holds `op`.
+inline hosting::OVERLAPPED* overlapped_of(op_state* op) noexcept {
+  return reinterpret_cast<hosting::OVERLAPPED*>(reinterpret_cast<std::byte*>(op) -
+                                                sizeof(hosting::OVERLAPPED));
 }
 
 /// The completion record for an operation the kernel finished with `res`

@@ -17,69 +17,9 @@
 #include <vector>
 
 #include "engine/engine_fixture.h"
+#include "engine/kernel_objects.h"
 
 using namespace iocm_test;
-
-namespace {
-
-struct fd_guard {
-  int fd = -1;
-  explicit fd_guard(int f = -1) : fd(f) {}
-  fd_guard(const fd_guard&) = delete;
-  fd_guard& operator=(const fd_guard&) = delete;
-  ~fd_guard() {
-    if (fd >= 0) ::close(fd);
-  }
-  void reset(int f = -1) {
-    if (fd >= 0) ::close(fd);
-    fd = f;
-  }
-};
-
-int temp_file() {
-  char path[] = "/tmp/iocm-test-XXXXXX";
-  const int fd = ::mkostemp(path, O_CLOEXEC);
-  REQUIRE(fd >= 0);
-  ::unlink(path);
-  return fd;
-}
-
-void set_offset(OVERLAPPED& ov, std::uint64_t offset) {
-  ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>(offset);
-  ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh = static_cast<DWORD>(offset >> 32);
-}
-
-struct tcp_listener {
-  fd_guard fd;
-  sockaddr_in addr{};
-  tcp_listener() {
-    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(fd.fd >= 0);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(fd.fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    REQUIRE(::listen(fd.fd, 16) == 0);
-  }
-};
-
-int tcp_socket() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  return fd;
-}
-
-/// A connected pair (client, server) made with plain syscalls.
-void connected_pair(fd_guard& client, fd_guard& server) {
-  tcp_listener l;
-  client.reset(tcp_socket());
-  REQUIRE(::connect(client.fd, reinterpret_cast<sockaddr*>(&l.addr), sizeof l.addr) == 0);
-  server.reset(::accept4(l.fd.fd, nullptr, nullptr, SOCK_CLOEXEC));
-  REQUIRE(server.fd >= 0);
-}
-
-}  // namespace
 
 TEST_CASE("files: offsets (above 4 GiB too), short reads, end of file") {
   for (std::uint32_t setup :

@@ -68,9 +68,11 @@ struct iocm_config {
   /// bound; creation says so in one warning and goes on.
   const char* topology;
   /// Where the engine reports what it cannot do as asked (level
-  /// IOCM_LOG_WARNING) and why a creation was refused (IOCM_LOG_ERROR).
-  /// Null: one line on stderr, prefixed "iocm: ". Called on the creating
-  /// thread, never on the hot path.
+  /// IOCM_LOG_WARNING), why a creation was refused (IOCM_LOG_ERROR), and,
+  /// from a poller thread and once per kind, an answer of the kernel it does
+  /// not expect (e.g. io_uring saying it dropped completions, EBADR). Null:
+  /// one line on stderr, prefixed "iocm: ". Never called on the hot path;
+  /// must be thread-safe.
   void (*log)(void* context, std::uint32_t level, const char* message);
   void* log_context;
 };

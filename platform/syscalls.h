@@ -1,0 +1,62 @@
+// The system calls the pollers make, behind one table of function pointers,
+// so that tests can make any of them fail, or come back short, on chosen
+// calls (tests/fault/). Every entry answers like a raw system call: a result
+// >= 0, or -errno; none of them leaves its answer in errno.
+//
+// A poller reads the table in use when it is built and keeps it; a test
+// installs its own before it creates an engine and restores the real one
+// after the engine is gone. The cost on the hot path is one indirect call
+// per system call.
+#pragma once
+
+#include <liburing.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+namespace iocm::detail {
+
+struct syscall_table {
+  // --- io_uring (through liburing) ---
+  /// io_uring_queue_init_params.
+  int (*uring_setup)(unsigned entries, io_uring* ring, io_uring_params* params);
+  /// Submits what is in the SQ and waits for `wait_nr` CQEs; with
+  /// `get_events` (DEFER_TASKRUN rings) enters the kernel even with nothing
+  /// to submit or wait for, so deferred completions are posted. A failure
+  /// leaves the SQ as it was: the next call submits those entries.
+  int (*uring_enter)(io_uring* ring, unsigned wait_nr, bool get_events);
+  /// io_uring_peek_batch_cqe: the CQEs ready now (the CQ ring is the
+  /// process's memory, so a test may rewrite their results).
+  unsigned (*uring_peek)(io_uring* ring, io_uring_cqe** cqes, unsigned count);
+
+  // --- epoll and the wake-up eventfd ---
+  int (*epoll_create)();  // with EPOLL_CLOEXEC
+  int (*epoll_ctl)(int epfd, int op, int fd, epoll_event* event);
+  int (*epoll_wait)(int epfd, epoll_event* events, int max_events, int timeout_ms);
+  int (*eventfd)(int flags);  // EFD_* flags; the counter starts at 0
+
+  // --- I/O on the host's descriptors (and the eventfd's reads and writes) ---
+  ssize_t (*read)(int fd, void* buffer, size_t length);
+  ssize_t (*write)(int fd, const void* buffer, size_t length);
+  ssize_t (*pread)(int fd, void* buffer, size_t length, off_t offset);
+  ssize_t (*pwrite)(int fd, const void* buffer, size_t length, off_t offset);
+  ssize_t (*recv)(int fd, void* buffer, size_t length, int flags);
+  ssize_t (*send)(int fd, const void* buffer, size_t length, int flags);
+  int (*accept4)(int fd, int flags);  // no peer address
+  int (*connect)(int fd, const sockaddr* address, socklen_t length);
+  /// After a non-blocking connect said EINPROGRESS: 0 once connected,
+  /// -EINPROGRESS while still connecting, else -errno of the failure
+  /// (getsockopt SO_ERROR, then getpeername).
+  int (*connect_result)(int fd);
+};
+
+/// The real system calls.
+const syscall_table& linux_syscalls() noexcept;
+/// The table pollers built from now on use: the real one, unless a test
+/// installed another.
+const syscall_table& syscalls_in_use() noexcept;
+/// Installs `table` for pollers built from now on (and the io_uring probe);
+/// null restores the real one. `table` must outlive those pollers.
+void use_syscalls(const syscall_table* table) noexcept;
+
+}  // namespace iocm::detail
