@@ -1,9 +1,16 @@
-// Engine benchmarks: nops through the whole engine (host thread -> poller
-// inbox -> io_uring -> completion queue -> notifier -> OnComplete) against
-// the same nops in a plain single-thread liburing loop, and the latency from
-// Post to OnComplete with the notifier hot (spinning) and parked.
+// Engine benchmarks, each on both backends (io_uring, and the epoll
+// fallback) beside a plain single-thread loop that does the same work:
+//   nop          nops through the whole engine (host thread -> poller inbox
+//                -> kernel -> completion queue -> notifier -> OnComplete)
+//   file_randread  4 KiB reads at random offsets of a cached file
+//   echo         64-byte round trips over loopback TCP connections, every
+//                send and receive (both ends) through the engine
+// and the latency from Post to OnComplete with the notifier hot and parked.
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
 #include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,10 +19,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -44,14 +54,17 @@ struct bench_runtime final : ICLRIoCompletionManager {
   }
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
-  HRESULT OnComplete(DWORD, DWORD, void* ov) override {
+  HRESULT OnComplete(DWORD error, DWORD n, void* ov) override {
     auto* s = static_cast<slot*>(ov);
+    if (error == 0) bytes.fetch_add(n, std::memory_order_relaxed);
     if (record_latency) latency_ns = (clock_type::now() - s->sent).count();
-    s->busy.store(false, std::memory_order_release);
+    // Counted before the slot is freed, so the final tally sees it.
     completed.fetch_add(1, std::memory_order_relaxed);
+    s->busy.store(false, std::memory_order_release);
     return S_OK;
   }
   std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::uint64_t> bytes{0};  // of successful operations
   bool record_latency = false;
   std::int64_t latency_ns = 0;  // written by the notifier before busy=false
 };
@@ -59,7 +72,8 @@ struct bench_runtime final : ICLRIoCompletionManager {
 /// One engine with a bound socket, set up outside the timed loops.
 struct engine_under_test {
   explicit engine_under_test(std::uint32_t notifier_spin,
-                             std::uint32_t backend = IOCM_BACKEND_URING) {
+                             std::uint32_t backend = IOCM_BACKEND_URING,
+                             ICLRIoCompletionManager* clr = nullptr) {
     iocm_config c;
     iocm_config_init(&c);
     c.backend = backend;  // named by the benchmark, never left to the environment
@@ -72,12 +86,17 @@ struct engine_under_test {
     void* p = nullptr;
     manager->QueryInterface(IID_IIocmHostIo, &p);
     io = static_cast<IIocmHostIo*>(p);
-    manager->SetCLRIoCompletionManager(&runtime);
+    manager->SetCLRIoCompletionManager(clr != nullptr ? clr : &runtime);
     manager->CreateIoCompletionPort(&port);
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
       throw std::runtime_error("socketpair");
     handle = reinterpret_cast<HANDLE>(static_cast<intptr_t>(fds[0]));
     manager->Bind(port, handle);
+  }
+  /// Binds one more descriptor to the port.
+  void bind(int fd) {
+    if (manager->Bind(port, reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd))) != S_OK)
+      throw std::runtime_error("iocm: Bind failed");
   }
   ~engine_under_test() {
     io->Release();
@@ -113,29 +132,81 @@ constexpr int ops_per_iteration = 1 << 16;
 constexpr int window = 256;  // operations in flight
 constexpr unsigned raw_batch = 64;
 
-void engine_nop_iocm(benchmark::State& state, std::uint32_t backend) {
+/// A file of file_bytes in the page cache, unlinked: the reads measure the
+/// engine, not the disk.
+constexpr std::size_t file_bytes = 64u << 20, read_bytes = 4096;
+constexpr int read_window = 64;
+
+struct cached_file {
+  cached_file() {
+    char path[] = "/tmp/iocm-bench-XXXXXX";
+    fd = ::mkostemp(path, O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("mkostemp");
+    ::unlink(path);
+    std::vector<char> chunk(1 << 20, 'x');
+    for (std::size_t off = 0; off < file_bytes; off += chunk.size())
+      if (::pwrite(fd, chunk.data(), chunk.size(), static_cast<off_t>(off)) !=
+          static_cast<ssize_t>(chunk.size()))
+        throw std::runtime_error("pwrite");
+  }
+  ~cached_file() { ::close(fd); }
+  int fd = -1;
+};
+
+/// Random 4 KiB-aligned offsets, the same sequence for every implementation.
+struct offsets {
+  std::uint64_t next() { return (rng() % (file_bytes / read_bytes)) * read_bytes; }
+  std::mt19937_64 rng{42};
+};
+
+enum class engine_op { nop, file_read };
+
+/// One host thread keeps `window` operations in flight through the engine;
+/// the notifier frees each slot. Checks that every one completed once.
+void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op op) {
   affinity_guard keep;
   std::optional<engine_under_test> engine;
+  std::optional<cached_file> file;
   try {
     engine.emplace(256, backend);
+    if (op == engine_op::file_read) {
+      file.emplace();
+      engine->bind(file->fd);
+    }
   } catch (const std::exception& ex) {
     state.SkipWithError(ex.what());
     return;
   }
   engine_under_test& e = *engine;
-  std::vector<slot> slots(window);
+  const int in_flight = op == engine_op::nop ? window : read_window;
+  std::vector<slot> slots(static_cast<std::size_t>(in_flight));
+  std::vector<char> buffers(op == engine_op::nop ? 0 : slots.size() * read_bytes);
   for (auto& s : slots) e.manager->InitializeHostOverlapped(&s.ov);
+  const HANDLE target =
+      op == engine_op::nop ? e.handle : reinterpret_cast<HANDLE>(static_cast<intptr_t>(file->fd));
+  offsets where;
   // The poller is pinned to CPU 0, the notifier to the next CPU.
   if (const char* cpu = std::getenv("IOCM_BENCH_HOST_CPU")) pin_to(std::atoi(cpu));
   std::uint64_t submitted = 0;
+  const int per_iteration = op == engine_op::nop ? ops_per_iteration : ops_per_iteration / 8;
   for (auto _ : state) {
-    for (int i = 0; i < ops_per_iteration; ++i) {
-      slot& s = slots[submitted++ % window];
+    for (int i = 0; i < per_iteration; ++i) {
+      const std::size_t k = submitted++ % slots.size();
+      slot& s = slots[k];
       // Spin, then yield: on a small machine the notifier may share our core.
       for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
       s.busy.store(true, std::memory_order_relaxed);
-      if (e.io->Nop(e.handle, &s.ov) != IOCM_E_IO_PENDING) {
-        state.SkipWithError("nop refused");
+      HRESULT hr;
+      if (op == engine_op::nop) {
+        hr = e.io->Nop(target, &s.ov);
+      } else {
+        const std::uint64_t off = where.next();
+        s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>(off);
+        s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh = static_cast<DWORD>(off >> 32);
+        hr = e.io->Read(target, buffers.data() + k * read_bytes, read_bytes, &s.ov);
+      }
+      if (hr != IOCM_E_IO_PENDING) {
+        state.SkipWithError("operation refused");
         return;
       }
     }
@@ -144,7 +215,374 @@ void engine_nop_iocm(benchmark::State& state, std::uint32_t backend) {
     for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
   if (e.runtime.completed.load() != submitted)
     state.SkipWithError("completions lost or duplicated");
+  else if (op == engine_op::file_read && e.runtime.bytes.load() != submitted * read_bytes)
+    state.SkipWithError("short or failed reads");
   state.SetItemsProcessed(static_cast<std::int64_t>(submitted));
+}
+
+/// The same reads in a plain single-thread liburing loop, read_window in
+/// flight: submit what completed, wait for one, reap all that are done.
+void file_randread_liburing_raw(benchmark::State& state) {
+  affinity_guard keep;
+  cached_file file;
+  io_uring ring;
+  io_uring_params p{};
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  if (io_uring_queue_init_params(256, &ring, &p) != 0 && io_uring_queue_init(256, &ring, 0) != 0) {
+    state.SkipWithError("io_uring unavailable");
+    return;
+  }
+  pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  std::vector<char> buffers(read_window * read_bytes);
+  offsets where;
+  std::vector<unsigned> free_slots;
+  for (unsigned i = 0; i < read_window; ++i) free_slots.push_back(i);
+  std::uint64_t submitted = 0, completed = 0, bytes = 0;
+  auto refill = [&] {
+    for (unsigned k : free_slots) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      io_uring_prep_read(sqe, file.fd, buffers.data() + k * read_bytes, read_bytes, where.next());
+      sqe->user_data = k;
+      ++submitted;
+    }
+    free_slots.clear();
+  };
+  for (auto _ : state) {
+    const std::uint64_t target = completed + ops_per_iteration / 8;
+    while (completed < target) {
+      refill();
+      io_uring_submit_and_wait(&ring, 1);
+      io_uring_cqe* cqe;
+      unsigned head, n = 0;
+      io_uring_for_each_cqe(&ring, head, cqe) {
+        if (cqe->res > 0) bytes += static_cast<std::uint64_t>(cqe->res);
+        free_slots.push_back(static_cast<unsigned>(cqe->user_data));
+        ++n;
+      }
+      io_uring_cq_advance(&ring, n);
+      completed += n;
+    }
+  }
+  while (completed < submitted) {  // the ones still in flight
+    io_uring_cqe* cqe;
+    if (io_uring_wait_cqe(&ring, &cqe) != 0) break;
+    if (cqe->res > 0) bytes += static_cast<std::uint64_t>(cqe->res);
+    io_uring_cqe_seen(&ring, cqe);
+    ++completed;
+  }
+  io_uring_queue_exit(&ring);
+  if (completed != submitted || bytes != completed * read_bytes)
+    state.SkipWithError("reads lost or short");
+  state.SetItemsProcessed(static_cast<std::int64_t>(completed));
+}
+
+/// The floor without any engine: one thread calling pread, what the epoll
+/// poller does for files (one at a time, no window).
+void file_randread_pread(benchmark::State& state) {
+  affinity_guard keep;
+  cached_file file;
+  pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  std::vector<char> buffer(read_bytes);
+  offsets where;
+  std::uint64_t done = 0;
+  for (auto _ : state)
+    for (int i = 0; i < ops_per_iteration / 8; ++i) {
+      if (::pread(file.fd, buffer.data(), read_bytes, static_cast<off_t>(where.next())) !=
+          static_cast<ssize_t>(read_bytes)) {
+        state.SkipWithError("short read");
+        return;
+      }
+      ++done;
+    }
+  state.SetItemsProcessed(static_cast<std::int64_t>(done));
+}
+
+// --- echo ------------------------------------------------------------------
+
+constexpr int echo_connections = 8;
+constexpr std::uint32_t echo_bytes = 64;
+constexpr std::uint64_t round_trips_per_iteration = 4096;
+
+/// Loopback TCP connections (client, server), Nagle off, blocking (the epoll
+/// backend makes them non-blocking at Bind).
+struct tcp_connections {
+  explicit tcp_connections(int n) {
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+        ::listen(listener, n) != 0)
+      throw std::runtime_error("listen");
+    for (int i = 0; i < n; ++i) {
+      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        throw std::runtime_error("connect");
+      const int s = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (s < 0) throw std::runtime_error("accept");
+      const int one = 1;
+      ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      pairs.push_back({c, s});
+    }
+    ::close(listener);
+  }
+  ~tcp_connections() {
+    for (auto [c, s] : pairs) {
+      ::close(c);
+      ::close(s);
+    }
+  }
+  std::vector<std::pair<int, int>> pairs;
+};
+
+/// The runtime for echo: every completion drives its connection's next
+/// step. Client: send 64 bytes, receive 64 back, again. Server: receive 64,
+/// send them back, again. Partial transfers are finished before going on.
+class echo_runtime final : public ICLRIoCompletionManager {
+ public:
+  enum step : unsigned { client_send, client_recv, server_recv, server_send };
+  struct conn {
+    struct op {
+      OVERLAPPED ov{};
+      alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
+      conn* owner = nullptr;
+      step what{};
+      std::uint32_t done = 0;  // bytes so far of this 64-byte transfer
+    };
+    op ops[4];
+    HANDLE client{}, server{};
+    char client_buffer[echo_bytes]{}, server_buffer[echo_bytes]{};
+  };
+
+  HRESULT QueryInterface(const IID&, void** p) override {
+    *p = nullptr;
+    return E_NOINTERFACE;
+  }
+  ULONG AddRef() override { return 2; }
+  ULONG Release() override { return 1; }
+
+  void start(IHostIoCompletionManager* manager, IIocmHostIo* io,
+             const std::vector<std::pair<int, int>>& pairs) {
+    io_ = io;
+    conns_ = std::vector<conn>(pairs.size());
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      conn& k = conns_[i];
+      k.client = reinterpret_cast<HANDLE>(static_cast<intptr_t>(pairs[i].first));
+      k.server = reinterpret_cast<HANDLE>(static_cast<intptr_t>(pairs[i].second));
+      for (unsigned s = 0; s < 4; ++s) {
+        k.ops[s].owner = &k;
+        k.ops[s].what = static_cast<step>(s);
+        manager->InitializeHostOverlapped(&k.ops[s].ov);
+      }
+      std::memset(k.client_buffer, 'e', echo_bytes);
+    }
+    for (conn& k : conns_) {
+      issue(k.ops[server_recv]);
+      issue(k.ops[client_send]);
+    }
+  }
+  /// Clients stop after their current round trip; true once all stopped.
+  void stop() { stopping_.store(true, std::memory_order_release); }
+  bool all_stopped() const {
+    return stopped_.load(std::memory_order_acquire) == conns_.size();
+  }
+  std::uint64_t round_trips() const { return round_trips_.load(std::memory_order_acquire); }
+  std::uint64_t issued() const { return issued_.load(); }
+  std::uint64_t completed() const { return completed_.load(); }
+  bool failed() const { return failed_.load(); }
+
+  HRESULT OnComplete(DWORD error, DWORD bytes, void* ov) override {
+    completed_.fetch_add(1, std::memory_order_relaxed);
+    auto& o = *static_cast<conn::op*>(ov);
+    conn& k = *o.owner;
+    if (error != 0 || bytes == 0) {
+      // The server's last receive, aborted when the engine closes, is expected.
+      if (!(o.what == server_recv && stopping_.load(std::memory_order_acquire))) failed_ = true;
+      return S_OK;
+    }
+    o.done += bytes;
+    if (o.done < echo_bytes) {  // partial: finish this transfer first
+      issue(o);
+      return S_OK;
+    }
+    o.done = 0;
+    switch (o.what) {
+      case client_send:
+        issue(k.ops[client_recv]);
+        break;
+      case client_recv:
+        round_trips_.fetch_add(1, std::memory_order_release);
+        if (stopping_.load(std::memory_order_acquire))
+          stopped_.fetch_add(1, std::memory_order_acq_rel);
+        else
+          issue(k.ops[client_send]);
+        break;
+      case server_recv:
+        issue(k.ops[server_send]);
+        break;
+      case server_send:
+        issue(k.ops[server_recv]);
+        break;
+    }
+    return S_OK;
+  }
+
+ private:
+  void issue(conn::op& o) {
+    conn& k = *o.owner;
+    issued_.fetch_add(1, std::memory_order_relaxed);
+    HRESULT hr = E_FAIL;
+    switch (o.what) {
+      case client_send:
+        hr = io_->Send(k.client, k.client_buffer + o.done, echo_bytes - o.done, &o.ov);
+        break;
+      case client_recv:
+        hr = io_->Recv(k.client, k.client_buffer + o.done, echo_bytes - o.done, &o.ov);
+        break;
+      case server_recv:
+        hr = io_->Recv(k.server, k.server_buffer + o.done, echo_bytes - o.done, &o.ov);
+        break;
+      case server_send:
+        hr = io_->Send(k.server, k.server_buffer + o.done, echo_bytes - o.done, &o.ov);
+        break;
+    }
+    if (hr != IOCM_E_IO_PENDING) {
+      issued_.fetch_sub(1, std::memory_order_relaxed);
+      failed_ = true;
+    }
+  }
+
+  IIocmHostIo* io_ = nullptr;
+  std::vector<conn> conns_;
+  std::atomic<bool> stopping_{false}, failed_{false};
+  std::atomic<std::size_t> stopped_{0};
+  std::atomic<std::uint64_t> round_trips_{0}, issued_{0}, completed_{0};
+};
+
+/// Waits without taking a core from the threads doing the work.
+template <class Done>
+void wait_until(Done done) {
+  while (!done()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+}
+
+void echo_iocm(benchmark::State& state, std::uint32_t backend) {
+  affinity_guard keep;
+  echo_runtime runtime;
+  std::uint64_t trips = 0;
+  {
+    std::optional<engine_under_test> engine;
+    std::optional<tcp_connections> conns;
+    try {
+      engine.emplace(256, backend, &runtime);
+      conns.emplace(echo_connections);
+      for (auto [c, s] : conns->pairs) {
+        engine->bind(c);
+        engine->bind(s);
+      }
+    } catch (const std::exception& ex) {
+      state.SkipWithError(ex.what());
+      return;
+    }
+    runtime.start(engine->manager, engine->io, conns->pairs);
+    for (auto _ : state) {
+      const std::uint64_t target = runtime.round_trips() + round_trips_per_iteration;
+      wait_until([&] { return runtime.round_trips() >= target || runtime.failed(); });
+    }
+    runtime.stop();
+    wait_until([&] { return runtime.all_stopped() || runtime.failed(); });
+    trips = runtime.round_trips();
+    // Leaving this scope releases the engine: the servers' waiting
+    // receives complete aborted; then the sockets close.
+  }
+  if (runtime.failed())
+    state.SkipWithError("an echo operation failed or was refused");
+  else if (runtime.completed() != runtime.issued())
+    state.SkipWithError("completions lost or duplicated");
+  state.SetItemsProcessed(static_cast<std::int64_t>(trips));
+}
+
+/// The same echo in a plain single-thread liburing loop: all connections'
+/// sends and receives, both ends, in one ring.
+void echo_liburing_raw(benchmark::State& state) {
+  affinity_guard keep;
+  tcp_connections conns(echo_connections);
+  io_uring ring;
+  io_uring_params p{};
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  if (io_uring_queue_init_params(256, &ring, &p) != 0 && io_uring_queue_init(256, &ring, 0) != 0) {
+    state.SkipWithError("io_uring unavailable");
+    return;
+  }
+  pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  struct raw_conn {
+    char client_buffer[echo_bytes], server_buffer[echo_bytes];
+    std::uint32_t done[4] = {0, 0, 0, 0};
+  };
+  std::vector<raw_conn> rc(conns.pairs.size());
+  auto issue = [&](std::size_t i, unsigned what) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    const auto [c, s] = conns.pairs[i];
+    raw_conn& k = rc[i];
+    const std::uint32_t off = k.done[what], left = echo_bytes - off;
+    switch (what) {
+      case echo_runtime::client_send:
+        io_uring_prep_send(sqe, c, k.client_buffer + off, left, MSG_NOSIGNAL);
+        break;
+      case echo_runtime::client_recv:
+        io_uring_prep_recv(sqe, c, k.client_buffer + off, left, 0);
+        break;
+      case echo_runtime::server_recv:
+        io_uring_prep_recv(sqe, s, k.server_buffer + off, left, 0);
+        break;
+      default:
+        io_uring_prep_send(sqe, s, k.server_buffer + off, left, MSG_NOSIGNAL);
+        break;
+    }
+    sqe->user_data = i * 4 + what;
+  };
+  for (std::size_t i = 0; i < rc.size(); ++i) {
+    std::memset(rc[i].client_buffer, 'e', echo_bytes);
+    issue(i, echo_runtime::server_recv);
+    issue(i, echo_runtime::client_send);
+  }
+  std::uint64_t trips = 0;
+  bool failed = false;
+  for (auto _ : state) {
+    const std::uint64_t target = trips + round_trips_per_iteration;
+    while (trips < target && !failed) {
+      io_uring_submit_and_wait(&ring, 1);
+      io_uring_cqe* cqe;
+      unsigned head, n = 0;
+      io_uring_for_each_cqe(&ring, head, cqe) {
+        ++n;
+        const std::size_t i = cqe->user_data / 4;
+        const auto what = static_cast<unsigned>(cqe->user_data % 4);
+        if (cqe->res <= 0) {
+          failed = true;
+          continue;
+        }
+        raw_conn& k = rc[i];
+        k.done[what] += static_cast<std::uint32_t>(cqe->res);
+        if (k.done[what] < echo_bytes) {
+          issue(i, what);
+          continue;
+        }
+        k.done[what] = 0;
+        if (what == echo_runtime::client_recv) ++trips;
+        // send -> receive on the same end; receive -> send.
+        static constexpr unsigned next[4] = {echo_runtime::client_recv, echo_runtime::client_send,
+                                             echo_runtime::server_send, echo_runtime::server_recv};
+        issue(i, next[what]);
+      }
+      io_uring_cq_advance(&ring, n);
+    }
+  }
+  io_uring_queue_exit(&ring);  // cancels what is still in flight
+  if (failed) state.SkipWithError("an echo operation failed");
+  state.SetItemsProcessed(static_cast<std::int64_t>(trips));
 }
 
 void engine_nop_liburing_raw(benchmark::State& state) {
@@ -322,17 +760,39 @@ void submit_inbox(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(engine_nop_iocm, uring, IOCM_BACKEND_URING)
+BENCHMARK_CAPTURE(engine_ops_iocm, nop_uring, IOCM_BACKEND_URING, engine_op::nop)
     ->Name("engine/nop/iocm")
     ->UseRealTime()
     ->MinTime(0.5);
 // epoll has no kernel no-op: its nop completes on the poller, so this is the
 // engine's own hand-offs (inbox, poller, queue, notifier) without a syscall.
-BENCHMARK_CAPTURE(engine_nop_iocm, epoll, IOCM_BACKEND_EPOLL)
+BENCHMARK_CAPTURE(engine_ops_iocm, nop_epoll, IOCM_BACKEND_EPOLL, engine_op::nop)
     ->Name("engine/nop/iocm_epoll")
     ->UseRealTime()
     ->MinTime(0.5);
 BENCHMARK(engine_nop_liburing_raw)->Name("engine/nop/liburing_raw")->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(engine_ops_iocm, read_uring, IOCM_BACKEND_URING, engine_op::file_read)
+    ->Name("engine/file_randread/iocm")
+    ->UseRealTime()
+    ->MinTime(0.5);
+BENCHMARK_CAPTURE(engine_ops_iocm, read_epoll, IOCM_BACKEND_EPOLL, engine_op::file_read)
+    ->Name("engine/file_randread/iocm_epoll")
+    ->UseRealTime()
+    ->MinTime(0.5);
+BENCHMARK(file_randread_liburing_raw)
+    ->Name("engine/file_randread/liburing_raw")
+    ->UseRealTime()
+    ->MinTime(0.5);
+BENCHMARK(file_randread_pread)->Name("engine/file_randread/pread")->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(echo_iocm, uring, IOCM_BACKEND_URING)
+    ->Name("engine/echo/iocm")
+    ->UseRealTime()
+    ->MinTime(0.5);
+BENCHMARK_CAPTURE(echo_iocm, epoll, IOCM_BACKEND_EPOLL)
+    ->Name("engine/echo/iocm_epoll")
+    ->UseRealTime()
+    ->MinTime(0.5);
+BENCHMARK(echo_liburing_raw)->Name("engine/echo/liburing_raw")->UseRealTime()->MinTime(0.5);
 BENCHMARK_CAPTURE(post_latency, hot, false)
     ->Name("engine/post_latency/iocm_hot")
     ->Iterations(200000);
