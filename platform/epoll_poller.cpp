@@ -67,8 +67,8 @@ class epoll_poller final : public threaded_poller {
   std::uint32_t ring_setup() const noexcept override { return 0; }
   std::uint32_t backend() const noexcept override { return IOCM_BACKEND_EPOLL; }
 
-  hosting::HRESULT prepare_handle(int fd, os::handle_kind& kind) noexcept override {
-    if (kind == os::handle_kind::file) return S_OK;  // not pollable: run on the poller
+  hosting::HRESULT prepare_handle(int fd, binding& b) noexcept override {
+    if (b.kind == os::handle_kind::file) return S_OK;  // not pollable: run on the poller
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = static_cast<std::uint32_t>(fd);
@@ -78,15 +78,23 @@ class epoll_poller final : public threaded_poller {
     if (r == -EEXIST) r = sys_.epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
     if (r != 0) {
       if (r == -EPERM) {  // epoll cannot wait on it (e.g. /dev/null): run it like a file
-        kind = os::handle_kind::file;
+        b.kind = os::handle_kind::file;
         return S_OK;
       }
       return r == -ENOMEM || r == -ENOSPC ? E_OUTOFMEMORY
                                           : HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
     }
     // Operations are tried without blocking the poller (docs/ENGINE.md).
-    os::set_nonblocking(fd);
+    os::set_nonblocking(fd, b.made_nonblocking);
     return S_OK;
+  }
+
+  /// Unbind and Close: the descriptor leaves the epoll set (the queued
+  /// cancel aborts the operations still waiting on it).
+  void forget_handle(int fd, const binding& b) noexcept override {
+    if (b.kind == os::handle_kind::file) return;
+    epoll_event unused{};
+    sys_.epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, &unused);  // ENOENT/EBADF: gone already
   }
 
  protected:
@@ -168,6 +176,12 @@ class epoll_poller final : public threaded_poller {
       case inbox_cancel_fd:
         cancel_fd(static_cast<int>(item >> 3));
         return;
+      case inbox_unbind: {
+        auto* ack = reinterpret_cast<unbind_ack*>(item & ~inbox_tag_mask);
+        cancel_fd(ack->fd);
+        ack->give();  // nothing on fd is left here; the last touch of ack
+        return;
+      }
       default:
         break;
     }

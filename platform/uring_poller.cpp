@@ -167,6 +167,7 @@ class uring_poller final : public threaded_poller {
     } while (r == -EINTR);
     if (r >= 0) {
       refused_.reset();
+      if (acks_ != nullptr && io_uring_sq_ready(&ring_) == 0) give_acks();
       return;
     }
     // The SQ still holds what was not submitted; the loop harvests (the
@@ -203,6 +204,15 @@ class uring_poller final : public threaded_poller {
     sqe->user_data = tag_wake;
     ++inflight_;
     wake_armed_ = true;
+  }
+
+  /// Every SQE prepared so far is in the kernel: Unbinds waiting on their
+  /// cancels may return.
+  void give_acks() noexcept {
+    while (unbind_ack* ack = acks_) {
+      acks_ = ack->next;
+      ack->give();  // the last touch: the ack lives on Unbind's stack
+    }
   }
 
   /// Moves up to submit_batch requests into the SQ: first the operations
@@ -258,6 +268,16 @@ class uring_poller final : public threaded_poller {
         io_uring_prep_cancel_fd(sqe, static_cast<int>(item >> 3), IORING_ASYNC_CANCEL_ALL);
         sqe->user_data = tag_cancel;
         return;
+      case inbox_unbind: {
+        // The kernel looks fd up when it gets the SQE: Unbind waits until
+        // then (acks are given once the SQ is submitted).
+        auto* ack = reinterpret_cast<unbind_ack*>(item & ~inbox_tag_mask);
+        io_uring_prep_cancel_fd(sqe, ack->fd, IORING_ASYNC_CANCEL_ALL);
+        sqe->user_data = tag_cancel;
+        ack->next = acks_;
+        acks_ = ack;
+        return;
+      }
       default:
         break;
     }
@@ -323,6 +343,7 @@ class uring_poller final : public threaded_poller {
       const std::uint64_t ud = cqes[i]->user_data;
       if (ud == tag_wake)
         wake_armed_ = false;  // re-armed at the loop's top
+
       else if ((ud & tag_mask) == 0 && to_retry(*cqes[i]))
         retry_later(state_of(reinterpret_cast<OVERLAPPED*>(ud)));  // only once consumed
     }
@@ -372,7 +393,8 @@ class uring_poller final : public threaded_poller {
   bool lane_full_ = false;
   bool wake_armed_ = false;
   std::uint64_t wake_buffer_ = 0;
-  backoff refused_;  // the pause between io_uring_enter calls the kernel refused
+  backoff refused_;             // the pause between io_uring_enter calls the kernel refused
+  unbind_ack* acks_ = nullptr;  // Unbinds whose cancel is in the SQ, not yet submitted
   // Operations whose CQE said -EINTR, to submit again (through op_state::next).
   op_state* retry_head_ = nullptr;
   op_state* retry_tail_ = nullptr;

@@ -40,6 +40,8 @@ TARGETS = [
     ("queue", "pingpong", "iocm_sharded1", "iocm", "<=", 1.05),
 ]
 PERCENTILES = ("p50_ns", "p99_ns", "p999_ns", "max_ns")
+# Throughput scenarios counted in thousands rather than millions.
+THOUSANDS_SCENARIOS = {"echo": "k round trips/s"}
 
 
 def value_of(run, scenario):
@@ -51,6 +53,8 @@ def value_of(run, scenario):
     if scenario == "single_thread":
         scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[run.get("time_unit", "ns")]
         return run["real_time"] * scale
+    if scenario in THOUSANDS_SCENARIOS:
+        return run["items_per_second"] / 1e3
     return run["items_per_second"] / 1e6
 
 
@@ -108,7 +112,7 @@ def main():
     lines = []
     for suite, scenario in scenarios:
         latency = scenario in LATENCY_SCENARIOS
-        unit = LATENCY_SCENARIOS.get(scenario, "M records/s")
+        unit = LATENCY_SCENARIOS.get(scenario, THOUSANDS_SCENARIOS.get(scenario, "M records/s"))
         base = medians.get((suite, scenario, args.baseline))
         lines.append(f"\n### {suite}/{scenario} ({unit}, median of {max(len(runs[k]) for k in runs if k[:2] == (suite, scenario))} runs)\n")
         ratio_head = f"{args.baseline} time / this" if latency else f"{args.baseline} / this"

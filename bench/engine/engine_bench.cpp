@@ -386,9 +386,7 @@ class echo_runtime final : public ICLRIoCompletionManager {
   }
   /// Clients stop after their current round trip; true once all stopped.
   void stop() { stopping_.store(true, std::memory_order_release); }
-  bool all_stopped() const {
-    return stopped_.load(std::memory_order_acquire) == conns_.size();
-  }
+  bool all_stopped() const { return stopped_.load(std::memory_order_acquire) == conns_.size(); }
   std::uint64_t round_trips() const { return round_trips_.load(std::memory_order_acquire); }
   std::uint64_t issued() const { return issued_.load(); }
   std::uint64_t completed() const { return completed_.load(); }

@@ -463,8 +463,7 @@ HRESULT engine_core::bind(HANDLE port, HANDLE handle) noexcept {
     b.port_generation = static_cast<std::uint32_t>(st >> 2);
     // epoll: the descriptor becomes non-blocking and joins the poller's
     // epoll set here, before any operation on it can be submitted.
-    if (const HRESULT hr = pollers_[b.poller]->prepare_handle(fd, kind); FAILED(hr)) return hr;
-    b.kind = kind;
+    if (const HRESULT hr = pollers_[b.poller]->prepare_handle(fd, b); FAILED(hr)) return hr;
     entry.store(binding::pack(b), std::memory_order_release);  // pairs with lookup()
   } catch (const std::bad_alloc&) {
     return E_OUTOFMEMORY;
@@ -474,9 +473,39 @@ HRESULT engine_core::bind(HANDLE port, HANDLE handle) noexcept {
 
 HRESULT engine_core::unbind(HANDLE handle) noexcept {
   const int fd = fd_of(handle);
-  std::lock_guard lock(bind_mutex_);
-  if (handles_.lookup(fd) == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
-  handles_.slot(fd).store(0, std::memory_order_release);  // the chunk exists: no allocation
+  unbind_ack ack;
+  ack.fd = fd;
+  binding b;
+  {
+    std::lock_guard lock(bind_mutex_);
+    const std::uint64_t word = handles_.lookup(fd);
+    if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+    auto& entry = handles_.slot(fd);            // the chunk exists: no allocation
+    entry.store(0, std::memory_order_release);  // no new operation from here on
+    b = binding::unpack(word);
+    poller& p = *pollers_[b.poller];
+    // Queued after every operation already accepted on fd: the poller
+    // takes them first.
+    const inbox_item request = reinterpret_cast<inbox_item>(&ack) | inbox_unbind;
+    for (int i = 0; !p.submit(request); ++i) {
+      if (i == full_inbox_retries) {
+        entry.store(word, std::memory_order_release);  // nothing was cancelled: still bound
+        return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
+      }
+      std::this_thread::yield();
+    }
+    p.forget_handle(fd, b);
+  }
+  // Wait until the kernel has the cancel: it finds the descriptor by number
+  // when it gets it, so the host must not close fd before. Microseconds;
+  // from inside OnComplete this thread delivers meanwhile (the poller may
+  // wait for room in the queue).
+  wait_delivering([&] { return ack.done.load(std::memory_order_acquire) != 0; });
+  if (b.made_nonblocking) {
+    // Blocking again, as the host gave it, unless bound anew meanwhile.
+    std::lock_guard lock(bind_mutex_);
+    if (handles_.lookup(fd) == 0) os::clear_nonblocking(fd);
+  }
   return S_OK;
 }
 

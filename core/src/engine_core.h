@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include "idle_notifiers.h"
 #include "iocm/cache_line.h"
 #include "iocm/completion.h"
+#include "iocm/detail/backoff.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
@@ -175,7 +177,23 @@ class engine_core {
   /// Undoes admit() when the operation could not be queued.
   HRESULT withdraw(std::uint16_t slot, std::uint16_t counter, OVERLAPPED* ov) noexcept;
   bool decode_port(HANDLE port, std::uint16_t& slot, std::uint64_t& state) const noexcept;
-  HANDLE open_port_locked() noexcept;                      // bind_mutex_ held
+  HANDLE open_port_locked() noexcept;  // bind_mutex_ held
+  /// On a notifier thread inside OnComplete: delivers one record (or the
+  /// rest of its batch), nested; false when there was nothing to deliver.
+  bool help_deliver() noexcept;
+  /// Waits until done(), delivering meanwhile when called from inside
+  /// OnComplete (Close and Unbind may wait for records only we can deliver).
+  template <class Done>
+  void wait_delivering(Done done) noexcept {
+    backoff wait;
+    for (unsigned rounds = 0; !done(); ++rounds) {
+      if (help_deliver()) continue;
+      if (rounds < 1000)
+        wait.pause();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
   HRESULT spawn_notifiers_locked(unsigned upto) noexcept;  // threads_mutex_ held
   void notifier_main(unsigned index);
   void deliver(const completion& record) noexcept;

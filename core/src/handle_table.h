@@ -17,17 +17,19 @@ struct binding {
   std::uint16_t port_slot = 0;
   std::uint16_t poller = 0;
   os::handle_kind kind = os::handle_kind::other;
+  bool made_nonblocking = false;      // Bind set O_NONBLOCK (epoll); Unbind clears it again
   std::uint32_t port_generation = 0;  // low 28 bits: tells a reused port slot apart
 
   static constexpr std::uint32_t generation_mask = (1u << 28) - 1;
   static std::uint64_t pack(const binding& b) noexcept {
     return 1u | std::uint64_t{b.port_slot} << 1 | std::uint64_t{b.poller} << 17 |
            std::uint64_t{static_cast<std::uint8_t>(b.kind)} << 33 |
+           std::uint64_t{b.made_nonblocking} << 35 |
            std::uint64_t{b.port_generation & generation_mask} << 36;
   }
   static binding unpack(std::uint64_t w) noexcept {
     return {static_cast<std::uint16_t>(w >> 1), static_cast<std::uint16_t>(w >> 17),
-            static_cast<os::handle_kind>((w >> 33) & 7),
+            static_cast<os::handle_kind>((w >> 33) & 3), ((w >> 35) & 1) != 0,
             static_cast<std::uint32_t>(w >> 36) & generation_mask};
   }
 };

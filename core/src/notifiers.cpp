@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <thread>
+#include <vector>
 
 #include "engine_core.h"
 #include "iocm/detail/backoff.h"
@@ -182,9 +184,23 @@ void engine_core::deliver(const completion& record) noexcept {
   tl_current_ = outer;
 }
 
+bool engine_core::help_deliver() noexcept {
+  if (!on_notifier_thread() || tl_delivery_ == nullptr) return false;
+  // We may be the only notifier (or all others may be busy): deliver the
+  // rest of our batch and whatever is queued, nested, so that the caller
+  // makes progress instead of waiting for itself.
+  deliver_rest_of_batch();
+  if (steal_one(*tl_delivery_->slot)) return true;
+  completion record;
+  if (!queue_.try_dequeue(*tl_delivery_->token, record)) return false;
+  deliver(record);
+  return true;
+}
+
 HRESULT engine_core::close_port(HANDLE port) noexcept {
   std::uint16_t slot;
   std::uint64_t st;
+  std::vector<int> made_nonblocking;  // restored once nothing on them is left
   {
     std::lock_guard lock(bind_mutex_);
     if (!decode_port(port, slot, st) || (st & 3) != port_open_state) return E_INVALIDARG;
@@ -201,6 +217,15 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
       entry.store(0, std::memory_order_release);
       poller& p = *pollers_[b.poller];
       while (!p.submit(cancel_fd_item(fd))) std::this_thread::yield();
+      p.forget_handle(fd, b);
+      // Not blocking again yet: the operations the cancel aborts may still
+      // be tried before it, and must not block the poller.
+      if (b.made_nonblocking) {
+        try {
+          made_nonblocking.push_back(fd);
+        } catch (const std::bad_alloc&) {  // left non-blocking; nothing else is lost
+        }
+      }
     });
   }
 
@@ -209,31 +234,14 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
   // OnComplete) cannot finish before we return; count it as done.
   const bool inside_own = tl_current_.port_slot == slot && !tl_current_.settled;
   const std::int64_t self = inside_own ? 1 : 0;
-  const bool notifier = on_notifier_thread();
-  backoff wait;
-  for (unsigned rounds = 0; pending_total(slot) > self; ++rounds) {
-    if (notifier && tl_delivery_ != nullptr) {
-      // We may be the only notifier (or all others may be busy): deliver the
-      // rest of our batch and whatever is queued, nested, so that Close
-      // makes progress instead of waiting for itself.
-      deliver_rest_of_batch();
-      if (steal_one(*tl_delivery_->slot)) continue;
-      completion record;
-      if (queue_.try_dequeue(*tl_delivery_->token, record)) {
-        deliver(record);
-        continue;
-      }
-    }
-    if (rounds < 1000)
-      wait.pause();
-    else
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
+  wait_delivering([&] { return pending_total(slot) <= self; });
   if (inside_own) {
     pending(slot, tl_current_.counter).value.fetch_sub(1, std::memory_order_release);
     tl_current_.settled = true;
   }
   std::lock_guard lock(bind_mutex_);
+  for (const int fd : made_nonblocking)
+    if (handles_.lookup(fd) == 0) os::clear_nonblocking(fd);  // unless bound anew meanwhile
   ports_[slot].state.store(st & ~std::uint64_t{3},
                            std::memory_order_release);  // free, same generation
   return S_OK;

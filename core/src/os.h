@@ -34,8 +34,11 @@ bool pin_current_thread(int cpu) noexcept;
 /// The one CPU the calling thread's affinity mask allows, or -1 when it
 /// allows several (unpinned) or cannot be read.
 int pinned_cpu_of_current_thread() noexcept;
-/// Sets O_NONBLOCK on fd (the epoll backend needs it); false if refused.
-bool set_nonblocking(int fd) noexcept;
+/// Sets O_NONBLOCK on fd (the epoll backend needs it); *changed says
+/// whether it was clear before. False if refused.
+bool set_nonblocking(int fd, bool& changed) noexcept;
+/// Clears O_NONBLOCK on fd again; best effort (fd may be closed already).
+void clear_nonblocking(int fd) noexcept;
 /// Whether io_uring can really be used here (a probe creates a ring); when
 /// not, *why says why in a sentence.
 bool uring_available(std::string& why);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "handle_table.h"
 #include "iocm/cache_line.h"
 #include "iocm/completion.h"
 #include "iocm/detail/fence.h"
@@ -26,9 +27,26 @@ using inbox_item = std::uintptr_t;
 inline constexpr inbox_item inbox_tag_mask = 7;
 inline constexpr inbox_item inbox_cancel_one = 1;  // (OVERLAPPED* | 1): cancel that operation
 inline constexpr inbox_item inbox_cancel_fd = 2;   // (fd << 3 | 2): cancel all on fd
+// (unbind_ack* | 3): Unbind's cancel of all on ack->fd; the poller sets
+// ack->done once the kernel has it (docs/ENGINE.md, "Handles").
+inline constexpr inbox_item inbox_unbind = 3;
 inline inbox_item cancel_fd_item(int fd) noexcept {
   return (static_cast<inbox_item>(static_cast<std::uint32_t>(fd)) << 3) | inbox_cancel_fd;
 }
+
+/// What Unbind waits on, on its own stack: the poller says when the cancel
+/// of everything on fd has reached the kernel, so that the host may close
+/// fd as soon as Unbind returns.
+struct alignas(8) unbind_ack {
+  int fd = -1;
+  std::atomic<std::uint32_t> done{0};
+  unbind_ack* next = nullptr;  // the poller's list of acks still to give
+  /// On the poller: the cancel is in the kernel.
+  void give() noexcept {
+    done.store(1, std::memory_order_release);
+    os::futex_wake_one(done);
+  }
+};
 
 /// What a backend needs to build a poller.
 struct poller_setup {
@@ -64,11 +82,18 @@ class poller {
   virtual std::uint32_t backend() const noexcept = 0;
   /// Bind's part in the poller, on the binding thread (under the engine's
   /// bind lock), before any operation on fd can be submitted. May change
-  /// `kind` (epoll: a descriptor epoll refuses runs like a file).
-  virtual hosting::HRESULT prepare_handle(int fd, os::handle_kind& kind) noexcept {
+  /// b.kind (epoll: a descriptor epoll refuses runs like a file) and
+  /// b.made_nonblocking.
+  virtual hosting::HRESULT prepare_handle(int fd, binding& b) noexcept {
     (void)fd;
-    (void)kind;
+    (void)b;
     return hosting::S_OK;
+  }
+  /// Unbind's part once fd's cancel is queued (bind lock held): stop
+  /// watching fd (epoll: it leaves the epoll set).
+  virtual void forget_handle(int fd, const binding& b) noexcept {
+    (void)fd;
+    (void)b;
   }
   /// The CPU the thread found itself pinned to once started, or -1.
   int pinned_cpu() const noexcept { return pinned_cpu_.load(std::memory_order_relaxed); }

@@ -97,10 +97,85 @@ TEST_CASE("close: in-flight operations complete aborted before Close returns, no
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(after_close.load() == 0);
   CHECK(f.runtime.count() == 9);
+  // Close gave the descriptors back as they came: blocking.
+  CHECK_FALSE((::fcntl(pairs[0]->a, F_GETFL) & O_NONBLOCK) != 0);
   // A descriptor freed by Close can be bound again.
   HANDLE again = nullptr;
   REQUIRE(f.manager->CreateIoCompletionPort(&again) == S_OK);
   CHECK(f.manager->Bind(again, as_handle(pairs[0]->a)) == S_OK);
+}
+
+TEST_CASE("unbind cancels what is in flight, restores blocking mode, and makes close safe") {
+  engine_fixture f;
+  char buf[8];
+  auto nonblocking = [](int fd) { return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; };
+  // A receive waits; Unbind aborts it, as closing a handle does on Windows.
+  socket_pair p;
+  REQUIRE(f.manager->Bind(f.port, as_handle(p.a)) == S_OK);
+  test_overlapped* waiting = f.fresh();
+  REQUIRE(f.io->Recv(as_handle(p.a), buf, sizeof buf, &waiting->ov) == IOCM_E_IO_PENDING);
+  REQUIRE(f.io->Unbind(as_handle(p.a)) == S_OK);
+  REQUIRE(f.runtime.wait_for(1));
+  CHECK(f.runtime.only(&waiting->ov).error == ERROR_OPERATION_ABORTED);
+  CHECK(f.runtime.only(&waiting->ov).bytes == 0);
+  // The descriptor is as the host gave it: blocking (epoll made it
+  // non-blocking while bound), and one that was non-blocking stays so.
+  CHECK_FALSE(nonblocking(p.a));
+  socket_pair q;
+  REQUIRE(::fcntl(q.a, F_SETFL, ::fcntl(q.a, F_GETFL) | O_NONBLOCK) == 0);
+  REQUIRE(f.manager->Bind(f.port, as_handle(q.a)) == S_OK);
+  REQUIRE(f.io->Unbind(as_handle(q.a)) == S_OK);
+  CHECK(nonblocking(q.a));
+  // Unbind, then close at once: every receive still completes, aborted, or
+  // ERROR_INVALID_HANDLE when it reached the kernel only after the close.
+  // (The cancel does not depend on the number, which the next socket
+  // reuses.) The reused number works.
+  std::vector<test_overlapped*> ops;
+  for (int round = 0; round < 20; ++round) {
+    auto r = std::make_unique<socket_pair>();
+    const int fd = r->a;
+    REQUIRE(f.manager->Bind(f.port, as_handle(fd)) == S_OK);
+    ops.push_back(f.fresh());
+    REQUIRE(f.io->Recv(as_handle(fd), buf, sizeof buf, &ops.back()->ov) == IOCM_E_IO_PENDING);
+    REQUIRE(f.io->Unbind(as_handle(fd)) == S_OK);
+    r.reset();  // closes both ends; the next pair takes the same numbers
+  }
+  REQUIRE(f.runtime.wait_for(1 + ops.size()));
+  for (auto* o : ops) {
+    const DWORD e = f.runtime.only(&o->ov).error;
+    CHECK((e == ERROR_OPERATION_ABORTED || e == ERROR_INVALID_HANDLE));
+  }
+  socket_pair last;
+  REQUIRE(f.manager->Bind(f.port, as_handle(last.a)) == S_OK);
+  test_overlapped* echo = f.fresh();
+  REQUIRE(f.io->Recv(as_handle(last.a), buf, sizeof buf, &echo->ov) == IOCM_E_IO_PENDING);
+  REQUIRE(::write(last.b, "hi", 2) == 2);
+  REQUIRE(f.runtime.wait_for(2 + ops.size()));
+  CHECK(f.runtime.only(&echo->ov).bytes == 2);
+  // And Close does not wait for anything left behind.
+  REQUIRE(f.manager->CloseIoCompletionPort(f.port) == S_OK);
+  CHECK(f.runtime.count() == 2 + ops.size());
+}
+
+TEST_CASE("unbind from inside OnComplete, with one notifier, does not deadlock") {
+  iocm_config c = small_config();
+  c.max_threads = 1;
+  engine_fixture f(c);
+  socket_pair p;
+  REQUIRE(f.manager->Bind(f.port, as_handle(p.a)) == S_OK);
+  char buf[8];
+  test_overlapped* waiting = f.fresh();
+  REQUIRE(f.io->Recv(as_handle(p.a), buf, sizeof buf, &waiting->ov) == IOCM_E_IO_PENDING);
+  test_overlapped* trigger = f.fresh();
+  std::atomic<HRESULT> unbound{E_FAIL};
+  f.runtime.hook = [&](DWORD, DWORD, void* ov) {
+    if (ov == &trigger->ov) unbound.store(f.io->Unbind(as_handle(p.a)));
+  };
+  REQUIRE(f.io->Post(f.port, 0, 0, &trigger->ov) == IOCM_E_IO_PENDING);
+  REQUIRE(f.runtime.wait_for(2));
+  CHECK(unbound.load() == S_OK);
+  CHECK(f.runtime.only(&waiting->ov).error == ERROR_OPERATION_ABORTED);
+  CHECK(f.runtime.only(&trigger->ov).error == 0);
 }
 
 TEST_CASE("close from inside OnComplete does not deadlock, even with one notifier") {
