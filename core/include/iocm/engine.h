@@ -102,6 +102,8 @@ class engine {
   std::error_code close_port(port_handle port) noexcept;
   /// port == nullptr: the default port, created on first use.
   std::error_code bind(int fd, port_handle port = nullptr) noexcept;
+  /// Cancels what is in flight on fd (ERROR_OPERATION_ABORTED) and forgets
+  /// it; fd may be closed as soon as this returns (IIocmHostIo::Unbind).
   std::error_code unbind(int fd) noexcept;
 
   std::error_code read(int fd, void* buffer, std::uint32_t length, overlapped& o) noexcept;

@@ -129,9 +129,15 @@ inline constexpr IID IID_IIocmHostIo = {
 /// by QueryInterface(IID_IIocmHostIo). All methods are thread-safe and may be
 /// called from inside OnComplete.
 struct IIocmHostIo : IUnknown {
-  /// Forgets a bound handle; call it before closing the descriptor, so that
-  /// its number can be bound again. Operations already accepted still
-  /// complete. ERROR_INVALID_HANDLE if it is not bound.
+  /// Forgets a bound handle and cancels its operations still in flight, as
+  /// closing a handle does on Windows: they complete with
+  /// ERROR_OPERATION_ABORTED (one the kernel already finished keeps its
+  /// result). Returns once the kernel has the cancel, so the descriptor may
+  /// be closed at once; call it before closing, so that the number can be
+  /// bound again. With the epoll backend the descriptor is blocking again
+  /// if Bind made it non-blocking. ERROR_INVALID_HANDLE if it is not bound;
+  /// ERROR_NO_SYSTEM_RESOURCES (still bound) if its poller's inbox stayed
+  /// full.
   virtual HRESULT Unbind(HANDLE hHandle) = 0;  // slot 3
   /// read(2) at the 64-bit offset in Offset/OffsetHigh (ignored by pipes and
   /// sockets). End of file: ERROR_HANDLE_EOF with 0 bytes; a pipe whose
