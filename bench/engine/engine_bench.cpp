@@ -128,6 +128,20 @@ void pin_to(int cpu) {
   pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
+/// The ring of a plain single-thread loop, set up as the engine's pollers
+/// prefer (SINGLE_ISSUER|DEFER_TASKRUN, else plain), on CPU 1; false (the
+/// benchmark skipped) when io_uring is unavailable.
+bool raw_ring(io_uring& ring, benchmark::State& state) {
+  io_uring_params p{};
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  if (io_uring_queue_init_params(256, &ring, &p) != 0 && io_uring_queue_init(256, &ring, 0) != 0) {
+    state.SkipWithError("io_uring unavailable");
+    return false;
+  }
+  pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  return true;
+}
+
 constexpr int ops_per_iteration = 1 << 16;
 constexpr int window = 256;  // operations in flight
 constexpr unsigned raw_batch = 64;
@@ -226,13 +240,7 @@ void file_randread_liburing_raw(benchmark::State& state) {
   affinity_guard keep;
   cached_file file;
   io_uring ring;
-  io_uring_params p{};
-  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-  if (io_uring_queue_init_params(256, &ring, &p) != 0 && io_uring_queue_init(256, &ring, 0) != 0) {
-    state.SkipWithError("io_uring unavailable");
-    return;
-  }
-  pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  if (!raw_ring(ring, state)) return;
   std::vector<char> buffers(read_window * read_bytes);
   offsets where;
   std::vector<unsigned> free_slots;
@@ -508,13 +516,7 @@ void echo_liburing_raw(benchmark::State& state) {
   affinity_guard keep;
   tcp_connections conns(echo_connections);
   io_uring ring;
-  io_uring_params p{};
-  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-  if (io_uring_queue_init_params(256, &ring, &p) != 0 && io_uring_queue_init(256, &ring, 0) != 0) {
-    state.SkipWithError("io_uring unavailable");
-    return;
-  }
-  pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  if (!raw_ring(ring, state)) return;
   struct raw_conn {
     char client_buffer[echo_bytes], server_buffer[echo_bytes];
     std::uint32_t done[4] = {0, 0, 0, 0};
@@ -586,13 +588,7 @@ void echo_liburing_raw(benchmark::State& state) {
 void engine_nop_liburing_raw(benchmark::State& state) {
   affinity_guard keep;
   io_uring ring;
-  io_uring_params p{};
-  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-  if (io_uring_queue_init_params(256, &ring, &p) != 0 && io_uring_queue_init(256, &ring, 0) != 0) {
-    state.SkipWithError("io_uring unavailable");
-    return;
-  }
-  pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  if (!raw_ring(ring, state)) return;
   std::uint64_t completed = 0, submitted = 0;
   for (auto _ : state) {
     for (int done = 0; done < ops_per_iteration; done += raw_batch) {

@@ -157,15 +157,36 @@ TEST_CASE("unbind cancels what is in flight, restores blocking mode, and makes c
   CHECK(f.runtime.count() == 2 + ops.size());
 }
 
-TEST_CASE("unbind from inside OnComplete, with one notifier, does not deadlock") {
+namespace {
+
+iocm_config with_threads(DWORD threads) {
   iocm_config c = small_config();
-  c.max_threads = 1;
-  engine_fixture f(c);
-  socket_pair p;
-  REQUIRE(f.manager->Bind(f.port, as_handle(p.a)) == S_OK);
+  c.min_threads = 1;
+  c.max_threads = threads;
+  return c;
+}
+
+/// An engine with `threads` notifiers, and a receive waiting on a bound
+/// socket.
+struct one_waiting_recv {
+  explicit one_waiting_recv(DWORD threads) : f(with_threads(threads)) {
+    REQUIRE(f.manager->Bind(f.port, as_handle(s.a)) == S_OK);
+    waiting = f.fresh();
+    REQUIRE(f.io->Recv(as_handle(s.a), buf, sizeof buf, &waiting->ov) == IOCM_E_IO_PENDING);
+  }
+  engine_fixture f;
+  socket_pair s;
   char buf[8];
-  test_overlapped* waiting = f.fresh();
-  REQUIRE(f.io->Recv(as_handle(p.a), buf, sizeof buf, &waiting->ov) == IOCM_E_IO_PENDING);
+  test_overlapped* waiting = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("unbind from inside OnComplete, with one notifier, does not deadlock") {
+  one_waiting_recv w(1);
+  engine_fixture& f = w.f;
+  socket_pair& p = w.s;
+  test_overlapped* waiting = w.waiting;
   test_overlapped* trigger = f.fresh();
   std::atomic<HRESULT> unbound{E_FAIL};
   f.runtime.hook = [&](DWORD, DWORD, void* ov) {
@@ -181,15 +202,9 @@ TEST_CASE("unbind from inside OnComplete, with one notifier, does not deadlock")
 TEST_CASE("close from inside OnComplete does not deadlock, even with one notifier") {
   for (DWORD threads : {1u, 3u}) {
     CAPTURE(threads);
-    iocm_config c = small_config();
-    c.min_threads = 1;
-    c.max_threads = threads;
-    engine_fixture f(c);
-    socket_pair s;
-    REQUIRE(f.manager->Bind(f.port, as_handle(s.a)) == S_OK);
-    char buf[8];
-    test_overlapped* pending_recv = f.fresh();
-    REQUIRE(f.io->Recv(as_handle(s.a), buf, sizeof buf, &pending_recv->ov) == IOCM_E_IO_PENDING);
+    one_waiting_recv w(threads);
+    engine_fixture& f = w.f;
+    test_overlapped* pending_recv = w.waiting;
     test_overlapped* trigger = f.fresh();
     std::atomic<HRESULT> close_result{E_FAIL};
     std::atomic<std::size_t> seen_when_closed{0};
