@@ -328,10 +328,10 @@ class epoll_poller final : public threaded_poller {
       // little and try again (the operations stay queued).
       report_once(fault_wait_other, IOCM_LOG_ERROR,
                   ("epoll_wait failed: " + error_text(-n) + "; retrying").c_str());
-      refused_.pause();
+      after_refusal();
       return 0;
     }
-    refused_.reset();
+    refusals_over();
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == wake_key) {
         std::uint64_t drained;
@@ -392,7 +392,6 @@ class epoll_poller final : public threaded_poller {
   engine_core& core_;
   completion_queue::producer_token completions_;
   const syscall_table& sys_;
-  backoff refused_;  // the pause between epoll_wait calls that failed
   int epoll_fd_ = -1;
   int event_fd_ = -1;
   std::vector<fd_queues> queues_;  // by descriptor number

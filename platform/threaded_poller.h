@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -72,6 +73,21 @@ class threaded_poller : public poller {
   void worked() noexcept { idle_polls_ = 0; }
   unsigned index() const noexcept { return index_; }
 
+  /// The kernel refused the poller's wait or submission: pause before the
+  /// next try, spinning, then yielding, then (after 64 refusals in a row)
+  /// sleeping a millisecond, so a refusal that persists does not burn a core.
+  void after_refusal() noexcept {
+    if (++refusals_ <= 64)
+      refused_.pause();
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  /// The kernel took a call again.
+  void refusals_over() noexcept {
+    refusals_ = 0;
+    refused_.reset();
+  }
+
   /// Answers of the kernel a poller reports, each once in its life.
   enum fault : unsigned {
     fault_enter_nomem,    // io_uring_enter: ENOMEM
@@ -123,7 +139,9 @@ class threaded_poller : public poller {
   const engine_core& log_to_;
   const unsigned index_;
   const int cpu_;
-  unsigned reported_ = 0;    // the faults already reported, a bit each
+  unsigned reported_ = 0;  // the faults already reported, a bit each
+  unsigned refusals_ = 0;  // kernel refusals in a row
+  backoff refused_;
   unsigned idle_polls_ = 0;  // empty rounds since the last work
   const char* const prefix_;
   std::atomic<bool> stop_{false};

@@ -11,11 +11,12 @@
 // What the kernel may answer, and what the poller does (docs/ENGINE.md,
 // "When the kernel says no"):
 // - io_uring_enter: EINTR, retried at once; EAGAIN, EBUSY and ENOMEM, tried
-//   again after the CQ is harvested, with a growing pause (the SQ keeps
-//   what was not submitted); EBADR and anything else, said once through the
-//   engine's log, then handled like EAGAIN.
+//   again after the CQ is harvested and a pause (the SQ keeps what was not
+//   submitted); EBADR and anything else, said once through the engine's
+//   log, then handled like EAGAIN.
 // - a CQE of -EINTR (an interrupted kernel worker): the operation is
-//   submitted again, never completed with it.
+//   submitted again, unless a cancel of its whole descriptor came since
+//   (then it completes aborted) or it is a connect.
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -166,7 +167,7 @@ class uring_poller final : public threaded_poller {
       r = sys_.uring_enter(&ring_, wait ? 1 : 0, defer_taskrun());
     } while (r == -EINTR);
     if (r >= 0) {
-      refused_.reset();
+      refusals_over();
       if (acks_ != nullptr && io_uring_sq_ready(&ring_) == 0) give_acks();
       return;
     }
@@ -195,7 +196,7 @@ class uring_poller final : public threaded_poller {
                     ("io_uring_enter failed: " + error_text(-r) + "; retrying").c_str());
         break;
     }
-    refused_.pause();  // the kernel keeps refusing: do not spin hot
+    after_refusal();  // the kernel keeps refusing: do not spin hot
   }
 
   void arm_wake_read() {
@@ -241,11 +242,16 @@ class uring_poller final : public threaded_poller {
   }
 
   /// A CQE the kernel's worker could not finish because it was interrupted:
-  /// the operation goes to the kernel again.
-  static bool to_retry(const io_uring_cqe& cqe) noexcept {
+  /// the operation goes to the kernel again, unless a cancel of all on a
+  /// descriptor (Unbind, Cancel of a handle, Close) came since it was
+  /// submitted: the interruption may be that cancel, and a retry would
+  /// outlive it. A connect is not retried either: a second connect on a
+  /// socket already connecting fails.
+  bool to_retry(const io_uring_cqe& cqe) const noexcept {
     if (cqe.res != -EINTR) return false;
-    const op_kind k = state_of(reinterpret_cast<OVERLAPPED*>(cqe.user_data))->kind;
-    return k != op_kind::nop && k != op_kind::aborted;
+    const op_state& op = *state_of(reinterpret_cast<OVERLAPPED*>(cqe.user_data));
+    return op.kind != op_kind::nop && op.kind != op_kind::aborted && op.kind != op_kind::connect &&
+           op.epoch == fd_cancels_;
   }
 
   void retry_later(op_state* op) noexcept {
@@ -267,8 +273,10 @@ class uring_poller final : public threaded_poller {
       case inbox_cancel_fd:
         io_uring_prep_cancel_fd(sqe, static_cast<int>(item >> 3), IORING_ASYNC_CANCEL_ALL);
         sqe->user_data = tag_cancel;
+        ++fd_cancels_;
         return;
       case inbox_unbind: {
+        ++fd_cancels_;
         // The kernel looks fd up when it gets the SQE: Unbind waits until
         // then (acks are given once the SQ is submitted).
         auto* ack = reinterpret_cast<unbind_ack*>(item & ~inbox_tag_mask);
@@ -283,6 +291,7 @@ class uring_poller final : public threaded_poller {
     }
     auto* ov = reinterpret_cast<OVERLAPPED*>(item);
     op_state& op = *state_of(ov);
+    op.epoch = fd_cancels_;
     // Acquire pairs with Cancel's release store.
     if (op.cancel_requested.load(std::memory_order_acquire) != 0 ||
         !core_.port_open(op.port_slot)) {
@@ -334,7 +343,11 @@ class uring_poller final : public threaded_poller {
     for (unsigned i = 0; i < n; ++i) {
       const std::uint64_t ud = cqes[i]->user_data;
       if ((ud & tag_mask) != 0 || to_retry(*cqes[i])) continue;  // no record
-      records[m] = finish(reinterpret_cast<OVERLAPPED*>(ud), cqes[i]->res);
+      auto* ov = reinterpret_cast<OVERLAPPED*>(ud);
+      // Interrupted and not retried: a cancel interrupted it.
+      if (cqes[i]->res == -EINTR && state_of(ov)->kind != op_kind::nop)
+        state_of(ov)->kind = op_kind::aborted;
+      records[m] = finish(ov, cqes[i]->res);
       cqe_of[m++] = i;
     }
     const std::size_t placed = m == 0 ? 0 : core_.queue_publish(completions_, records, m);
@@ -393,8 +406,8 @@ class uring_poller final : public threaded_poller {
   bool lane_full_ = false;
   bool wake_armed_ = false;
   std::uint64_t wake_buffer_ = 0;
-  backoff refused_;             // the pause between io_uring_enter calls the kernel refused
-  unbind_ack* acks_ = nullptr;  // Unbinds whose cancel is in the SQ, not yet submitted
+  unbind_ack* acks_ = nullptr;    // Unbinds whose cancel is in the SQ, not yet submitted
+  std::uint32_t fd_cancels_ = 0;  // cancels of all on a descriptor prepared so far
   // Operations whose CQE said -EINTR, to submit again (through op_state::next).
   op_state* retry_head_ = nullptr;
   op_state* retry_tail_ = nullptr;

@@ -502,11 +502,22 @@ HRESULT engine_core::unbind(HANDLE handle) noexcept {
   // wait for room in the queue).
   wait_delivering([&] { return ack.done.load(std::memory_order_acquire) != 0; });
   if (b.made_nonblocking) {
-    // Blocking again, as the host gave it, unless bound anew meanwhile.
     std::lock_guard lock(bind_mutex_);
-    if (handles_.lookup(fd) == 0) os::clear_nonblocking(fd);
+    restore_blocking_locked(fd);
   }
   return S_OK;
+}
+
+void engine_core::restore_blocking_locked(int fd) noexcept {
+  const std::uint64_t word = handles_.lookup(fd);
+  if (word == 0) {
+    os::clear_nonblocking(fd);  // blocking again, as the host gave it
+    return;
+  }
+  // Bound anew meanwhile (it found O_NONBLOCK set): its own Unbind restores.
+  binding b = binding::unpack(word);
+  b.made_nonblocking = true;
+  handles_.slot(fd).store(binding::pack(b), std::memory_order_release);
 }
 
 // --- thread limits -------------------------------------------------------

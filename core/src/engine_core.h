@@ -178,6 +178,9 @@ class engine_core {
   HRESULT withdraw(std::uint16_t slot, std::uint16_t counter, OVERLAPPED* ov) noexcept;
   bool decode_port(HANDLE port, std::uint16_t& slot, std::uint64_t& state) const noexcept;
   HANDLE open_port_locked() noexcept;  // bind_mutex_ held
+  /// Clears the O_NONBLOCK Bind set on fd, or hands that duty to a binding
+  /// of fd made since (bind_mutex_ held).
+  void restore_blocking_locked(int fd) noexcept;
   /// On a notifier thread inside OnComplete: delivers one record (or the
   /// rest of its batch), nested; false when there was nothing to deliver.
   bool help_deliver() noexcept;

@@ -240,8 +240,7 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
     tl_current_.settled = true;
   }
   std::lock_guard lock(bind_mutex_);
-  for (const int fd : made_nonblocking)
-    if (handles_.lookup(fd) == 0) os::clear_nonblocking(fd);  // unless bound anew meanwhile
+  for (const int fd : made_nonblocking) restore_blocking_locked(fd);
   ports_[slot].state.store(st & ~std::uint64_t{3},
                            std::memory_order_release);  // free, same generation
   return S_OK;

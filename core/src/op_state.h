@@ -40,6 +40,7 @@ struct op_state {
   std::uint32_t length = 0;   // bytes asked for (end-of-file needs it)
   std::uint16_t counter = 0;  // which pending counter of the port counts it
   std::uint8_t stage = 0;     // epoll backend: 1 once a connect is in progress
+  std::uint32_t epoch = 0;    // io_uring backend: the poller's fd-wide cancels before it
   void* buffer = nullptr;     // data; the sockaddr for connect; HANDLE* for accept
   std::uint64_t aux = 0;      // file offset; sockaddr length for connect; accept_into_*
   op_state* next = nullptr;   // a poller's own list: epoll, the descriptor's waiting

@@ -264,6 +264,33 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("io_uring CQEs: -EINTR after a cancel of the whole handle is not retried") {
+  // The kernel answers -EINTR for work its worker was doing when a cancel
+  // interrupted it. After Unbind (or Cancel of a handle, or Close) a retry
+  // would outlive the cancel: the operation must complete aborted.
+  log_lines log;
+  iocm::overlapped op;
+  fault_injector faults({{.which = call::uring_peek, .answer = -EINTR, .overlapped = &op.ov}});
+  ledger done;
+  iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  fd_guard r(fds[0]), w(fds[1]);
+  REQUIRE(!engine.bind(r.fd));
+  char in[8];
+  REQUIRE(!engine.read(r.fd, in, sizeof in, op));
+  faults.arm();
+  REQUIRE(!engine.unbind(r.fd));
+  REQUIRE(done.wait_for(1));
+  CHECK(done.only(op).error == ERROR_OPERATION_ABORTED);
+  CHECK(faults.fired(0) == 1);
+  // Nothing was left in the kernel on the old pipe: data written now is
+  // read by nobody.
+  REQUIRE(::write(w.fd, "OLD", 3) == 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(done.count() == 1);
+}
+
 TEST_CASE("epoll_wait: EINTR is retried; an unexpected error is said once and retried") {
   for (const int e : {EINTR, EBADF}) {
     CAPTURE(e);

@@ -60,6 +60,8 @@ struct fault_spec {
 class fault_injector {
  public:
   fault_injector(std::initializer_list<fault_spec> specs) : faults_(specs.begin(), specs.end()) {
+    // A failed io_uring_enter must leave the SQ as it was (syscalls.h).
+    for (const fault_spec& s : specs) REQUIRE(!(s.which == call::uring_enter && s.kernel_first));
     REQUIRE(current() == nullptr);
     current() = this;
     iocm::detail::use_syscalls(&table);
