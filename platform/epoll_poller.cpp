@@ -121,7 +121,10 @@ class epoll_poller final : public threaded_poller {
     backoff full_wait;
     for (;;) {
       if (!publish_pending()) {
-        // Backpressure: the lane is full; take no new work until it drains.
+        // The lane is full: no readiness work until it drains, but requests
+        // are still taken (an Unbind waits for its cancel). Their records
+        // wait in the operations themselves (complete()).
+        take_inbox();
         full_wait.pause();
         continue;
       }
@@ -295,29 +298,51 @@ class epoll_poller final : public threaded_poller {
   }
 
   void complete(op_state& op, std::int32_t res) {
-    pending_[pending_count_++] = finish(overlapped_of(&op), res);
-    if (pending_count_ < pending_capacity) return;
-    // Full: wait until the notifiers make room (backpressure).
-    for (backoff wait; !publish_pending();) wait.pause();
+    const completion record = finish(overlapped_of(&op), res);
+    if (pending_count_ < pending_capacity) {
+      pending_[pending_count_++] = record;
+      return;
+    }
+    // The buffer is full (the lane is, or soon): the record waits in the
+    // operation's own host area, whose other fields are spent (a notifier
+    // reads only port_slot and counter). Never blocks, never allocates.
+    op.aux = record.error;
+    op.length = record.bytes;
+    op.next = nullptr;
+    if (overflow_head_ == nullptr)
+      overflow_head_ = &op;
+    else
+      overflow_tail_->next = &op;
+    overflow_tail_ = &op;
   }
 
-  /// Publishes the completed records; false while the lane has no room.
+  /// Publishes the completed records, in order; false while the lane has
+  /// no room.
   bool publish_pending() {
-    while (pending_published_ < pending_count_) {
-      const std::size_t placed = core_.queue_publish(completions_, pending_ + pending_published_,
-                                                     pending_count_ - pending_published_);
-      if (placed == 0) return false;
-      pending_published_ += placed;
+    for (;;) {
+      while (pending_published_ < pending_count_) {
+        const std::size_t placed = core_.queue_publish(
+            completions_, pending_ + pending_published_, pending_count_ - pending_published_);
+        if (placed == 0) return false;
+        pending_published_ += placed;
+      }
+      pending_count_ = pending_published_ = 0;
+      if (overflow_head_ == nullptr) return true;
+      while (overflow_head_ != nullptr && pending_count_ < pending_capacity) {
+        op_state* op = overflow_head_;
+        overflow_head_ = op->next;
+        op->next = nullptr;
+        pending_[pending_count_++] = {static_cast<std::uint32_t>(op->aux), op->length,
+                                      overlapped_of(op)};
+      }
     }
-    pending_count_ = pending_published_ = 0;
-    return true;
   }
 
   /// Waits for readiness (timeout in ms: 0 polls, -1 sleeps) and drains the
   /// queues it concerns; returns how many events came.
   int wait_events(int timeout_ms) {
-    // Room for every completion an event may bring is made by publishing
-    // first; completions beyond that wait in pending_ (bounded: see below).
+    // The loop publishes first; completions beyond the lane's room wait in
+    // pending_, then in their operations (complete()).
     epoll_event events[max_events];
     int n;
     do {
@@ -384,9 +409,8 @@ class epoll_poller final : public threaded_poller {
       }
   }
 
-  // Completed records not yet in the queue. Each step that completes
-  // operations (one inbox request, one event's drain) is followed by a
-  // publish once the buffer fills, so it never overflows.
+  // Completed records not yet in the queue; beyond these, records wait in
+  // their operations (overflow_head_).
   static constexpr std::size_t pending_capacity = 256;
 
   engine_core& core_;
@@ -398,6 +422,9 @@ class epoll_poller final : public threaded_poller {
   std::size_t waiting_ = 0;        // operations parked on readiness
   completion pending_[pending_capacity];
   std::size_t pending_count_ = 0, pending_published_ = 0;
+  // Completed beyond the buffer, oldest first, through op_state::next.
+  op_state* overflow_head_ = nullptr;
+  op_state* overflow_tail_ = nullptr;
 };
 
 }  // namespace

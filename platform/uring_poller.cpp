@@ -107,14 +107,20 @@ class uring_poller final : public threaded_poller {
   void loop() override {
     backoff full_wait;
     for (;;) {
-      if (!wake_armed_ && !stopping() && inflight_ < inflight_limit_ &&
-          io_uring_sq_space_left(&ring_) != 0)
-        arm_wake_read();
+      // Armed even when the CQ is at its limit (one CQE over it is kept,
+      // NODROP): a sleeping poller must still see cancels and Unbinds.
+      if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
       bool progress = take_inbox() != 0;
       const unsigned harvested = harvest();
       progress = progress || harvested != 0;
-      if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && retry_head_ == nullptr &&
-          inbox_.empty_approx())
+      if (aborted_ != nullptr) {
+        if (publish_aborted())
+          progress = true;
+        else
+          lane_full_ = true;  // as for CQEs: wait for the notifiers, awake
+      }
+      if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_head_ == nullptr &&
+          aborted_ == nullptr && inbox_.empty_approx())
         break;
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
@@ -216,29 +222,73 @@ class uring_poller final : public threaded_poller {
     }
   }
 
-  /// Moves up to submit_batch requests into the SQ: first the operations
-  /// to try again, then the inbox.
+  /// Room for one more operation: an SQE, and a CQE within the limit.
+  bool has_room() const noexcept {
+    return inflight_ < inflight_limit_ && io_uring_sq_space_left(&ring_) != 0;
+  }
+
+  /// Moves requests into the SQ; returns how many it handled. Operations go
+  /// in order, first those that wait (retried, or taken when the CQ had no
+  /// room), each when the CQ has room for its completion. Cancels and
+  /// Unbinds go at once, whatever the room: they are few, Unbind waits for
+  /// them, and NODROP keeps the CQEs of a CQ a few entries over its limit.
   unsigned take_inbox() {
-    const unsigned sq_room = io_uring_sq_space_left(&ring_);
-    const unsigned cq_room = inflight_limit_ - inflight_;
-    unsigned room = sq_room < cq_room ? sq_room : cq_room;
-    if (room > submit_batch) room = submit_batch;
-    unsigned taken = 0;
-    while (retry_head_ != nullptr && taken < room) {
-      op_state* op = retry_head_;
-      retry_head_ = op->next;
+    unsigned handled = 0;
+    while (waiting_head_ != nullptr && has_room()) {
+      op_state* op = waiting_head_;
+      waiting_head_ = op->next;
       op->next = nullptr;
       prepare(reinterpret_cast<inbox_item>(overlapped_of(op)));
-      ++taken;
+      ++inflight_;
+      ++handled;
     }
-    if (taken < room) {
-      inbox_item items[submit_batch];
-      const std::size_t n = inbox_.try_dequeue_bulk(items, room - taken);
-      for (std::size_t i = 0; i < n; ++i) prepare(items[i]);
-      taken += static_cast<unsigned>(n);
+    const unsigned sq_room = io_uring_sq_space_left(&ring_);
+    const std::size_t want = sq_room < submit_batch ? sq_room : submit_batch;
+    if (want == 0) return handled;
+    inbox_item items[submit_batch];
+    const std::size_t n = inbox_.try_dequeue_bulk(items, want);
+    for (std::size_t i = 0; i < n; ++i) {
+      if ((items[i] & inbox_tag_mask) == 0 && (waiting_head_ != nullptr || !has_room())) {
+        wait_for_room(state_of(reinterpret_cast<OVERLAPPED*>(items[i])));
+        continue;
+      }
+      prepare(items[i]);  // at most one SQE each: n <= sq_room
+      ++inflight_;
     }
-    inflight_ += taken;
-    return taken;
+    return handled + static_cast<unsigned>(n);
+  }
+
+  /// A cancel of all on fd goes to the kernel ahead of the operations on fd
+  /// still waiting here for room: they complete aborted, without the
+  /// kernel (publish_aborted).
+  void abort_waiting_on(int fd) noexcept {
+    op_state* prev = nullptr;
+    for (op_state* op = waiting_head_; op != nullptr;) {
+      op_state* next = op->next;
+      if (op->fd != fd) {
+        prev = op;
+        op = next;
+        continue;
+      }
+      (prev != nullptr ? prev->next : waiting_head_) = next;
+      if (waiting_tail_ == op) waiting_tail_ = prev;
+      op->kind = op_kind::aborted;
+      op->next = aborted_;  // their order among themselves does not matter
+      aborted_ = op;
+      op = next;
+    }
+  }
+
+  /// Publishes the operations abort_waiting_on took; false while the lane
+  /// has no room.
+  bool publish_aborted() {
+    while (op_state* op = aborted_) {
+      const completion record = finish(overlapped_of(op), 0);
+      if (core_.queue_publish(completions_, &record, 1) == 0) return false;
+      aborted_ = op->next;
+      op->next = nullptr;
+    }
+    return true;
   }
 
   /// A CQE the kernel's worker could not finish because it was interrupted:
@@ -254,13 +304,13 @@ class uring_poller final : public threaded_poller {
            op.epoch == fd_cancels_;
   }
 
-  void retry_later(op_state* op) noexcept {
+  void wait_for_room(op_state* op) noexcept {
     op->next = nullptr;
-    if (retry_head_ == nullptr)
-      retry_head_ = op;
+    if (waiting_head_ == nullptr)
+      waiting_head_ = op;
     else
-      retry_tail_->next = op;
-    retry_tail_ = op;
+      waiting_tail_->next = op;
+    waiting_tail_ = op;
   }
 
   void prepare(inbox_item item) {
@@ -274,6 +324,7 @@ class uring_poller final : public threaded_poller {
         io_uring_prep_cancel_fd(sqe, static_cast<int>(item >> 3), IORING_ASYNC_CANCEL_ALL);
         sqe->user_data = tag_cancel;
         ++fd_cancels_;
+        abort_waiting_on(static_cast<int>(item >> 3));
         return;
       case inbox_unbind: {
         ++fd_cancels_;
@@ -282,6 +333,7 @@ class uring_poller final : public threaded_poller {
         auto* ack = reinterpret_cast<unbind_ack*>(item & ~inbox_tag_mask);
         io_uring_prep_cancel_fd(sqe, ack->fd, IORING_ASYNC_CANCEL_ALL);
         sqe->user_data = tag_cancel;
+        abort_waiting_on(ack->fd);
         ack->next = acks_;
         acks_ = ack;
         return;
@@ -358,7 +410,7 @@ class uring_poller final : public threaded_poller {
         wake_armed_ = false;  // re-armed at the loop's top
 
       else if ((ud & tag_mask) == 0 && to_retry(*cqes[i]))
-        retry_later(state_of(reinterpret_cast<OVERLAPPED*>(ud)));  // only once consumed
+        wait_for_room(state_of(reinterpret_cast<OVERLAPPED*>(ud)));  // only once consumed
     }
     io_uring_cq_advance(&ring_, consumed);
     inflight_ -= consumed;
@@ -408,9 +460,11 @@ class uring_poller final : public threaded_poller {
   std::uint64_t wake_buffer_ = 0;
   unbind_ack* acks_ = nullptr;    // Unbinds whose cancel is in the SQ, not yet submitted
   std::uint32_t fd_cancels_ = 0;  // cancels of all on a descriptor prepared so far
-  // Operations whose CQE said -EINTR, to submit again (through op_state::next).
-  op_state* retry_head_ = nullptr;
-  op_state* retry_tail_ = nullptr;
+  // Operations to submit once the CQ has room (taken from the inbox when it
+  // had none, or whose CQE said -EINTR), in order, through op_state::next.
+  op_state* aborted_ = nullptr;  // taken from waiting_head_ by a cancel, to publish
+  op_state* waiting_head_ = nullptr;
+  op_state* waiting_tail_ = nullptr;
 };
 
 }  // namespace

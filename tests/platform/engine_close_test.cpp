@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <latch>
 #include <thread>
 #include <vector>
@@ -193,6 +195,68 @@ TEST_CASE("unbind from inside OnComplete, with one notifier, does not deadlock")
   CHECK(unbound.load() == S_OK);
   CHECK(f.runtime.only(&waiting->ov).error == ERROR_OPERATION_ABORTED);
   CHECK(f.runtime.only(&trigger->ov).error == 0);
+}
+
+TEST_CASE("unbind is not held up by a full completion ring or a stalled notifier") {
+  char buf[32][8];
+  std::vector<std::unique_ptr<socket_pair>> pairs;
+  for (int i = 0; i < 32; ++i) pairs.push_back(std::make_unique<socket_pair>());
+  SUBCASE("a ring with room for 4 completions and 32 receives: most wait in the poller") {
+    iocm_config c = with_threads(2);
+    c.pollers = 1;
+    c.ring_entries = 2;  // a CQ of 4 entries (with io_uring)
+    engine_fixture f(c);
+    std::vector<test_overlapped*> recvs;
+    for (int i = 0; i < 32; ++i) {
+      REQUIRE(f.manager->Bind(f.port, as_handle(pairs[i]->a)) == S_OK);
+      recvs.push_back(f.fresh());
+      REQUIRE(f.io->Recv(as_handle(pairs[i]->a), buf[i], sizeof buf[i], &recvs.back()->ov) ==
+              IOCM_E_IO_PENDING);
+    }
+    REQUIRE(f.io->Unbind(as_handle(pairs[0]->a)) == S_OK);  // one in the kernel
+    REQUIRE(f.io->Unbind(as_handle(pairs[31]->a)) == S_OK);  // one waiting for room
+    REQUIRE(f.runtime.wait_for(2));
+    CHECK(f.runtime.only(&recvs[0]->ov).error == ERROR_OPERATION_ABORTED);
+    CHECK(f.runtime.only(&recvs[31]->ov).error == ERROR_OPERATION_ABORTED);
+    // The others are all still there: data completes each, as room frees.
+    for (int i = 1; i < 31; ++i) REQUIRE(::write(pairs[i]->b, "x", 1) == 1);
+    REQUIRE(f.runtime.wait_for(32));
+    for (int i = 1; i < 31; ++i) CHECK(f.runtime.only(&recvs[i]->ov).bytes == 1);
+  }
+  SUBCASE("the only notifier blocked, its queue lane full") {
+    iocm_config c = with_threads(1);
+    c.pollers = 1;
+    c.queue_capacity = 64;
+    engine_fixture f(c);
+    REQUIRE(f.manager->Bind(f.port, as_handle(pairs[0]->a)) == S_OK);
+    REQUIRE(f.manager->Bind(f.port, as_handle(pairs[1]->a)) == S_OK);
+    test_overlapped* waiting = f.fresh();
+    REQUIRE(f.io->Recv(as_handle(pairs[1]->a), buf[1], sizeof buf[1], &waiting->ov) ==
+            IOCM_E_IO_PENDING);
+    std::atomic<bool> release{false};
+    test_overlapped* blocker = f.fresh();
+    f.runtime.hook = [&](DWORD, DWORD, void* ov) {
+      if (ov == &blocker->ov)
+        while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    };
+    REQUIRE(f.io->Post(f.port, 0, 0, &blocker->ov) == IOCM_E_IO_PENDING);
+    std::vector<test_overlapped*> nops;
+    for (int i = 0; i < 400; ++i) {
+      nops.push_back(f.fresh());
+      REQUIRE(f.io->Nop(as_handle(pairs[0]->a), &nops.back()->ov) == IOCM_E_IO_PENDING);
+    }
+    // As a host thread holding a lock its OnComplete wants would: Unbind
+    // returns although nothing is delivered meanwhile.
+    auto unbound =
+        std::async(std::launch::async, [&] { return f.io->Unbind(as_handle(pairs[1]->a)); });
+    REQUIRE(unbound.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+    CHECK(unbound.get() == S_OK);
+    release.store(true);
+    REQUIRE(f.runtime.wait_for(402));
+    CHECK(f.runtime.only(&waiting->ov).error == ERROR_OPERATION_ABORTED);
+    for (auto* n : nops) CHECK(f.runtime.only(&n->ov).error == 0);
+    CHECK(f.runtime.count() == 402);
+  }
 }
 
 TEST_CASE("close from inside OnComplete does not deadlock, even with one notifier") {
