@@ -188,14 +188,15 @@ class uring_poller final : public threaded_poller {
                     "io_uring_enter ran out of memory (ENOMEM); retrying until it succeeds");
         break;
       case -EBADR:
-        // The kernel lost a CQE it could not store (CQ overflow with no
-        // memory for the overflow list). This poller never has more
-        // operations in flight than the CQ holds, so its own cannot be
-        // among them: go on harvesting.
+        // The kernel lost a CQE it could not store: the CQ was full and no
+        // memory was left for its overflow list. Operations stay within
+        // the CQ; only the few cancels and Unbinds that go past it can
+        // make it overflow, in which case any CQE posted then may be the
+        // lost one. Nothing can tell which: say so, go on harvesting.
         report_once(fault_enter_dropped, IOCM_LOG_ERROR,
-                    "io_uring_enter says the kernel dropped completions (EBADR); this poller "
-                    "never has more operations in flight than its CQ holds, so none of them can "
-                    "be lost; carrying on");
+                    "io_uring_enter says the kernel dropped completions (EBADR: its CQ overflowed "
+                    "and it had no memory to keep the excess); an operation whose completion was "
+                    "among them will never complete; carrying on");
         break;
       default:
         report_once(fault_enter_other, IOCM_LOG_ERROR,
