@@ -31,6 +31,9 @@ TARGETS = [
     ("queue", "pingpong", "atomic_queue", "<=", 0.8),
     ("queue", "single_thread", None, "<=", 6.0),
     ("engine", "nop", "liburing_raw", ">=", 0.8),
+    # Post dispatch: at least twice the best of Boost.Asio and libuv.
+    ("engine", "post", "asio", ">=", 2.0),
+    ("engine", "post", "libuv", ">=", 2.0),
     # On one node, sharding costs at most 5% against the single-shard queue.
     # Only where threads <= CPUs on a 2-CPU machine: the oversubscribed
     # scenarios spread over 3x between runs there and cannot resolve 5%.

@@ -29,12 +29,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_threads.h"
 #include "iocm/detail/backoff.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
 
 using namespace iocm::hosting;
+using iocm_bench::affinity_guard;
+using iocm_bench::pin_to;
 
 namespace {
 
@@ -111,22 +114,6 @@ struct engine_under_test {
   HANDLE handle = nullptr;
   int fds[2] = {-1, -1};
 };
-
-/// Restores the calling thread's CPU mask when a benchmark ends: threads
-/// started later inherit it, so a pinned main thread would squeeze every
-/// following benchmark onto one CPU.
-struct affinity_guard {
-  affinity_guard() { pthread_getaffinity_np(pthread_self(), sizeof saved, &saved); }
-  ~affinity_guard() { pthread_setaffinity_np(pthread_self(), sizeof saved, &saved); }
-  cpu_set_t saved;
-};
-
-void pin_to(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
 
 /// The ring of a plain single-thread loop, set up as the engine's pollers
 /// prefer (SINGLE_ISSUER|DEFER_TASKRUN, else plain), on CPU 1; false (the
@@ -651,6 +638,33 @@ void post_latency(benchmark::State& state, bool parked) {
   state.counters["max_ns"] = static_cast<double>(samples.back());
 }
 
+/// Post throughput: one host thread (CPU 0) keeps post_window posts
+/// outstanding; the notifier (its own CPU) runs OnComplete, which frees the
+/// slot. The peers in post_peers.cpp do the same work on their executors.
+void post_iocm(benchmark::State& state) {
+  affinity_guard keep;
+  engine_under_test e(256);
+  std::vector<slot> slots(iocm_bench::post_window);
+  for (auto& s : slots) e.manager->InitializeHostOverlapped(&s.ov);
+  pin_to(0);
+  std::uint64_t posted = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < iocm_bench::posts_per_iteration; ++i) {
+      slot& s = slots[posted++ % slots.size()];
+      for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
+      s.busy.store(true, std::memory_order_relaxed);
+      if (e.io->Post(e.port, 0, 0, &s.ov) != IOCM_E_IO_PENDING) {
+        state.SkipWithError("post refused");
+        return;
+      }
+    }
+  }
+  for (auto& s : slots)
+    for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
+  if (e.runtime.completed.load() != posted) state.SkipWithError("posts lost or duplicated");
+  state.SetItemsProcessed(static_cast<std::int64_t>(posted));
+}
+
 /// The two ways host threads can get submissions into a poller's ring, at
 /// the ring level with the same work: `submitters` host threads each submit
 /// `per_thread` nops; one poller thread owns the completion side.
@@ -787,6 +801,7 @@ BENCHMARK_CAPTURE(echo_iocm, epoll, IOCM_BACKEND_EPOLL)
     ->UseRealTime()
     ->MinTime(0.5);
 BENCHMARK(echo_liburing_raw)->Name("engine/echo/liburing_raw")->UseRealTime()->MinTime(0.5);
+BENCHMARK(post_iocm)->Name("engine/post/iocm")->UseRealTime()->MinTime(0.5);
 BENCHMARK_CAPTURE(post_latency, hot, false)
     ->Name("engine/post_latency/iocm_hot")
     ->Iterations(200000);
