@@ -427,21 +427,13 @@ class echo_runtime final : public ICLRIoCompletionManager {
   void issue(conn::op& o) {
     conn& k = *o.owner;
     issued_.fetch_add(1, std::memory_order_relaxed);
-    HRESULT hr = E_FAIL;
-    switch (o.what) {
-      case client_send:
-        hr = io_->Send(k.client, k.client_buffer + o.done, echo_bytes - o.done, &o.ov);
-        break;
-      case client_recv:
-        hr = io_->Recv(k.client, k.client_buffer + o.done, echo_bytes - o.done, &o.ov);
-        break;
-      case server_recv:
-        hr = io_->Recv(k.server, k.server_buffer + o.done, echo_bytes - o.done, &o.ov);
-        break;
-      case server_send:
-        hr = io_->Send(k.server, k.server_buffer + o.done, echo_bytes - o.done, &o.ov);
-        break;
-    }
+    const bool client = o.what == client_send || o.what == client_recv;
+    const HANDLE h = client ? k.client : k.server;
+    char* at = (client ? k.client_buffer : k.server_buffer) + o.done;
+    const DWORD left = echo_bytes - o.done;
+    const HRESULT hr = o.what == client_send || o.what == server_send
+                           ? io_->Send(h, at, left, &o.ov)
+                           : io_->Recv(h, at, left, &o.ov);
     if (hr != IOCM_E_IO_PENDING) {
       issued_.fetch_sub(1, std::memory_order_relaxed);
       failed_ = true;
