@@ -321,8 +321,8 @@ class epoll_poller final : public threaded_poller {
   bool publish_pending() {
     for (;;) {
       while (pending_published_ < pending_count_) {
-        const std::size_t placed = core_.queue_publish(
-            completions_, pending_ + pending_published_, pending_count_ - pending_published_);
+        const std::size_t placed = core_.queue_publish(completions_, pending_ + pending_published_,
+                                                       pending_count_ - pending_published_);
         if (placed == 0) return false;
         pending_published_ += placed;
       }
