@@ -223,38 +223,37 @@ class uring_poller final : public threaded_poller {
     }
   }
 
-  /// Room for one more operation: an SQE, and a CQE within the limit.
-  bool has_room() const noexcept {
-    return inflight_ < inflight_limit_ && io_uring_sq_space_left(&ring_) != 0;
-  }
-
   /// Moves requests into the SQ; returns how many it handled. Operations go
   /// in order, first those that wait (retried, or taken when the CQ had no
   /// room), each when the CQ has room for its completion. Cancels and
   /// Unbinds go at once, whatever the room: they are few, Unbind waits for
   /// them, and NODROP keeps the CQEs of a CQ a few entries over its limit.
   unsigned take_inbox() {
+    unsigned sqes = io_uring_sq_space_left(&ring_);
+    // Room for operations: an SQE each, and a CQE within the limit.
+    unsigned room = inflight_ < inflight_limit_ ? inflight_limit_ - inflight_ : 0;
+    if (room > sqes) room = sqes;
     unsigned handled = 0;
-    while (waiting_head_ != nullptr && has_room()) {
+    auto take = [&](inbox_item item) {
+      prepare(item);
+      ++inflight_;
+      --sqes;
+      if (room != 0) --room;
+    };
+    while (waiting_head_ != nullptr && room != 0) {
       op_state* op = waiting_head_;
       waiting_head_ = op->next;
       op->next = nullptr;
-      prepare(reinterpret_cast<inbox_item>(overlapped_of(op)));
-      ++inflight_;
+      take(reinterpret_cast<inbox_item>(overlapped_of(op)));
       ++handled;
     }
-    const unsigned sq_room = io_uring_sq_space_left(&ring_);
-    const std::size_t want = sq_room < submit_batch ? sq_room : submit_batch;
-    if (want == 0) return handled;
     inbox_item items[submit_batch];
-    const std::size_t n = inbox_.try_dequeue_bulk(items, want);
+    const std::size_t n = inbox_.try_dequeue_bulk(items, sqes < submit_batch ? sqes : submit_batch);
     for (std::size_t i = 0; i < n; ++i) {
-      if ((items[i] & inbox_tag_mask) == 0 && (waiting_head_ != nullptr || !has_room())) {
+      if ((items[i] & inbox_tag_mask) == 0 && (waiting_head_ != nullptr || room == 0))
         wait_for_room(state_of(reinterpret_cast<OVERLAPPED*>(items[i])));
-        continue;
-      }
-      prepare(items[i]);  // at most one SQE each: n <= sq_room
-      ++inflight_;
+      else
+        take(items[i]);  // an SQE each: n <= sqes
     }
     return handled + static_cast<unsigned>(n);
   }
@@ -314,6 +313,15 @@ class uring_poller final : public threaded_poller {
     waiting_tail_ = op;
   }
 
+  /// Cancel, Close and Unbind's cancel of everything on fd: in the kernel,
+  /// and for the operations still waiting here for room.
+  void cancel_all_on(io_uring_sqe* sqe, int fd) noexcept {
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    sqe->user_data = tag_cancel;
+    ++fd_cancels_;  // an -EINTR CQE after this is not retried (to_retry)
+    abort_waiting_on(fd);
+  }
+
   void prepare(inbox_item item) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room was checked
     switch (item & inbox_tag_mask) {
@@ -322,19 +330,13 @@ class uring_poller final : public threaded_poller {
         sqe->user_data = tag_cancel;
         return;
       case inbox_cancel_fd:
-        io_uring_prep_cancel_fd(sqe, static_cast<int>(item >> 3), IORING_ASYNC_CANCEL_ALL);
-        sqe->user_data = tag_cancel;
-        ++fd_cancels_;
-        abort_waiting_on(static_cast<int>(item >> 3));
+        cancel_all_on(sqe, static_cast<int>(item >> 3));
         return;
       case inbox_unbind: {
-        ++fd_cancels_;
         // The kernel looks fd up when it gets the SQE: Unbind waits until
         // then (acks are given once the SQ is submitted).
         auto* ack = reinterpret_cast<unbind_ack*>(item & ~inbox_tag_mask);
-        io_uring_prep_cancel_fd(sqe, ack->fd, IORING_ASYNC_CANCEL_ALL);
-        sqe->user_data = tag_cancel;
-        abort_waiting_on(ack->fd);
+        cancel_all_on(sqe, ack->fd);
         ack->next = acks_;
         acks_ = ack;
         return;
