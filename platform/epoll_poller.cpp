@@ -108,8 +108,7 @@ class epoll_poller final : public threaded_poller {
  private:
   /// A descriptor's two queues of waiting operations.
   struct fd_queues {
-    op_state* head[2] = {nullptr, nullptr};
-    op_state* tail[2] = {nullptr, nullptr};
+    op_fifo dir[2];
   };
   enum direction : int { in = 0, out = 1 };
 
@@ -211,11 +210,11 @@ class epoll_poller final : public threaded_poller {
       complete(op, attempt(op));
       return;
     }
-    fd_queues& q = queues_of(op.fd);
-    const direction d = direction_of(op.kind);
-    const bool was_empty = q.head[d] == nullptr;
-    append(q, d, op);
-    if (was_empty) drain(q, d);  // at the head: try it now
+    op_fifo& q = queues_of(op.fd).dir[direction_of(op.kind)];
+    const bool was_empty = q.empty();
+    q.push(&op);
+    ++waiting_;
+    if (was_empty) drain(q);  // at the head: try it now
   }
 
   fd_queues& queues_of(int fd) {
@@ -224,31 +223,22 @@ class epoll_poller final : public threaded_poller {
     return queues_[static_cast<std::size_t>(fd)];
   }
 
-  void append(fd_queues& q, direction d, op_state& op) {
-    if (q.tail[d] != nullptr)
-      q.tail[d]->next = &op;
-    else
-      q.head[d] = &op;
-    q.tail[d] = &op;
-    ++waiting_;
-  }
-
-  op_state* pop_head(fd_queues& q, direction d) {
-    op_state* op = q.head[d];
-    q.head[d] = op->next;
-    if (q.head[d] == nullptr) q.tail[d] = nullptr;
-    op->next = nullptr;
-    --waiting_;
-    return op;
-  }
-
   /// Tries the head of a queue, then the next, until one would block.
-  void drain(fd_queues& q, direction d) {
-    while (op_state* op = q.head[d]) {
+  void drain(op_fifo& q) {
+    while (op_state* op = q.head) {
       const std::int32_t res = attempt(*op);
       if (res == -EAGAIN || res == -EINPROGRESS) return;  // wait for the next edge
-      complete(*pop_head(q, d), res);
+      q.pop();
+      --waiting_;
+      complete(*op, res);
     }
+  }
+
+  /// Takes a waiting operation out of its queue and completes it aborted.
+  void abort(op_state* op) {
+    --waiting_;
+    op->kind = op_kind::aborted;
+    complete(*op, 0);
   }
 
   /// One non-blocking try: bytes (or the new descriptor, or 0) or -errno.
@@ -308,12 +298,7 @@ class epoll_poller final : public threaded_poller {
     // reads only port_slot and counter). Never blocks, never allocates.
     op.aux = record.error;
     op.length = record.bytes;
-    op.next = nullptr;
-    if (overflow_head_ == nullptr)
-      overflow_head_ = &op;
-    else
-      overflow_tail_->next = &op;
-    overflow_tail_ = &op;
+    overflow_.push(&op);
   }
 
   /// Publishes the completed records, in order; false while the lane has
@@ -327,11 +312,9 @@ class epoll_poller final : public threaded_poller {
         pending_published_ += placed;
       }
       pending_count_ = pending_published_ = 0;
-      if (overflow_head_ == nullptr) return true;
-      while (overflow_head_ != nullptr && pending_count_ < pending_capacity) {
-        op_state* op = overflow_head_;
-        overflow_head_ = op->next;
-        op->next = nullptr;
+      if (overflow_.empty()) return true;
+      while (!overflow_.empty() && pending_count_ < pending_capacity) {
+        op_state* op = overflow_.pop();
         pending_[pending_count_++] = {static_cast<std::uint32_t>(op->aux), op->length,
                                       overlapped_of(op)};
       }
@@ -369,48 +352,33 @@ class epoll_poller final : public threaded_poller {
       fd_queues& q = queues_[static_cast<std::size_t>(fd)];
       const std::uint32_t e = events[i].events;
       // Errors and hang-ups wake both directions: the syscall reports them.
-      if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) drain(q, in);
-      if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) drain(q, out);
+      if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) drain(q.dir[in]);
+      if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) drain(q.dir[out]);
     }
     return n < 0 ? 0 : n;
   }
 
   void cancel_one(op_state* target) {
     if (static_cast<std::size_t>(target->fd) >= queues_.size()) return;
-    fd_queues& q = queues_[static_cast<std::size_t>(target->fd)];
-    for (direction d : {in, out}) {
-      op_state* prev = nullptr;
-      for (op_state* op = q.head[d]; op != nullptr; prev = op, op = op->next) {
-        if (op != target) continue;
-        if (prev != nullptr)
-          prev->next = op->next;
-        else
-          q.head[d] = op->next;
-        if (q.tail[d] == op) q.tail[d] = prev;
-        op->next = nullptr;
-        --waiting_;
-        op->kind = op_kind::aborted;
-        complete(*op, 0);
-        // The next one is now at the head: it may be able to go at once.
-        if (prev == nullptr) drain(q, d);
-        return;
-      }
+    for (op_fifo& q : queues_[static_cast<std::size_t>(target->fd)].dir) {
+      const bool was_head = q.head == target;
+      if (q.remove_if([&](const op_state& op) { return &op == target; },
+                      [&](op_state* op) { abort(op); }) == 0)
+        continue;
+      // The next one is now at the head: it may be able to go at once.
+      if (was_head) drain(q);
+      return;
     }
   }
 
   void cancel_fd(int fd) {
     if (fd < 0 || static_cast<std::size_t>(fd) >= queues_.size()) return;
-    fd_queues& q = queues_[static_cast<std::size_t>(fd)];
-    for (direction d : {in, out})
-      while (q.head[d] != nullptr) {
-        op_state* op = pop_head(q, d);
-        op->kind = op_kind::aborted;
-        complete(*op, 0);
-      }
+    for (op_fifo& q : queues_[static_cast<std::size_t>(fd)].dir)
+      while (!q.empty()) abort(q.pop());
   }
 
   // Completed records not yet in the queue; beyond these, records wait in
-  // their operations (overflow_head_).
+  // their operations (overflow_).
   static constexpr std::size_t pending_capacity = 256;
 
   engine_core& core_;
@@ -423,8 +391,7 @@ class epoll_poller final : public threaded_poller {
   completion pending_[pending_capacity];
   std::size_t pending_count_ = 0, pending_published_ = 0;
   // Completed beyond the buffer, oldest first, through op_state::next.
-  op_state* overflow_head_ = nullptr;
-  op_state* overflow_tail_ = nullptr;
+  op_fifo overflow_;
 };
 
 }  // namespace

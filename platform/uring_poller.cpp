@@ -113,14 +113,14 @@ class uring_poller final : public threaded_poller {
       bool progress = take_inbox() != 0;
       const unsigned harvested = harvest();
       progress = progress || harvested != 0;
-      if (aborted_ != nullptr) {
+      if (!aborted_.empty()) {
         if (publish_aborted())
           progress = true;
         else
           lane_full_ = true;  // as for CQEs: wait for the notifiers, awake
       }
-      if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_head_ == nullptr &&
-          aborted_ == nullptr && inbox_.empty_approx())
+      if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_.empty() &&
+          aborted_.empty() && inbox_.empty_approx())
         break;
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
@@ -240,18 +240,15 @@ class uring_poller final : public threaded_poller {
       --sqes;
       if (room != 0) --room;
     };
-    while (waiting_head_ != nullptr && room != 0) {
-      op_state* op = waiting_head_;
-      waiting_head_ = op->next;
-      op->next = nullptr;
-      take(reinterpret_cast<inbox_item>(overlapped_of(op)));
+    while (!waiting_.empty() && room != 0) {
+      take(reinterpret_cast<inbox_item>(overlapped_of(waiting_.pop())));
       ++handled;
     }
     inbox_item items[submit_batch];
     const std::size_t n = inbox_.try_dequeue_bulk(items, sqes < submit_batch ? sqes : submit_batch);
     for (std::size_t i = 0; i < n; ++i) {
-      if ((items[i] & inbox_tag_mask) == 0 && (waiting_head_ != nullptr || room == 0))
-        wait_for_room(state_of(reinterpret_cast<OVERLAPPED*>(items[i])));
+      if ((items[i] & inbox_tag_mask) == 0 && (!waiting_.empty() || room == 0))
+        waiting_.push(state_of(reinterpret_cast<OVERLAPPED*>(items[i])));
       else
         take(items[i]);  // an SQE each: n <= sqes
     }
@@ -262,31 +259,20 @@ class uring_poller final : public threaded_poller {
   /// still waiting here for room: they complete aborted, without the
   /// kernel (publish_aborted).
   void abort_waiting_on(int fd) noexcept {
-    op_state* prev = nullptr;
-    for (op_state* op = waiting_head_; op != nullptr;) {
-      op_state* next = op->next;
-      if (op->fd != fd) {
-        prev = op;
-        op = next;
-        continue;
-      }
-      (prev != nullptr ? prev->next : waiting_head_) = next;
-      if (waiting_tail_ == op) waiting_tail_ = prev;
-      op->kind = op_kind::aborted;
-      op->next = aborted_;  // their order among themselves does not matter
-      aborted_ = op;
-      op = next;
-    }
+    waiting_.remove_if([fd](const op_state& op) { return op.fd == fd; },
+                       [this](op_state* op) {
+                         op->kind = op_kind::aborted;
+                         aborted_.push(op);
+                       });
   }
 
   /// Publishes the operations abort_waiting_on took; false while the lane
   /// has no room.
   bool publish_aborted() {
-    while (op_state* op = aborted_) {
-      const completion record = finish(overlapped_of(op), 0);
+    while (!aborted_.empty()) {
+      const completion record = finish(overlapped_of(aborted_.head), 0);
       if (core_.queue_publish(completions_, &record, 1) == 0) return false;
-      aborted_ = op->next;
-      op->next = nullptr;
+      aborted_.pop();
     }
     return true;
   }
@@ -302,15 +288,6 @@ class uring_poller final : public threaded_poller {
     const op_state& op = *state_of(reinterpret_cast<OVERLAPPED*>(cqe.user_data));
     return op.kind != op_kind::nop && op.kind != op_kind::aborted && op.kind != op_kind::connect &&
            op.epoch == fd_cancels_;
-  }
-
-  void wait_for_room(op_state* op) noexcept {
-    op->next = nullptr;
-    if (waiting_head_ == nullptr)
-      waiting_head_ = op;
-    else
-      waiting_tail_->next = op;
-    waiting_tail_ = op;
   }
 
   /// Cancel, Close and Unbind's cancel of everything on fd: in the kernel,
@@ -413,7 +390,7 @@ class uring_poller final : public threaded_poller {
         wake_armed_ = false;  // re-armed at the loop's top
 
       else if ((ud & tag_mask) == 0 && to_retry(*cqes[i]))
-        wait_for_room(state_of(reinterpret_cast<OVERLAPPED*>(ud)));  // only once consumed
+        waiting_.push(state_of(reinterpret_cast<OVERLAPPED*>(ud)));  // only once consumed
     }
     io_uring_cq_advance(&ring_, consumed);
     inflight_ -= consumed;
@@ -465,9 +442,8 @@ class uring_poller final : public threaded_poller {
   std::uint32_t fd_cancels_ = 0;  // cancels of all on a descriptor prepared so far
   // Operations to submit once the CQ has room (taken from the inbox when it
   // had none, or whose CQE said -EINTR), in order, through op_state::next.
-  op_state* aborted_ = nullptr;  // taken from waiting_head_ by a cancel, to publish
-  op_state* waiting_head_ = nullptr;
-  op_state* waiting_tail_ = nullptr;
+  op_fifo aborted_;  // taken from waiting_ by a cancel, to publish
+  op_fifo waiting_;
 };
 
 }  // namespace

@@ -47,6 +47,49 @@ struct op_state {
                               // operations; io_uring, those to submit again
 };
 
+/// A poller's own FIFO of operations, linked through op_state::next: no
+/// allocation, one list per operation at a time.
+struct op_fifo {
+  op_state* head = nullptr;
+  op_state* tail = nullptr;
+
+  bool empty() const noexcept { return head == nullptr; }
+  void push(op_state* op) noexcept {
+    op->next = nullptr;
+    (tail != nullptr ? tail->next : head) = op;
+    tail = op;
+  }
+  op_state* pop() noexcept {
+    op_state* op = head;
+    head = op->next;
+    if (head == nullptr) tail = nullptr;
+    op->next = nullptr;
+    return op;
+  }
+  /// Unlinks every operation `pick` chooses and passes it to `take`, in
+  /// order; returns how many.
+  template <class Pick, class Take>
+  std::size_t remove_if(Pick pick, Take take) {
+    std::size_t n = 0;
+    op_state* prev = nullptr;
+    for (op_state* op = head; op != nullptr;) {
+      op_state* next = op->next;
+      if (!pick(*op)) {
+        prev = op;
+        op = next;
+        continue;
+      }
+      (prev != nullptr ? prev->next : head) = next;
+      if (tail == op) tail = prev;
+      op->next = nullptr;
+      ++n;
+      take(op);
+      op = next;
+    }
+    return n;
+  }
+};
+
 /// For accept, aux says what buffer points to.
 inline constexpr std::uint64_t accept_into_handle = 0;  // HANDLE* (IIocmHostIo)
 inline constexpr std::uint64_t accept_into_int = 1;     // int* (iocm::engine)
