@@ -334,8 +334,7 @@ class epoll_poller final : public threaded_poller {
     if (n < 0) {
       // Not an answer epoll_wait has for a valid call: say so, wait a
       // little and try again (the operations stay queued).
-      report_once(fault_wait_other, IOCM_LOG_ERROR,
-                  ("epoll_wait failed: " + error_text(-n) + "; retrying").c_str());
+      report_failure_once(fault_wait_other, "epoll_wait", -n);
       after_refusal();
       return 0;
     }

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
-#include <string>
 #include <thread>
 
 #include "engine_core.h"
@@ -103,12 +102,15 @@ class threaded_poller : public poller {
     std::snprintf(line, sizeof line, "%s-%u: %s", prefix_, index_, text);
     log_to_.log(level, line);
   }
-  /// "Cannot allocate memory (ENOMEM)" for 12.
-  static std::string error_text(int error) {
+  /// "<call> failed: Bad address (EFAULT); retrying", once; no allocation.
+  void report_failure_once(fault f, const char* call, int error) noexcept {
+    if ((reported_ & (1u << f)) != 0) return;
     const char* name = ::strerrorname_np(error);
     const char* text = ::strerrordesc_np(error);
-    return std::string(text != nullptr ? text : "unknown error") + " (" +
-           (name != nullptr ? name : std::to_string(error)) + ")";
+    char line[256];
+    std::snprintf(line, sizeof line, "%s failed: %s (%s); retrying", call,
+                  text != nullptr ? text : "unknown error", name != nullptr ? name : "?");
+    report_once(f, IOCM_LOG_ERROR, line);
   }
 
   /// On the poller's thread: creates the kernel side. S_OK or why not.

@@ -199,8 +199,7 @@ class uring_poller final : public threaded_poller {
                     "among them will never complete; carrying on");
         break;
       default:
-        report_once(fault_enter_other, IOCM_LOG_ERROR,
-                    ("io_uring_enter failed: " + error_text(-r) + "; retrying").c_str());
+        report_failure_once(fault_enter_other, "io_uring_enter", -r);
         break;
     }
     after_refusal();  // the kernel keeps refusing: do not spin hot
