@@ -1,0 +1,472 @@
+// What the example hosts share: they play the runtime (implement
+// ICLRIoCompletionManager) and drive a TCP server through iocm's hosting ABI
+// only: a manager from iocm_create_host_io_completion_manager, a port, Bind,
+// and the operations of IIocmHostIo. Each connection runs one operation at a
+// time: Recv, then the protocol turns the bytes it has into a reply, Send
+// (repeated until every byte went), then Recv again.
+//
+// Shutdown (SIGINT or SIGTERM): the listener is unbound and closed, so no
+// new connection comes; a connection waiting in Recv is cancelled; one that
+// has received a request keeps going until its reply is sent, then closes.
+// The process exits 0 once every connection is gone (or 1 after a
+// ten-second grace period, saying how many were left).
+#pragma once
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <string_view>
+
+#include "iocm/host_io.h"
+
+namespace iocm_host {
+
+using namespace iocm::hosting;
+
+/// An OVERLAPPED with the host area after it, and what to do when it ends.
+struct operation {
+  OVERLAPPED ov{};
+  alignas(8) unsigned char host_area[IOCM_HOST_OVERLAPPED_SIZE]{};
+  void (*done)(operation*, DWORD error, DWORD bytes) = nullptr;
+};
+
+inline HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd)); }
+
+/// Command-line options both hosts take.
+struct options {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;
+  std::uint32_t pollers = 0;   // 0: the engine's default
+  std::uint32_t threads = 0;   // notifier ceiling; 0: the engine's default
+  std::string cpus;            // empty: every CPU
+  std::uint32_t backend = IOCM_BACKEND_AUTO;
+  int accepts = 8;             // accepts in flight on the listener
+  bool quiet = false;
+};
+
+inline bool parse_number(const char* s, unsigned long max, unsigned long& out) {
+  if (s == nullptr || *s < '0' || *s > '9') return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtoul(s, &end, 10);
+  return errno == 0 && *end == '\0' && out <= max;
+}
+
+/// Parses argv into o; on a bad argument prints why and the usage and
+/// returns 2; on --help prints the usage and returns 0; else returns -1.
+inline int parse_options(int argc, char** argv, const char* name, const char* what, options& o) {
+  auto usage = [&](FILE* to) {
+    std::fprintf(to,
+                 "usage: %s [--address A] [--port N] [--pollers N] [--threads N] [--cpus LIST]\n"
+                 "          [--backend auto|uring|epoll] [--accepts N] [--quiet]\n"
+                 "%s\n"
+                 "  --address A   IPv4 address to listen on (default 127.0.0.1)\n"
+                 "  --port N      TCP port; 0 picks a free one (default 8080)\n"
+                 "  --pollers N   engine pollers (default: the engine's)\n"
+                 "  --threads N   most notifier threads running OnComplete (default: the "
+                 "engine's)\n"
+                 "  --cpus LIST   CPUs the engine may use, e.g. 0-1 (default: all)\n"
+                 "  --backend B   io_uring or epoll (default auto)\n"
+                 "  --accepts N   accepts kept in flight, 1-1024 (default 8)\n"
+                 "  --quiet       no line once listening\n"
+                 "SIGINT or SIGTERM stops it: pending replies are sent, then it exits 0.\n",
+                 name, what);
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") {
+      usage(stdout);
+      return 0;
+    }
+    if (a == "--quiet") {
+      o.quiet = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s: %s\n", name,
+                   a.starts_with("--") ? "option needs a value" : "unexpected argument");
+      std::fprintf(stderr, "%s: offending argument '%s'\n", name, argv[i]);
+      usage(stderr);
+      return 2;
+    }
+    const char* v = argv[++i];
+    unsigned long n = 0;
+    bool ok = true;
+    if (a == "--address") {
+      in_addr probe{};
+      ok = ::inet_pton(AF_INET, v, &probe) == 1;
+      o.address = v;
+    } else if (a == "--port") {
+      ok = parse_number(v, 65535, n);
+      o.port = static_cast<std::uint16_t>(n);
+    } else if (a == "--pollers") {
+      ok = parse_number(v, 1024, n);
+      o.pollers = static_cast<std::uint32_t>(n);
+    } else if (a == "--threads") {
+      ok = parse_number(v, 4096, n);
+      o.threads = static_cast<std::uint32_t>(n);
+    } else if (a == "--accepts") {
+      ok = parse_number(v, 1024, n) && n > 0;
+      o.accepts = static_cast<int>(n);
+    } else if (a == "--cpus") {
+      o.cpus = v;
+    } else if (a == "--backend") {
+      const std::string_view b = v;
+      if (b == "auto") o.backend = IOCM_BACKEND_AUTO;
+      else if (b == "uring") o.backend = IOCM_BACKEND_URING;
+      else if (b == "epoll") o.backend = IOCM_BACKEND_EPOLL;
+      else ok = false;
+    } else {
+      std::fprintf(stderr, "%s: unknown option '%s'\n", name, argv[i - 1]);
+      usage(stderr);
+      return 2;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "%s: bad value '%s' for %s\n", name, v, argv[i - 1]);
+      usage(stderr);
+      return 2;
+    }
+  }
+  return -1;
+}
+
+/// The runtime side: every completion goes to its operation's `done`.
+struct runtime final : ICLRIoCompletionManager {
+  HRESULT QueryInterface(const IID& iid, void** p) override {
+    if (p == nullptr) return E_POINTER;
+    *p = (iid == IID_IUnknown || iid == IID_ICLRIoCompletionManager) ? this : nullptr;
+    return *p != nullptr ? S_OK : E_NOINTERFACE;
+  }
+  ULONG AddRef() override { return 1; }
+  ULONG Release() override { return 1; }
+  HRESULT OnComplete(DWORD error, DWORD bytes, void* ov) override {
+    auto* op = reinterpret_cast<operation*>(ov);
+    op->done(op, error, bytes);
+    return S_OK;
+  }
+};
+
+/// A protocol turns received bytes into a reply. It has
+///   static constexpr const char* name;
+///   struct state {};                      // per connection
+///   static reply answer(state&, buffer&); // consumes what it can from in
+struct reply {
+  const char* data = nullptr;
+  std::uint32_t size = 0;
+  bool close_after = false;  // close once it is sent (e.g. a bad request)
+};
+
+struct buffer {
+  static constexpr std::uint32_t capacity = 16 * 1024;
+  char bytes[capacity];
+  std::uint32_t begin = 0, end = 0;  // unconsumed input: [begin, end)
+};
+
+template <class Protocol>
+class server {
+ public:
+  explicit server(const options& o) : options_(o) {}
+
+  /// Runs until a signal; returns the exit status.
+  int run(const char* name) {
+    name_ = name;
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    // Blocked before any thread starts, so every thread inherits the mask
+    // and the signal waits for sigwait below.
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    if (!listen_socket()) return 1;
+    if (!start_engine()) return 1;
+    for (int i = 0; i < options_.accepts; ++i) {
+      auto* a = new (std::nothrow) accept_op{};
+      if (a == nullptr || !post_accept(a)) {
+        delete a;
+        std::fprintf(stderr, "%s: could not start accepting\n", name_);
+        return shutdown(1);
+      }
+    }
+    if (!options_.quiet) {
+      std::printf("%s: listening on %s:%u\n", name_, options_.address.c_str(), bound_port_);
+    }
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    return shutdown(0);
+  }
+
+ private:
+  struct accept_op {
+    operation op;
+    HANDLE accepted = nullptr;
+    server* self = nullptr;
+  };
+  struct connection {
+    operation recv_op, send_op;
+    server* self = nullptr;
+    int fd = -1;
+    typename Protocol::state proto{};
+    buffer in;
+    reply out;
+    std::uint32_t sent = 0;
+    connection *prev = nullptr, *next = nullptr;  // the live list, under mutex_
+  };
+
+  bool listen_socket() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listener_ < 0) return fail("socket", errno);
+    const int one = 1;
+    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(options_.port);
+    ::inet_pton(AF_INET, options_.address.c_str(), &a.sin_addr);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return fail("bind", errno);
+    if (::listen(listener_, 4096) != 0) return fail("listen", errno);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    bound_port_ = ntohs(a.sin_port);
+    return true;
+  }
+
+  bool fail(const char* call, int err) {
+    std::fprintf(stderr, "%s: cannot listen on %s:%u: %s: %s\n", name_, options_.address.c_str(),
+                 options_.port, call, std::strerror(err));
+    return false;
+  }
+
+  bool start_engine() {
+    iocm_config c;
+    iocm_config_init(&c);
+    c.pollers = options_.pollers;
+    c.max_threads = options_.threads;
+    c.backend = options_.backend;
+    c.cpus = options_.cpus.empty() ? nullptr : options_.cpus.c_str();
+    HRESULT hr = iocm_create_host_io_completion_manager(&c, &manager_);
+    void* io = nullptr;
+    if (SUCCEEDED(hr)) hr = manager_->QueryInterface(IID_IIocmHostIo, &io);
+    io_ = static_cast<IIocmHostIo*>(io);
+    DWORD area = 0;
+    if (SUCCEEDED(hr)) hr = manager_->GetHostOverlappedSize(&area);
+    if (SUCCEEDED(hr) && area > IOCM_HOST_OVERLAPPED_SIZE) hr = E_FAIL;
+    if (SUCCEEDED(hr)) hr = manager_->SetCLRIoCompletionManager(&runtime_);
+    if (SUCCEEDED(hr)) hr = manager_->CreateIoCompletionPort(&port_);
+    if (SUCCEEDED(hr)) hr = manager_->Bind(port_, as_handle(listener_));
+    if (FAILED(hr)) {
+      std::fprintf(stderr, "%s: the engine could not start: HRESULT 0x%08x\n", name_,
+                   static_cast<unsigned>(hr));
+      return false;
+    }
+    return true;
+  }
+
+  bool post_accept(accept_op* a) {
+    a->self = this;
+    a->op.done = &server::accepted;
+    if (FAILED(manager_->InitializeHostOverlapped(&a->op.ov))) return false;
+    outstanding_.fetch_add(1);
+    if (io_->Accept(as_handle(listener_), &a->accepted, &a->op.ov) == IOCM_E_IO_PENDING) return true;
+    release();
+    return false;
+  }
+
+  static void accepted(operation* op, DWORD error, DWORD) {
+    auto* a = reinterpret_cast<accept_op*>(op);
+    server* s = a->self;
+    if (error == ERROR_SUCCESS) s->open(static_cast<int>(reinterpret_cast<intptr_t>(a->accepted)));
+    // Accept again unless stopping; a refusal here can only mean the
+    // listener is going away.
+    if (s->stopping_.load() || !s->post_accept(a)) delete a;
+    s->release();
+  }
+
+  void open(int fd) {
+    if (stopping_.load()) {
+      ::close(fd);
+      return;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto* c = new (std::nothrow) connection{};
+    if (c == nullptr || FAILED(manager_->Bind(port_, as_handle(fd))) ||
+        FAILED(manager_->InitializeHostOverlapped(&c->recv_op.ov)) ||
+        FAILED(manager_->InitializeHostOverlapped(&c->send_op.ov))) {
+      delete c;
+      ::close(fd);
+      return;
+    }
+    c->self = this;
+    c->fd = fd;
+    c->recv_op.done = &server::received;
+    c->send_op.done = &server::sent;
+    outstanding_.fetch_add(1);
+    {
+      std::lock_guard lock(mutex_);
+      c->next = live_;
+      if (live_ != nullptr) live_->prev = c;
+      live_ = c;
+    }
+    receive(c);
+  }
+
+  void receive(connection* c) {
+    buffer& in = c->in;
+    if (in.begin == in.end) in.begin = in.end = 0;
+    if (in.end == buffer::capacity && in.begin > 0) {  // make room at the back
+      std::memmove(in.bytes, in.bytes + in.begin, in.end - in.begin);
+      in.end -= in.begin;
+      in.begin = 0;
+    }
+    if (in.end == buffer::capacity) {  // a request larger than the buffer
+      close(c);
+      return;
+    }
+    if (io_->Recv(as_handle(c->fd), in.bytes + in.end, buffer::capacity - in.end,
+                  &c->recv_op.ov) != IOCM_E_IO_PENDING) {
+      close(c);
+      return;
+    }
+    // Shutdown cancels the receives it finds in flight; one submitted after
+    // it looked must cancel itself (the store and this load are seq_cst).
+    if (stopping_.load()) io_->Cancel(as_handle(c->fd), &c->recv_op.ov);
+  }
+
+  static void received(operation* op, DWORD error, DWORD bytes) {
+    auto* c = reinterpret_cast<connection*>(reinterpret_cast<char*>(op) -
+                                            offsetof(connection, recv_op));
+    if (error != ERROR_SUCCESS || bytes == 0) {  // closed, reset or cancelled
+      c->self->close(c);
+      return;
+    }
+    c->in.end += bytes;
+    c->self->respond(c);
+  }
+
+  /// Answers what has arrived, or receives more.
+  void respond(connection* c) {
+    c->out = Protocol::answer(c->proto, c->in);
+    c->sent = 0;
+    if (c->out.size == 0) {
+      if (c->out.close_after || stopping_.load()) close(c);
+      else receive(c);
+      return;
+    }
+    send_rest(c);
+  }
+
+  void send_rest(connection* c) {
+    if (io_->Send(as_handle(c->fd), c->out.data + c->sent, c->out.size - c->sent,
+                  &c->send_op.ov) != IOCM_E_IO_PENDING)
+      close(c);
+  }
+
+  static void sent(operation* op, DWORD error, DWORD bytes) {
+    auto* c = reinterpret_cast<connection*>(reinterpret_cast<char*>(op) -
+                                            offsetof(connection, send_op));
+    server* s = c->self;
+    if (error != ERROR_SUCCESS) {
+      s->close(c);
+      return;
+    }
+    c->sent += bytes;
+    if (c->sent < c->out.size) {
+      s->send_rest(c);
+      return;
+    }
+    if (c->out.close_after) {
+      s->close(c);
+      return;
+    }
+    // More complete requests may be waiting (pipelining); answer them
+    // before receiving. While stopping, only those already received are.
+    s->respond(c);
+  }
+
+  void close(connection* c) {
+    io_->Unbind(as_handle(c->fd));
+    ::close(c->fd);
+    {
+      std::lock_guard lock(mutex_);
+      if (c->prev != nullptr) c->prev->next = c->next;
+      else live_ = c->next;
+      if (c->next != nullptr) c->next->prev = c->prev;
+    }
+    delete c;
+    release();
+  }
+
+  void release() {
+    if (outstanding_.fetch_sub(1) == 1) {
+      std::lock_guard lock(mutex_);
+      drained_.notify_all();
+    }
+  }
+
+  int shutdown(int status) {
+    stopping_.store(true);
+    if (manager_ != nullptr && io_ != nullptr) {
+      io_->Unbind(as_handle(listener_));  // cancels the accepts in flight
+      ::close(listener_);
+      listener_ = -1;
+      std::unique_lock lock(mutex_);
+      for (connection* c = live_; c != nullptr; c = c->next)
+        io_->Cancel(as_handle(c->fd), &c->recv_op.ov);
+      if (!drained_.wait_for(lock, std::chrono::seconds(10),
+                             [&] { return outstanding_.load() == 0; })) {
+        std::fprintf(stderr, "%s: %ld operations still in flight after 10 s; exiting\n", name_,
+                     static_cast<long>(outstanding_.load()));
+        std::_Exit(1);
+      }
+    }
+    if (io_ != nullptr) io_->Release();
+    if (manager_ != nullptr) manager_->Release();
+    if (listener_ >= 0) ::close(listener_);
+    if (!options_.quiet && status == 0) std::printf("%s: stopped\n", name_);
+    return status;
+  }
+
+  options options_;
+  const char* name_ = "";
+  runtime runtime_;
+  IHostIoCompletionManager* manager_ = nullptr;
+  IIocmHostIo* io_ = nullptr;
+  HANDLE port_ = nullptr;
+  int listener_ = -1;
+  std::uint16_t bound_port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<long> outstanding_{0};  // accepts in flight + open connections
+  std::mutex mutex_;
+  std::condition_variable drained_;
+  connection* live_ = nullptr;
+};
+
+/// The whole main of a host.
+template <class Protocol>
+int host_main(int argc, char** argv, const char* what) {
+  options o;
+  const int parsed = parse_options(argc, argv, Protocol::name, what, o);
+  if (parsed >= 0) return parsed;
+  server<Protocol> s(o);
+  return s.run(Protocol::name);
+}
+
+}  // namespace iocm_host
