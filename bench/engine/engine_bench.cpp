@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_io.h"
 #include "bench_threads.h"
 #include "iocm/detail/backoff.h"
 #include "iocm/host_io.h"
@@ -38,6 +39,7 @@
 using namespace iocm::hosting;
 using iocm_bench::affinity_guard;
 using iocm_bench::pin_to;
+using namespace iocm_bench;
 
 namespace {
 
@@ -133,38 +135,11 @@ constexpr int ops_per_iteration = 1 << 16;
 constexpr int window = 256;  // operations in flight
 constexpr unsigned raw_batch = 64;
 
-/// A file of file_bytes in the page cache, unlinked: the reads measure the
-/// engine, not the disk.
-constexpr std::size_t file_bytes = 64u << 20, read_bytes = 4096;
-constexpr int read_window = 64;
-
-struct cached_file {
-  cached_file() {
-    char path[] = "/tmp/iocm-bench-XXXXXX";
-    fd = ::mkostemp(path, O_CLOEXEC);
-    if (fd < 0) throw std::runtime_error("mkostemp");
-    ::unlink(path);
-    std::vector<char> chunk(1 << 20, 'x');
-    for (std::size_t off = 0; off < file_bytes; off += chunk.size())
-      if (::pwrite(fd, chunk.data(), chunk.size(), static_cast<off_t>(off)) !=
-          static_cast<ssize_t>(chunk.size()))
-        throw std::runtime_error("pwrite");
-  }
-  ~cached_file() { ::close(fd); }
-  int fd = -1;
-};
-
-/// Random 4 KiB-aligned offsets, the same sequence for every implementation.
-struct offsets {
-  std::uint64_t next() { return (rng() % (file_bytes / read_bytes)) * read_bytes; }
-  std::mt19937_64 rng{42};
-};
-
 enum class engine_op { nop, file_read };
 
 /// One host thread keeps `window` operations in flight through the engine;
 /// the notifier frees each slot. Checks that every one completed once.
-void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op op) {
+void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op op, int depth = 0) {
   affinity_guard keep;
   std::optional<engine_under_test> engine;
   std::optional<cached_file> file;
@@ -179,7 +154,7 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
     return;
   }
   engine_under_test& e = *engine;
-  const int in_flight = op == engine_op::nop ? window : read_window;
+  const int in_flight = op == engine_op::nop ? window : depth;
   std::vector<slot> slots(static_cast<std::size_t>(in_flight));
   std::vector<char> buffers(op == engine_op::nop ? 0 : slots.size() * read_bytes);
   for (auto& s : slots) e.manager->InitializeHostOverlapped(&s.ov);
@@ -189,7 +164,7 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
   // The poller is pinned to CPU 0, the notifier to the next CPU.
   if (const char* cpu = std::getenv("IOCM_BENCH_HOST_CPU")) pin_to(std::atoi(cpu));
   std::uint64_t submitted = 0;
-  const int per_iteration = op == engine_op::nop ? ops_per_iteration : ops_per_iteration / 8;
+  const int per_iteration = op == engine_op::nop ? ops_per_iteration : reads_per_iteration;
   for (auto _ : state) {
     for (int i = 0; i < per_iteration; ++i) {
       const std::size_t k = submitted++ % slots.size();
@@ -221,13 +196,14 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
   state.SetItemsProcessed(static_cast<std::int64_t>(submitted));
 }
 
-/// The same reads in a plain single-thread liburing loop, read_window in
+/// The same reads in a plain single-thread liburing loop, range(0) in
 /// flight: submit what completed, wait for one, reap all that are done.
-void file_randread_liburing_raw(benchmark::State& state) {
+void file_randread_liburing_raw(benchmark::State& state, int depth) {
   affinity_guard keep;
   cached_file file;
   io_uring ring;
   if (!raw_ring(ring, state)) return;
+  const auto read_window = static_cast<unsigned>(depth);
   std::vector<char> buffers(read_window * read_bytes);
   offsets where;
   std::vector<unsigned> free_slots;
@@ -243,7 +219,7 @@ void file_randread_liburing_raw(benchmark::State& state) {
     free_slots.clear();
   };
   for (auto _ : state) {
-    const std::uint64_t target = completed + ops_per_iteration / 8;
+    const std::uint64_t target = completed + reads_per_iteration;
     while (completed < target) {
       refill();
       io_uring_submit_and_wait(&ring, 1);
@@ -281,7 +257,7 @@ void file_randread_pread(benchmark::State& state) {
   offsets where;
   std::uint64_t done = 0;
   for (auto _ : state)
-    for (int i = 0; i < ops_per_iteration / 8; ++i) {
+    for (int i = 0; i < reads_per_iteration; ++i) {
       if (::pread(file.fd, buffer.data(), read_bytes, static_cast<off_t>(where.next())) !=
           static_cast<ssize_t>(read_bytes)) {
         state.SkipWithError("short read");
@@ -293,45 +269,6 @@ void file_randread_pread(benchmark::State& state) {
 }
 
 // --- echo ------------------------------------------------------------------
-
-constexpr int echo_connections = 8;
-constexpr std::uint32_t echo_bytes = 64;
-constexpr std::uint64_t round_trips_per_iteration = 4096;
-
-/// Loopback TCP connections (client, server), Nagle off, blocking (the epoll
-/// backend makes them non-blocking at Bind).
-struct tcp_connections {
-  explicit tcp_connections(int n) {
-    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-        ::listen(listener, n) != 0)
-      throw std::runtime_error("listen");
-    for (int i = 0; i < n; ++i) {
-      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        throw std::runtime_error("connect");
-      const int s = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-      if (s < 0) throw std::runtime_error("accept");
-      const int one = 1;
-      ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      pairs.push_back({c, s});
-    }
-    ::close(listener);
-  }
-  ~tcp_connections() {
-    for (auto [c, s] : pairs) {
-      ::close(c);
-      ::close(s);
-    }
-  }
-  std::vector<std::pair<int, int>> pairs;
-};
 
 /// The runtime for echo: every completion drives its connection's next
 /// step. Client: send 64 bytes, receive 64 back, again. Server: receive 64,
@@ -453,7 +390,7 @@ void wait_until(Done done) {
   while (!done()) std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
-void echo_iocm(benchmark::State& state, std::uint32_t backend) {
+void echo_iocm(benchmark::State& state, std::uint32_t backend, int width) {
   affinity_guard keep;
   echo_runtime runtime;
   std::uint64_t trips = 0;
@@ -462,7 +399,7 @@ void echo_iocm(benchmark::State& state, std::uint32_t backend) {
     std::optional<tcp_connections> conns;
     try {
       engine.emplace(256, backend, &runtime);
-      conns.emplace(echo_connections);
+      conns.emplace(width);
       for (auto [c, s] : conns->pairs) {
         engine->bind(c);
         engine->bind(s);
@@ -491,9 +428,9 @@ void echo_iocm(benchmark::State& state, std::uint32_t backend) {
 
 /// The same echo in a plain single-thread liburing loop: all connections'
 /// sends and receives, both ends, in one ring.
-void echo_liburing_raw(benchmark::State& state) {
+void echo_liburing_raw(benchmark::State& state, int width) {
   affinity_guard keep;
-  tcp_connections conns(echo_connections);
+  tcp_connections conns(width);
   io_uring ring;
   if (!raw_ring(ring, state)) return;
   struct raw_conn {
@@ -771,28 +708,6 @@ BENCHMARK_CAPTURE(engine_ops_iocm, nop_epoll, IOCM_BACKEND_EPOLL, engine_op::nop
     ->UseRealTime()
     ->MinTime(0.5);
 BENCHMARK(engine_nop_liburing_raw)->Name("engine/nop/liburing_raw")->UseRealTime()->MinTime(0.5);
-BENCHMARK_CAPTURE(engine_ops_iocm, read_uring, IOCM_BACKEND_URING, engine_op::file_read)
-    ->Name("engine/file_randread/iocm")
-    ->UseRealTime()
-    ->MinTime(0.5);
-BENCHMARK_CAPTURE(engine_ops_iocm, read_epoll, IOCM_BACKEND_EPOLL, engine_op::file_read)
-    ->Name("engine/file_randread/iocm_epoll")
-    ->UseRealTime()
-    ->MinTime(0.5);
-BENCHMARK(file_randread_liburing_raw)
-    ->Name("engine/file_randread/liburing_raw")
-    ->UseRealTime()
-    ->MinTime(0.5);
-BENCHMARK(file_randread_pread)->Name("engine/file_randread/pread")->UseRealTime()->MinTime(0.5);
-BENCHMARK_CAPTURE(echo_iocm, uring, IOCM_BACKEND_URING)
-    ->Name("engine/echo/iocm")
-    ->UseRealTime()
-    ->MinTime(0.5);
-BENCHMARK_CAPTURE(echo_iocm, epoll, IOCM_BACKEND_EPOLL)
-    ->Name("engine/echo/iocm_epoll")
-    ->UseRealTime()
-    ->MinTime(0.5);
-BENCHMARK(echo_liburing_raw)->Name("engine/echo/liburing_raw")->UseRealTime()->MinTime(0.5);
 BENCHMARK(post_iocm)->Name("engine/post/iocm")->UseRealTime()->MinTime(0.5);
 BENCHMARK_CAPTURE(post_latency, hot, false)
     ->Name("engine/post_latency/iocm_hot")
@@ -806,5 +721,26 @@ BENCHMARK(submit_ring_lock)
     ->Name("engine/submit/ring_lock")
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+// file_randread_qd<N> and echo_c<N>, for each depth and width.
+const bool registered_io = [] {
+  auto add = [](const std::string& name, auto&&... fn_and_args) {
+    benchmark::RegisterBenchmark(name.c_str(), fn_and_args...)->UseRealTime()->MinTime(0.5);
+  };
+  for (const int qd : file_depths) {
+    const std::string scenario = "engine/file_randread_qd" + std::to_string(qd) + "/";
+    add(scenario + "iocm", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd);
+    add(scenario + "iocm_epoll", engine_ops_iocm, IOCM_BACKEND_EPOLL, engine_op::file_read, qd);
+    add(scenario + "liburing_raw", file_randread_liburing_raw, qd);
+    if (qd == 1) add(scenario + "pread", file_randread_pread);
+  }
+  for (const int width : echo_widths) {
+    const std::string scenario = "engine/echo_c" + std::to_string(width) + "/";
+    add(scenario + "iocm", echo_iocm, IOCM_BACKEND_URING, width);
+    add(scenario + "iocm_epoll", echo_iocm, IOCM_BACKEND_EPOLL, width);
+    add(scenario + "liburing_raw", echo_liburing_raw, width);
+  }
+  return true;
+}();
 
 BENCHMARK_MAIN();

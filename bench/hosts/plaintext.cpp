@@ -77,8 +77,10 @@ verdict judge(std::string_view head) {
       return verdict::bad;
     } else if (iequals_prefix(h, "connection:")) {
       const std::string_view value = h.substr(11);
-      if (contains_token(value, "close")) v = verdict::close_after;
-      else if (contains_token(value, "keep-alive")) v = verdict::keep_alive;
+      if (contains_token(value, "close"))
+        v = verdict::close_after;
+      else if (contains_token(value, "keep-alive"))
+        v = verdict::keep_alive;
     }
   }
   return v;
@@ -131,5 +133,6 @@ struct plaintext {
 
 int main(int argc, char** argv) {
   return iocm_host::host_main<plaintext>(
-      argc, argv, "An HTTP/1.1 \"Hello, World!\" server (keep-alive, pipelining) on iocm's hosting ABI.");
+      argc, argv,
+      "An HTTP/1.1 \"Hello, World!\" server (keep-alive, pipelining) on iocm's hosting ABI.");
 }

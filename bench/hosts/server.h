@@ -12,13 +12,13 @@
 // ten-second grace period, saying how many were left).
 #pragma once
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include <atomic>
 #include <cerrno>
@@ -52,11 +52,11 @@ inline HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<in
 struct options {
   std::string address = "127.0.0.1";
   std::uint16_t port = 8080;
-  std::uint32_t pollers = 0;   // 0: the engine's default
-  std::uint32_t threads = 0;   // notifier ceiling; 0: the engine's default
-  std::string cpus;            // empty: every CPU
+  std::uint32_t pollers = 0;  // 0: the engine's default
+  std::uint32_t threads = 0;  // notifier ceiling; 0: the engine's default
+  std::string cpus;           // empty: every CPU
   std::uint32_t backend = IOCM_BACKEND_AUTO;
-  int accepts = 8;             // accepts in flight on the listener
+  int accepts = 8;  // accepts in flight on the listener
   bool quiet = false;
 };
 
@@ -128,10 +128,14 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
       o.cpus = v;
     } else if (a == "--backend") {
       const std::string_view b = v;
-      if (b == "auto") o.backend = IOCM_BACKEND_AUTO;
-      else if (b == "uring") o.backend = IOCM_BACKEND_URING;
-      else if (b == "epoll") o.backend = IOCM_BACKEND_EPOLL;
-      else ok = false;
+      if (b == "auto")
+        o.backend = IOCM_BACKEND_AUTO;
+      else if (b == "uring")
+        o.backend = IOCM_BACKEND_URING;
+      else if (b == "epoll")
+        o.backend = IOCM_BACKEND_EPOLL;
+      else
+        ok = false;
     } else {
       std::fprintf(stderr, "%s: unknown option '%s'\n", name, argv[i - 1]);
       usage(stderr);
@@ -240,7 +244,8 @@ class server {
     a.sin_family = AF_INET;
     a.sin_port = htons(options_.port);
     ::inet_pton(AF_INET, options_.address.c_str(), &a.sin_addr);
-    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return fail("bind", errno);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      return fail("bind", errno);
     if (::listen(listener_, 4096) != 0) return fail("listen", errno);
     socklen_t len = sizeof a;
     ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
@@ -284,7 +289,8 @@ class server {
     a->op.done = &server::accepted;
     if (FAILED(manager_->InitializeHostOverlapped(&a->op.ov))) return false;
     outstanding_.fetch_add(1);
-    if (io_->Accept(as_handle(listener_), &a->accepted, &a->op.ov) == IOCM_E_IO_PENDING) return true;
+    if (io_->Accept(as_handle(listener_), &a->accepted, &a->op.ov) == IOCM_E_IO_PENDING)
+      return true;
     release();
     return false;
   }
@@ -340,8 +346,8 @@ class server {
       close(c);
       return;
     }
-    if (io_->Recv(as_handle(c->fd), in.bytes + in.end, buffer::capacity - in.end,
-                  &c->recv_op.ov) != IOCM_E_IO_PENDING) {
+    if (io_->Recv(as_handle(c->fd), in.bytes + in.end, buffer::capacity - in.end, &c->recv_op.ov) !=
+        IOCM_E_IO_PENDING) {
       close(c);
       return;
     }
@@ -351,8 +357,8 @@ class server {
   }
 
   static void received(operation* op, DWORD error, DWORD bytes) {
-    auto* c = reinterpret_cast<connection*>(reinterpret_cast<char*>(op) -
-                                            offsetof(connection, recv_op));
+    auto* c =
+        reinterpret_cast<connection*>(reinterpret_cast<char*>(op) - offsetof(connection, recv_op));
     if (error != ERROR_SUCCESS || bytes == 0) {  // closed, reset or cancelled
       c->self->close(c);
       return;
@@ -366,22 +372,24 @@ class server {
     c->out = Protocol::answer(c->proto, c->in);
     c->sent = 0;
     if (c->out.size == 0) {
-      if (c->out.close_after || stopping_.load()) close(c);
-      else receive(c);
+      if (c->out.close_after || stopping_.load())
+        close(c);
+      else
+        receive(c);
       return;
     }
     send_rest(c);
   }
 
   void send_rest(connection* c) {
-    if (io_->Send(as_handle(c->fd), c->out.data + c->sent, c->out.size - c->sent,
-                  &c->send_op.ov) != IOCM_E_IO_PENDING)
+    if (io_->Send(as_handle(c->fd), c->out.data + c->sent, c->out.size - c->sent, &c->send_op.ov) !=
+        IOCM_E_IO_PENDING)
       close(c);
   }
 
   static void sent(operation* op, DWORD error, DWORD bytes) {
-    auto* c = reinterpret_cast<connection*>(reinterpret_cast<char*>(op) -
-                                            offsetof(connection, send_op));
+    auto* c =
+        reinterpret_cast<connection*>(reinterpret_cast<char*>(op) - offsetof(connection, send_op));
     server* s = c->self;
     if (error != ERROR_SUCCESS) {
       s->close(c);
@@ -406,8 +414,10 @@ class server {
     ::close(c->fd);
     {
       std::lock_guard lock(mutex_);
-      if (c->prev != nullptr) c->prev->next = c->next;
-      else live_ = c->next;
+      if (c->prev != nullptr)
+        c->prev->next = c->next;
+      else
+        live_ = c->next;
       if (c->next != nullptr) c->next->prev = c->prev;
     }
     delete c;
