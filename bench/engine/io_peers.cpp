@@ -126,48 +126,44 @@ void echo_asio(benchmark::State& state, int width) {
 }
 
 #if defined(BOOST_ASIO_HAS_IO_URING)
+/// depth reads in flight on one file; each completion issues the next.
+struct asio_file_reads {
+  asio_file_reads(asio::io_context& ctx, int fd, int depth)
+      : file(ctx, ::dup(fd)), buffers(static_cast<std::size_t>(depth) * read_bytes) {}
+  void read(std::size_t k) {
+    ++submitted;
+    file.async_read_some_at(where.next(), asio::buffer(buffers.data() + k * read_bytes, read_bytes),
+                            [this, k](auto ec, std::size_t n) {
+                              ++completed;
+                              bytes += n;
+                              if (ec)
+                                failed = true;
+                              else if (!stopping)
+                                read(k);
+                            });
+  }
+  asio::random_access_file file;
+  std::vector<char> buffers;
+  offsets where;
+  std::uint64_t submitted = 0, completed = 0, bytes = 0;
+  bool failed = false, stopping = false;
+};
+
 void file_randread_asio(benchmark::State& state, int depth) {
   affinity_guard keep;
   pin_to(loop_cpu());
   cached_file file;
   asio::io_context ctx(1);
-  asio::random_access_file f(ctx, ::dup(file.fd));
-  std::vector<char> buffers(static_cast<std::size_t>(depth) * read_bytes);
-  offsets where;
-  std::uint64_t submitted = 0, completed = 0, bytes = 0;
-  bool failed = false;
-  struct reader {
-    void operator()(int k) const {
-      ++*submitted;
-      f->async_read_some_at(
-          where->next(),
-          asio::buffer(buffers + static_cast<std::size_t>(k) * read_bytes, read_bytes),
-          [r = *this, k](auto ec, std::size_t n) {
-            ++*r.completed;
-            *r.bytes += n;
-            if (ec)
-              *r.failed = true;
-            else if (!*r.stopping)
-              r(k);
-          });
-    }
-    asio::random_access_file* f;
-    offsets* where;
-    char* buffers;
-    std::uint64_t *submitted, *completed, *bytes;
-    bool *failed, *stopping;
-  };
-  bool stopping = false;
-  const reader read{&f, &where, buffers.data(), &submitted, &completed, &bytes, &failed, &stopping};
-  for (int k = 0; k < depth; ++k) read(k);
+  asio_file_reads r(ctx, file.fd, depth);
+  for (std::size_t k = 0; k < static_cast<std::size_t>(depth); ++k) r.read(k);
   for (auto _ : state) {
-    const std::uint64_t target = completed + reads_per_iteration;
-    while (completed < target && !failed) ctx.run_one();
+    const std::uint64_t target = r.completed + reads_per_iteration;
+    while (r.completed < target && !r.failed) ctx.run_one();
   }
-  stopping = true;
-  while (completed < submitted && !failed) ctx.run_one();
-  if (failed || bytes != completed * read_bytes) state.SkipWithError("reads failed or short");
-  state.SetItemsProcessed(static_cast<std::int64_t>(completed));
+  r.stopping = true;
+  while (r.completed < r.submitted && !r.failed) ctx.run_one();
+  if (r.failed || r.bytes != r.completed * read_bytes) state.SkipWithError("reads failed or short");
+  state.SetItemsProcessed(static_cast<std::int64_t>(r.completed));
 }
 #endif
 

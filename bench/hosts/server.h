@@ -203,7 +203,12 @@ class server {
     if (!start_engine()) return 1;
     for (int i = 0; i < options_.accepts; ++i) {
       auto* a = new (std::nothrow) accept_op{};
-      if (a == nullptr || !post_accept(a)) {
+      if (a != nullptr) {
+        a->self = this;
+        a->op.done = &server::accepted;
+      }
+      if (a == nullptr || FAILED(manager_->InitializeHostOverlapped(&a->op.ov)) ||
+          !post_accept(a)) {
         delete a;
         std::fprintf(stderr, "%s: could not start accepting\n", name_);
         return shutdown(1);
@@ -284,10 +289,8 @@ class server {
     return true;
   }
 
+  /// Submits an accept on a prepared accept_op (reused after each one).
   bool post_accept(accept_op* a) {
-    a->self = this;
-    a->op.done = &server::accepted;
-    if (FAILED(manager_->InitializeHostOverlapped(&a->op.ov))) return false;
     outstanding_.fetch_add(1);
     if (io_->Accept(as_handle(listener_), &a->accepted, &a->op.ov) == IOCM_E_IO_PENDING)
       return true;
