@@ -44,6 +44,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,10 @@ sys.path.insert(0, os.path.join(SOURCE_DIR, "scripts"))
 import bench_table  # noqa: E402
 
 SUBCOMMANDS = ("queue", "engine", "file", "net", "topology")
+# Queue depths of engine/file_randread_qd<N> and widths of engine/echo_c<N>
+# (bench/engine/bench_io.h).
+FILE_DEPTHS = (1, 16, 64)
+ECHO_WIDTHS = (1, 16, 64)
 MODES = {  # rounds, wrk seconds, fio seconds
     "quick": (1, 2, 1),
     "default": (3, 4, 2),
@@ -110,15 +115,18 @@ class Progress:
             sys.stderr.flush()
 
 
-def run_gbench(binary, name_filter, rounds, out_json, log, progress, step):
-    """Runs one Google Benchmark program; returns its parsed JSON (or None)."""
-    if name_filter is None:
-        return None
-    listed = subprocess.run([binary, "--benchmark_list_tests", f"--benchmark_filter={name_filter}"],
-                            capture_output=True, text=True)
-    names = [n for n in listed.stdout.splitlines() if n.strip()]
+def run_gbench(binary, pattern, user_filter, rounds, out_json, log, progress, step):
+    """Runs the benchmarks of one Google Benchmark program whose names match
+    pattern (a POSIX extended regex: what Google Benchmark uses here) and
+    user_filter (a Python regex); returns its parsed JSON, or None when no
+    name matches."""
+    listed = subprocess.run([binary, "--benchmark_list_tests", f"--benchmark_filter={pattern}"],
+                            capture_output=True, text=True).stdout.split()
+    names = [n for n in listed if re.search(user_filter, n)]
     if not names:
         return None
+    name_filter = pattern if len(names) == len(listed) else \
+        "^(" + "|".join(re.escape(n) for n in names) + ")$"
     progress.begin(step, len(names) * rounds)
     cmd = [binary, f"--benchmark_filter={name_filter}", f"--benchmark_repetitions={rounds}",
            "--benchmark_enable_random_interleaving=true", f"--benchmark_out={out_json}",
@@ -154,7 +162,7 @@ def entry(name, rep, items_per_second=None, **extra):
 
 # --- fio -----------------------------------------------------------------------
 
-def run_fio(depths, rounds, seconds, out_dir, log, progress, name_filter):
+def run_fio(depths, rounds, seconds, log, progress, name_filter):
     fio = shutil.which("fio")
     wanted = [d for d in depths if re.search(name_filter, f"engine/file_randread_qd{d}/fio")]
     if not wanted:
@@ -283,7 +291,7 @@ def cpu_split(server_cpus):
     return sorted(cpus), ",".join(map(str, client))
 
 
-def run_net_servers(rounds, seconds, out_dir, log, progress, name_filter, server_cpus):
+def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
     wrk, nginx = shutil.which("wrk"), shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     servers = [s for s in ("iocm", "nginx")
@@ -322,8 +330,10 @@ def run_net_servers(rounds, seconds, out_dir, log, progress, name_filter, server
                        os.path.join(prefix, "error.log")]
             with open(log, "a") as logf:
                 logf.write("$ " + " ".join(cmd) + "\n")
-            procs[s] = subprocess.Popen(["taskset", "-c", cpu_list] + cmd, stdout=subprocess.DEVNULL,
-                                        stderr=open(log, "a"))
+                logf.flush()
+                # The child keeps its own copy of the descriptor.
+                procs[s] = subprocess.Popen(["taskset", "-c", cpu_list] + cmd,
+                                            stdout=subprocess.DEVNULL, stderr=logf)
             if not wait_port(ports[s], procs[s]):
                 errors.append(f"{s} did not start listening; see {log}")
                 servers = [x for x in servers if x != s]
@@ -383,7 +393,6 @@ def gnuplot(script, out_dir, name, log):
 
 
 def medians(runs):
-    import statistics
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
@@ -427,7 +436,6 @@ def bar_plot(med, suite, scenarios, title, ylabel, out_dir, name, log, logscale=
 
 
 def cdf_plot(cdf, post_tails, out_dir, log):
-    import statistics
     blocks, plots = [], []
     for i, (server, rounds) in enumerate(sorted(cdf.items())):
         pts = []
@@ -515,7 +523,8 @@ def main(argv):
     subs, o = parse(argv)
     rounds, wrk_seconds, fio_seconds = MODES[o["mode"]]
     rounds = o["repetitions"] or rounds
-    out = o["out"] or os.path.join("results", f"{datetime.date.today()}-{commit_of()}")
+    commit = commit_of()
+    out = o["out"] or os.path.join("results", f"{datetime.date.today()}-{commit}")
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "iocm-bench.log")
     progress = Progress()
@@ -533,41 +542,29 @@ def main(argv):
         have["benchmarks"] += data.get("benchmarks", [])
 
     engine_bin, asio_bin = tool("iocm-engine-bench"), tool("iocm-asio-uring-bench")
-    def within(binary, pattern):
-        """A --benchmark_filter for the names of binary that match pattern (a
-        POSIX extended regex: that is what Google Benchmark uses here) and
-        the user's filter (a Python regex), or None when none does."""
-        listed = subprocess.run([binary, "--benchmark_list_tests", f"--benchmark_filter={pattern}"],
-                                capture_output=True, text=True).stdout.split()
-        names = [n for n in listed if re.search(flt, n)]
-        if not names:
-            return None
-        return pattern if len(names) == len(listed) else \
-            "^(" + "|".join(re.escape(n) for n in names) + ")$"
-
     def engine_run(step, scenarios, name):
-        add(step, run_gbench(engine_bin, within(engine_bin, f"^engine/({scenarios})/"), rounds,
+        add(step, run_gbench(engine_bin, f"^engine/({scenarios})/", flt, rounds,
                              os.path.join(out, f"{name}.raw.json"), log, progress, step))
 
     topology_text = None
     for sub in subs:
         if sub == "queue":
-            add("queue", run_gbench(tool("iocm-queue-bench"), within(tool("iocm-queue-bench"), "^queue/"),
+            add("queue", run_gbench(tool("iocm-queue-bench"), "^queue/", flt,
                                     rounds, os.path.join(out, "queue.raw.json"), log, progress, "queue"))
         elif sub == "engine":
             engine_run("engine", "nop|post|post_latency", "engine")
         elif sub == "file":
             engine_run("file", "file_randread_qd[0-9]+", "file")
-            add("file", run_gbench(asio_bin, within(asio_bin, "^engine/file_randread"), rounds,
+            add("file", run_gbench(asio_bin, "^engine/file_randread", flt, rounds,
                                    os.path.join(out, "file_asio.raw.json"), log, progress, "file"))
-            e, errs = run_fio(bench_table_depths(), rounds, fio_seconds, out, log, progress, flt)
+            e, errs = run_fio(FILE_DEPTHS, rounds, fio_seconds, log, progress, flt)
             add("file", {"benchmarks": e})
             errors += errs
         elif sub == "net":
             engine_run("net", "echo_c[0-9]+", "net")
-            add("net", run_gbench(asio_bin, within(asio_bin, "^engine/echo_c"), rounds,
+            add("net", run_gbench(asio_bin, "^engine/echo_c", flt, rounds,
                                   os.path.join(out, "net_asio.raw.json"), log, progress, "net"))
-            e, errs, c = run_net_servers(rounds, wrk_seconds, out, log, progress, flt, o["server_cpus"])
+            e, errs, c = run_net_servers(rounds, wrk_seconds, log, progress, flt, o["server_cpus"])
             add("net", {"benchmarks": e})
             errors += errs
             cdf.update(c)
@@ -579,9 +576,9 @@ def main(argv):
 
     # One JSON per suite, one report, one summary.
     report = [f"# iocm-bench: {' '.join(subs)} ({o['mode']}, {rounds} round(s))\n",
-              f"Commit {commit_of()}, {datetime.datetime.now().isoformat(timespec='seconds')}, "
+              f"Commit {commit}, {datetime.datetime.now().isoformat(timespec='seconds')}, "
               f"{os.cpu_count()} CPUs. Results in `{out}`.\n"]
-    summary = {"commit": commit_of(), "mode": o["mode"], "rounds": rounds, "scenarios": {},
+    summary = {"commit": commit, "mode": o["mode"], "rounds": rounds, "scenarios": {},
                "targets": [], "errors": [], "plots": []}
     all_runs, all_tails, all_rounds = {}, {}, {}
     for suite, data in suites.items():
@@ -606,10 +603,10 @@ def main(argv):
         else:
             med = medians(all_runs)
             plots = [
-                line_plot(med, "engine", "file_randread_qd", bench_table_depths(),
+                line_plot(med, "engine", "file_randread_qd", FILE_DEPTHS,
                           "4 KiB random reads, page-cached file", "k reads/s", "queue depth",
                           out, "file_randread", log),
-                line_plot(med, "engine", "echo_c", [1, 16, 64], "64-byte TCP echo over loopback",
+                line_plot(med, "engine", "echo_c", ECHO_WIDTHS, "64-byte TCP echo over loopback",
                           "k round trips/s", "connections", out, "echo", log),
                 bar_plot(med, "engine", ["nop", "post"], "Dispatch through the engine",
                          "M ops/s", out, "dispatch", log),
@@ -638,10 +635,6 @@ def main(argv):
         print(text)
         print(f"results: {out}/ (report.md, summary.json, <suite>.json, plots/)")
     return 1 if errors else 0
-
-
-def bench_table_depths():
-    return [1, 16, 64]
 
 
 if __name__ == "__main__":
