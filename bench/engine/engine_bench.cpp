@@ -45,7 +45,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-struct slot {
+// Cache-line aligned, like the peers' jobs (post_peers.cpp): a slot the
+// notifier completes never shares a line with the one the host posts next.
+struct alignas(64) slot {
   OVERLAPPED ov{};
   alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
   std::atomic<bool> busy{false};
