@@ -12,10 +12,11 @@ Subcommands (several may be given; default: all):
             .NET-style queue-fed worker; Post -> OnComplete latency.
   file      4 KiB random reads from a page-cached file at queue depth 1, 16, 64: iocm
             (io_uring and epoll) against a plain liburing loop, Boost.Asio (io_uring),
-            libuv, pread, and fio --ioengine=io_uring on the same file size, block size
-            and depth.
+            libuv, a .NET-style thread pool running pread, pread alone, and fio
+            --ioengine=io_uring on the same file size, block size and depth.
   net       64-byte TCP echo over loopback with 1, 16, 64 connections against liburing,
-            Boost.Asio (epoll and io_uring) and libuv; then wrk against iocm-plaintext
+            Boost.Asio (epoll and io_uring), libuv and a .NET-style engine (an epoll
+            thread feeding a worker through a queue); then wrk against iocm-plaintext
             and against nginx (same cores, same wrk), with and without pipelining.
   topology  where an engine's threads and memory go on this machine.
   all       every one of the above.
