@@ -424,20 +424,10 @@ HRESULT engine_core::create_port(HANDLE* port) noexcept {
 
 std::int64_t engine_core::pending_total(std::uint16_t slot) const noexcept {
   std::int64_t sum = 0;
-  // Acquire pairs with the notifiers' release decrements (settle): once the
-  // total is seen at zero, every OnComplete for the port has returned.
+  // Acquire pairs with the notifiers' release decrements: once the sum is
+  // seen at zero, every OnComplete for the port has returned.
   for (unsigned s = 0; s < counters_per_port_; ++s)
     sum += pending_[slot * counters_per_port_ + s].value.load(std::memory_order_acquire);
-  // Then, and only then, the deliveries not settled yet. In this order a
-  // delivery is never subtracted twice: a settle seen above cleared its word
-  // before the counter dropped (see settle()).
-  const std::uint32_t n = spawned_.load(std::memory_order_acquire);
-  for (std::uint32_t i = 0; i < n; ++i) {
-    // (11) pairs with (10) in count_delivered.
-    const std::uint64_t w = notifiers_[i].unsettled.load(std::memory_order_acquire);
-    if (static_cast<std::uint16_t>(w >> 48) == slot)
-      sum -= static_cast<std::int64_t>(w & 0xFFFF'FFFF);
-  }
   return sum;
 }
 

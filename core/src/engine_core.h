@@ -139,13 +139,6 @@ class engine_core {
   struct notifier_slot {
     park_word park;
     alignas(cache_line_size) std::atomic<bool> busy{false};  // inside OnComplete
-    // Deliveries whose OnComplete has returned but that this thread has not
-    // yet taken off their port's pending counter: port slot << 48 | counter
-    // << 32 | count (0: none). Written by the owner only; Close reads it.
-    // It saves every delivery a write to a line the submitting threads also
-    // write: the owner settles the count in one go when it changes port or
-    // counter, or runs out of work (docs/ENGINE.md, "Close").
-    std::atomic<std::uint64_t> unsettled{0};
     std::atomic<bool> running{false};  // thread alive (between start and exit)
     // The CPU the thread found itself pinned to; -1: not pinned; -2: not
     // started yet.
@@ -174,16 +167,7 @@ class engine_core {
   pending_counter& pending(std::uint16_t slot, std::uint16_t counter) noexcept {
     return pending_[slot * counters_per_port_ + counter];
   }
-  /// Operations of the port accepted and not yet delivered (their
-  /// OnComplete not returned), as Close must see them: the pending counters
-  /// less what notifiers delivered and have not settled yet.
   std::int64_t pending_total(std::uint16_t slot) const noexcept;
-  /// After an OnComplete returned: counts the delivery in the thread's
-  /// unsettled word, settling the word first when it counts another
-  /// port or counter.
-  void count_delivered(std::uint16_t slot, std::uint16_t counter) noexcept;
-  /// Takes the deliveries counted in me.unsettled off their pending counter.
-  void settle(notifier_slot& me) noexcept;
   /// The refusals every operation shares: null, misaligned, no runtime yet.
   HRESULT check_overlapped(OVERLAPPED* ov) const noexcept;
   /// Counts the operation on its port (refused with port_gone unless the

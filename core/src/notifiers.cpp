@@ -88,13 +88,11 @@ void engine_core::notifier_main(unsigned index) {
       // either sees us running (and counts on us) or sees us gone.
       std::lock_guard lock(threads_mutex_);
       if (leave()) {
-        settle(me);
         me.running.store(false, std::memory_order_release);  // pairs with spawn/destructor acquire
         break;
       }
       continue;
     }
-    settle(me);  // no work in sight: the pending counters catch up
     spinning_.fetch_add(1, std::memory_order_relaxed);
     bool found = false;
     for (std::uint32_t i = 0; i < config_.notifier_spin && !found; ++i) {
@@ -181,42 +179,9 @@ void engine_core::deliver(const completion& record) noexcept {
   const current_record outer = tl_current_;
   tl_current_ = {slot, counter, false};
   clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
-  if (!tl_current_.settled) count_delivered(slot, counter);
+  // Release pairs with pending_total's acquire: OnComplete has returned.
+  if (!tl_current_.settled) pending(slot, counter).value.fetch_sub(1, std::memory_order_release);
   tl_current_ = outer;
-}
-
-namespace {
-
-constexpr std::uint64_t unsettled_count_mask = 0xFFFF'FFFF;
-constexpr std::uint64_t unsettled_key(std::uint16_t slot, std::uint16_t counter) noexcept {
-  return std::uint64_t{slot} << 48 | std::uint64_t{counter} << 32;
-}
-
-}  // namespace
-
-void engine_core::count_delivered(std::uint16_t slot, std::uint16_t counter) noexcept {
-  notifier_slot& me = *tl_delivery_->slot;
-  const std::uint64_t key = unsettled_key(slot, counter);
-  std::uint64_t w = me.unsettled.load(std::memory_order_relaxed);  // our own word
-  if ((w & ~unsettled_count_mask) != key || (w & unsettled_count_mask) == unsettled_count_mask) {
-    settle(me);
-    w = key;
-  }
-  // (10) Release pairs with (11) in pending_total: whoever sees this count
-  // sees the OnComplete it counts returned.
-  me.unsettled.store(w + 1, std::memory_order_release);
-}
-
-void engine_core::settle(notifier_slot& me) noexcept {
-  const std::uint64_t w = me.unsettled.load(std::memory_order_relaxed);
-  const std::uint64_t count = w & unsettled_count_mask;
-  if (count == 0) return;
-  // Cleared before the counter drops, and the release below orders the two:
-  // a Close that sees the counter dropped sees the word cleared, so it never
-  // subtracts these deliveries twice (it may miss both, and waits on).
-  me.unsettled.store(0, std::memory_order_relaxed);
-  pending(static_cast<std::uint16_t>(w >> 48), static_cast<std::uint16_t>(w >> 32))
-      .value.fetch_sub(static_cast<std::int64_t>(count), std::memory_order_release);
 }
 
 bool engine_core::help_deliver() noexcept {
