@@ -26,7 +26,8 @@ constexpr unsigned max_pollers = 256;
 constexpr unsigned max_ports_limit = 1024;
 constexpr std::uint32_t max_ring_entries = 32768;
 constexpr std::uint32_t max_queue_capacity = 1u << 24;
-constexpr int full_inbox_retries = 1 << 14;  // yields before a submission is refused
+constexpr int full_inbox_retries = 1 << 14;         // yields before a submission is refused
+constexpr std::uint32_t max_transfer = 0x7FFFF000;  // Linux's MAX_RW_COUNT: 2 GiB - 4 KiB
 // A notifier looks at another node's shard first once every steal_period
 // dequeues, and takes at most steal_batch records from it at a time.
 constexpr unsigned steal_period = 16;
@@ -668,6 +669,10 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   op_state* op = state_of(ov);
   op->cancel_requested.store(0, std::memory_order_relaxed);
   op->kind = kind;
+  // Linux moves at most max_transfer bytes per call, and io_uring refuses a
+  // longer recv or send outright: take such a length as the most one call
+  // can move, so that both backends answer alike (a short transfer).
+  if (length > max_transfer) length = max_transfer;
   op->handle = b.kind;
   op->port_slot = b.port_slot;
   op->counter = b.poller;
