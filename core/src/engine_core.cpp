@@ -528,11 +528,20 @@ HRESULT engine_core::spawn_notifiers_locked(unsigned upto) noexcept {
     notifier_slot& slot = notifiers_[i];
     if (slot.running.load(std::memory_order_acquire)) continue;
     if (slot.thread.joinable()) slot.thread.join();  // a retired thread: reuse its slot
+    try {
+      // Made here, not on the new thread: an allocation that fails must be
+      // an HRESULT for the caller, not an exception on a thread of ours.
+      slot.token = queue_.make_consumer(plan_.notifier_shard(i));
+    } catch (const std::exception&) {
+      return E_OUTOFMEMORY;
+    }
     slot.running.store(true, std::memory_order_release);
     slot.cpu.store(-2, std::memory_order_relaxed);
     try {
       slot.thread = std::thread([this, i] { notifier_main(i); });
-    } catch (const std::system_error&) {
+    } catch (const std::exception&) {
+      // std::system_error when the kernel refuses a thread, std::bad_alloc
+      // when the thread's state cannot be allocated: both are out of memory.
       slot.running.store(false, std::memory_order_release);
       return E_OUTOFMEMORY;
     }

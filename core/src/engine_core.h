@@ -144,6 +144,7 @@ class engine_core {
     // started yet.
     std::atomic<int> cpu{-2};
     std::thread thread;
+    completion_queue::consumer_token token;  // made by the spawning thread
     // The batch this notifier is delivering, shared so that an idle notifier
     // can take over the records a blocked OnComplete would otherwise hold
     // hostage. claim = generation << 24 | count << 12 | next; a record is

@@ -34,7 +34,7 @@ void engine_core::notifier_main(unsigned index) {
 
   notifier_slot& me = notifiers_[index];
   me.cpu.store(os::pinned_cpu_of_current_thread(), std::memory_order_relaxed);
-  auto token = queue_.make_consumer(home);
+  auto& token = me.token;
   completion records[batch_size];
   delivery_context ctx{&me, records, &token};
   tl_delivery_ = &ctx;
