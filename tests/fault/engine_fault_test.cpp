@@ -53,6 +53,22 @@ class ledger : public iocm::completion_handler {
     std::lock_guard lock(mutex_);
     return seen_.size();
   }
+  /// How many completions o has had so far.
+  std::size_t times(const iocm::overlapped& o) {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& c : seen_) n += c.ov == &o.ov ? 1 : 0;
+    return n;
+  }
+  /// Waits until o has completed; false after 10 seconds.
+  bool wait_for(const iocm::overlapped& o) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] {
+      for (const auto& c : seen_)
+        if (c.ov == &o.ov) return true;
+      return false;
+    });
+  }
   /// The one completion of o; fails the test unless there is exactly one.
   seen_completion only(const iocm::overlapped& o) {
     std::lock_guard lock(mutex_);
@@ -619,4 +635,54 @@ TEST_CASE("io_uring under steady faults on io_uring_enter: streams arrive whole,
       {.which = call::uring_enter, .answer = -EAGAIN, .times = 0, .every = 7},
   });
   streams_survive(IOCM_BACKEND_URING, faults, 3);
+}
+
+TEST_CASE("a stalled poller: the others keep flowing, and its operations still complete once") {
+  for (const std::uint32_t backend : {IOCM_BACKEND_URING, IOCM_BACKEND_EPOLL}) {
+    CAPTURE(backend);
+    // Poller 0's next wait for the kernel holds it until the test lets go:
+    // meanwhile it takes nothing from its inbox.
+    const bool uring = backend == IOCM_BACKEND_URING;
+    std::atomic<bool> held{true};
+    fault_injector faults({{.which = uring ? call::uring_enter : call::epoll_wait,
+                            .times = 1,
+                            .hold = &held,
+                            .thread = uring ? "iocm-poll-0" : "iocm-epoll-0"}});
+    log_lines log;
+    ledger done;
+    iocm::engine engine(done, config_for(backend, log, 2));
+    // Declared after the engine, so it lets go first on every way out.
+    struct let_go {
+      std::atomic<bool>& held;
+      ~let_go() { held.store(false, std::memory_order_release); }
+    } release_on_exit{held};
+    int a[2], b[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a) == 0);
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b) == 0);
+    fd_guard a0(a[0]), a1(a[1]), b0(b[0]), b1(b[1]);
+    REQUIRE(!engine.bind(a0.fd));  // Bind spreads handles: poller 0
+    REQUIRE(!engine.bind(b0.fd));  // poller 1
+    faults.arm();
+    // Work for poller 0 wakes it if it sleeps; its next wait holds it.
+    iocm::overlapped wake, stuck;
+    REQUIRE(!engine.nop(a0.fd, wake));
+    REQUIRE(fault_injector::wait_until([&] { return faults.fired(0); }, 1));
+    REQUIRE(!engine.nop(a0.fd, stuck));  // stays in the held poller's inbox
+    // 200 operations through the other poller, one after another.
+    auto flowing = overlappeds(200);
+    for (auto& o : flowing) {
+      REQUIRE(!engine.nop(b0.fd, *o));
+      REQUIRE(done.wait_for(*o));
+      CHECK(done.only(*o).error == 0);
+    }
+    CHECK(done.times(stuck) == 0);
+    held.store(false, std::memory_order_release);
+    REQUIRE(done.wait_for(stuck));
+    REQUIRE(done.wait_for(wake));
+    CHECK(done.only(stuck).error == 0);
+    CHECK(done.only(wake).error == 0);
+    CHECK(done.count() == flowing.size() + 2);
+    faults.disarm();
+    CHECK(log.count(IOCM_LOG_ERROR) == 0);
+  }
 }

@@ -6,11 +6,13 @@
 
 #include <doctest/doctest.h>
 
+#include <pthread.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <thread>
@@ -54,6 +56,8 @@ struct fault_spec {
   std::size_t short_to = no_cap;     // I/O calls and CQEs: at most this many bytes, really done
   bool kernel_first = false;         // make the real call, then answer `answer` anyway
   const void* overlapped = nullptr;  // uring_peek: the operation whose CQE is rewritten
+  const std::atomic<bool>* hold = nullptr;  // a hit call waits while *hold, then runs for real
+  const char* thread = nullptr;             // only calls from the thread of this name; null: any
 };
 
 /// The faults in force; at most one injector exists at a time.
@@ -128,6 +132,7 @@ class fault_injector {
     for (live_fault& f : self->faults_) {
       const fault_spec& s = f.spec;
       if (s.which != c || (s.fd >= 0 && s.fd != fd) || s.overlapped != nullptr) continue;
+      if (s.thread != nullptr && !on_thread(s.thread)) continue;
       const unsigned n = f.seen.fetch_add(1, std::memory_order_acq_rel);
       if (chosen == nullptr && n >= s.skip && (n - s.skip) % s.every == 0 && f.take()) chosen = &s;
     }
@@ -143,10 +148,21 @@ class fault_injector {
     if (s->kernel_first) real(length);
     return s->answer;
   }
+  static bool on_thread(const char* name) noexcept {
+    char mine[16] = {};
+    return pthread_getname_np(pthread_self(), mine, sizeof mine) == 0 &&
+           std::strcmp(mine, name) == 0;
+  }
+
   template <class Real>
   static int other(call c, int fd, Real real) {
     const fault_spec* s = hit(c, fd);
     if (s == nullptr) return real();
+    if (s->hold != nullptr) {
+      while (s->hold->load(std::memory_order_acquire))
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return real();
+    }
     if (s->kernel_first) real();
     return static_cast<int>(s->answer);
   }
