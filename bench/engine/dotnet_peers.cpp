@@ -168,46 +168,40 @@ class dotnet_echo {
     }
   }
 
-  /// ReceiveAsync: tried at once; waits for readiness on EAGAIN.
-  void receive(socket_context& s) {
+  /// One 64-byte transfer, as .NET's SocketAsyncContext runs it: tried at
+  /// once, and on EAGAIN left waiting for the socket's next readiness event.
+  /// `call` makes the syscall for the bytes still to go; true when the
+  /// transfer is whole.
+  template <class Call>
+  bool transfer(std::uint32_t& done, bool& waiting, Call call) {
     for (;;) {
-      const ssize_t r = ::recv(s.fd, s.buffer + s.recv_done, echo_bytes - s.recv_done, 0);
+      const ssize_t r = call(done);
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        s.recv_waiting = true;
-        return;
+        waiting = true;
+        return false;
       }
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) {
         failed_ = true;
-        return;
+        return false;
       }
-      s.recv_done += static_cast<std::uint32_t>(r);
-      if (s.recv_done < echo_bytes) continue;
-      s.recv_done = 0;
-      received(s);
-      return;
+      done += static_cast<std::uint32_t>(r);
+      if (done < echo_bytes) continue;
+      done = 0;
+      return true;
     }
   }
-  /// SendAsync: likewise.
+  /// ReceiveAsync and SendAsync.
+  void receive(socket_context& s) {
+    if (transfer(s.recv_done, s.recv_waiting,
+                 [&](std::uint32_t at) { return ::recv(s.fd, s.buffer + at, echo_bytes - at, 0); }))
+      received(s);
+  }
   void send(socket_context& s) {
-    for (;;) {
-      const ssize_t r =
-          ::send(s.fd, s.buffer + s.send_done, echo_bytes - s.send_done, MSG_NOSIGNAL);
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        s.send_waiting = true;
-        return;
-      }
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) {
-        failed_ = true;
-        return;
-      }
-      s.send_done += static_cast<std::uint32_t>(r);
-      if (s.send_done < echo_bytes) continue;
-      s.send_done = 0;
+    if (transfer(s.send_done, s.send_waiting, [&](std::uint32_t at) {
+          return ::send(s.fd, s.buffer + at, echo_bytes - at, MSG_NOSIGNAL);
+        }))
       sent(s);
-      return;
-    }
   }
   // The continuations.
   void received(socket_context& s) {

@@ -125,10 +125,10 @@ outcome pair_shared(std::uint64_t iterations, std::uint64_t& first, std::uint64_
 
 // A batch of 32 records in through a producer token and out in one bulk
 // dequeue, on a plain queue.
-outcome bulk_token(std::uint64_t iterations, std::uint64_t& first, std::uint64_t& per) {
-  queue q(options(1));
-  auto producer = q.make_producer();
-  auto consumer = q.make_consumer();
+/// A batch in through `producer` and out through `consumer`, per iteration.
+template <class Queue, class Producer, class Consumer>
+outcome batch_through(Queue& q, Producer& producer, Consumer& consumer, std::uint64_t iterations,
+                      std::uint64_t& first, std::uint64_t& per) {
   first = 2 * capacity / batch;
   per = batch;
   return measure(iterations, first, [&](std::uint64_t i, outcome& o) {
@@ -140,6 +140,13 @@ outcome bulk_token(std::uint64_t iterations, std::uint64_t& first, std::uint64_t
   });
 }
 
+outcome bulk_token(std::uint64_t iterations, std::uint64_t& first, std::uint64_t& per) {
+  queue q(options(1));
+  auto producer = q.make_producer();
+  auto consumer = q.make_consumer();
+  return batch_through(q, producer, consumer, iterations, first, per);
+}
+
 // The engine's completion path on `shards` NUMA nodes: a poller publishes a
 // harvested batch of 32 into its shard's lane, and a notifier homed on
 // `home` takes a batch (from abroad when home is another shard).
@@ -148,15 +155,7 @@ outcome harvest(std::size_t shards, std::size_t home, std::uint64_t iterations,
   sharded q(shards, options(1));
   auto producer = q.make_producer(0);
   auto consumer = q.make_consumer(home);
-  first = 2 * capacity / batch;
-  per = batch;
-  return measure(iterations, first, [&](std::uint64_t i, outcome& o) {
-    completion out[batch];
-    if (q.try_enqueue_bulk(producer, batch_of(i), batch) != batch) return;
-    const std::size_t n = q.try_dequeue_bulk(consumer, out, batch);
-    o.records += n;
-    for (std::size_t k = 0; k < n; ++k) o.sum += weigh(out[k]);
-  });
+  return batch_through(q, producer, consumer, iterations, first, per);
 }
 
 struct case_def {

@@ -156,6 +156,25 @@ struct lane_fixture {
     next_seq[consumer][r.producer] = r.seq + 1;
     ++seen[r.producer][r.seq];
   }
+  /// Producer `producer` puts `count` records into the shared lane.
+  void produce_shared(std::uint32_t producer, unsigned count) {
+    for (std::uint32_t s = 0; s < count; ++s) {
+      const rec r = make(producer, s);
+      while (lane->enqueue_shared(&r, 1) != 1) rl::yield(1, $);
+    }
+  }
+  /// The only consumer takes `total` records, in batches of two; with
+  /// `alternate`, every other call takes one record instead.
+  void consume_all(unsigned total, bool alternate) {
+    for (unsigned got = 0; got < total;) {
+      rec out[2];
+      const std::size_t n =
+          alternate && got % 2 == 1 ? lane->dequeue_one(out[0]) : lane->dequeue(out, 2);
+      for (std::size_t i = 0; i < n; ++i) took(0, out[i]);
+      got += static_cast<unsigned>(n);
+      if (n == 0) rl::yield(1, $);
+    }
+  }
   void check_exactly_once(unsigned producers, unsigned per_producer) {
     for (unsigned p = 0; p < producers; ++p)
       for (unsigned s = 0; s < per_producer; ++s) RL_ASSERT(seen[p][s] == 1);
@@ -183,13 +202,7 @@ struct spsc_owned : rl::test_suite<spsc_owned, 2> {
         if (sent < 2) rl::yield(1, $);
       }
     } else {
-      for (unsigned got = 0; got < records;) {
-        rec out[2];
-        const std::size_t n = got % 2 == 0 ? f.lane->dequeue(out, 2) : f.lane->dequeue_one(out[0]);
-        for (std::size_t i = 0; i < n; ++i) f.took(0, out[i]);
-        got += static_cast<unsigned>(n);
-        if (n == 0) rl::yield(1, $);
-      }
+      f.consume_all(records, true);
     }
   }
 };
@@ -203,20 +216,10 @@ struct shared_mpsc : rl::test_suite<shared_mpsc, 3> {
     f.tear_down();
   }
   void thread(unsigned index) {
-    if (index < 2) {
-      for (std::uint32_t s = 0; s < per_producer; ++s) {
-        const rec r = f.make(index, s);
-        while (f.lane->enqueue_shared(&r, 1) != 1) rl::yield(1, $);
-      }
-    } else {
-      for (unsigned got = 0; got < 2 * per_producer;) {
-        rec out[2];
-        const std::size_t n = f.lane->dequeue(out, 2);
-        for (std::size_t i = 0; i < n; ++i) f.took(0, out[i]);
-        got += static_cast<unsigned>(n);
-        if (n == 0) rl::yield(1, $);
-      }
-    }
+    if (index < 2)
+      f.produce_shared(index, per_producer);
+    else
+      f.consume_all(2 * per_producer, false);
   }
 };
 
@@ -269,10 +272,7 @@ struct mpmc_wrap : rl::test_suite<mpmc_wrap, 4> {
   }
   void thread(unsigned index) {
     if (index < 2) {
-      for (std::uint32_t s = 0; s < per_producer; ++s) {
-        const rec r = f.make(index, s);
-        while (f.lane->enqueue_shared(&r, 1) != 1) rl::yield(1, $);
-      }
+      f.produce_shared(index, per_producer);
     } else {
       while (taken($).load(rl::mo_relaxed) < 2 * per_producer) {
         rec out;
