@@ -57,13 +57,14 @@ class runtime final : public ICLRIoCompletionManager {
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
   HRESULT OnComplete(DWORD, DWORD bytes, void* ov) override {
-    const auto* base = static_cast<const unsigned char*>(static_cast<const void*>(ring));
-    const auto at = static_cast<const unsigned char*>(ov);
-    const std::ptrdiff_t d = at - base;
-    if (d < 0 || d % static_cast<std::ptrdiff_t>(sizeof(slot)) != 0 ||
-        d / static_cast<std::ptrdiff_t>(sizeof(slot)) >= slots)
+    // As integers: an OVERLAPPED from outside the ring must be reported,
+    // and subtracting pointers into different objects is undefined.
+    const auto at = reinterpret_cast<std::uintptr_t>(ov);
+    const auto base = reinterpret_cast<std::uintptr_t>(ring);
+    const std::uintptr_t d = at - base;  // wraps to a huge value below the ring
+    if (d % sizeof(slot) != 0 || d / sizeof(slot) >= slots)
       fail("OnComplete for an OVERLAPPED never submitted", -1, static_cast<long>(d), 0);
-    const int i = static_cast<int>(d / static_cast<std::ptrdiff_t>(sizeof(slot)));
+    const int i = static_cast<int>(d / sizeof(slot));
     if (bytes > buffer_bytes) fail("more bytes than the buffer holds", i, bytes, buffer_bytes);
     completed[i].fetch_add(1, std::memory_order_relaxed);
     return S_OK;
