@@ -27,7 +27,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <thread>
 #include <vector>
 
@@ -147,6 +149,26 @@ class epoll_poller final : public threaded_poller {
       wait_events(-1);  // readiness, or an eventfd write (submit, stop)
       awake();
     }
+  }
+
+  bool pump_pass() noexcept override {
+    bool progress = take_inbox() != 0;
+    if (waiting_ != 0) progress = wait_events(0) != 0 || progress;
+    // Records the queue has no room for yet wait here: the pump delivers,
+    // then passes again.
+    const bool held = pending_count_ != 0 || !overflow_.empty();
+    publish_pending();
+    return progress || held;
+  }
+
+  void pump_wait(std::uint32_t timeout_ms,
+                 const sharded_queue<mpmc_queue<completion>>& records) noexcept override {
+    if (!prepare_to_sleep()) return;
+    if (records.empty_approx())
+      wait_events(timeout_ms == IOCM_INFINITE
+                      ? -1
+                      : static_cast<int>(std::min<std::uint32_t>(timeout_ms, INT_MAX)));
+    awake();
   }
 
   hosting::HRESULT set_up() noexcept override {

@@ -21,6 +21,15 @@ int real_uring_enter(io_uring* ring, unsigned wait_nr, bool get_events) {
   return get_events ? io_uring_submit_and_get_events(ring) : io_uring_submit(ring);
 }
 
+int real_uring_wait(io_uring* ring, unsigned timeout_ms) {
+  __kernel_timespec ts{};
+  ts.tv_sec = timeout_ms / 1000;
+  ts.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1000000;
+  io_uring_cqe* cqe = nullptr;
+  const int r = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
+  return r < 0 ? r : 0;
+}
+
 int real_connect_result(int fd) {
   int error = 0;
   socklen_t len = sizeof error;
@@ -40,6 +49,7 @@ constexpr syscall_table real{
           return io_uring_queue_init_params(entries, ring, params);
         },
     .uring_enter = real_uring_enter,
+    .uring_wait = real_uring_wait,
     .uring_peek = [](io_uring* ring, io_uring_cqe** cqes,
                      unsigned count) { return io_uring_peek_batch_cqe(ring, cqes, count); },
     .epoll_create = [] { return or_errno(::epoll_create1(EPOLL_CLOEXEC)); },

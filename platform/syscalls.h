@@ -25,6 +25,10 @@ struct syscall_table {
   /// to submit or wait for, so deferred completions are posted. A failure
   /// leaves the SQ as it was: the next call submits those entries.
   int (*uring_enter)(io_uring* ring, unsigned wait_nr, bool get_events);
+  /// Submits what is in the SQ and waits up to timeout_ms for a CQE (a
+  /// pumped engine's timed wait): 0 when one is there, -ETIME when the time
+  /// ran out, or -errno.
+  int (*uring_wait)(io_uring* ring, unsigned timeout_ms);
   /// io_uring_peek_batch_cqe: the CQEs ready now (the CQ ring is the
   /// process's memory, so a test may rewrite their results).
   unsigned (*uring_peek)(io_uring* ring, io_uring_cqe** cqes, unsigned count);

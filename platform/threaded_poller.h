@@ -1,6 +1,9 @@
 // What both backends' pollers share: a thread that names and pins itself,
 // blocks SIGPIPE, sets up its kernel side, reports that to start(), then
-// runs the backend's loop until stop_and_join().
+// runs the backend's loop until stop_and_join(). A pumped engine's poller
+// has no thread: start_inline() sets it up on the caller's thread, the
+// engine's pump runs it pass by pass, and stop_and_join() runs the loop's
+// last part (until nothing is in flight) on the caller's thread.
 #pragma once
 
 #include <atomic>
@@ -41,8 +44,19 @@ class threaded_poller : public poller {
 
   void stop_and_join() noexcept final {
     stop_.store(true, std::memory_order_release);
+    if (inline_ready_) {
+      inline_ready_ = false;
+      loop();  // with stopping() set: returns once nothing is in flight
+      return;
+    }
     wake();
     if (thread_.joinable()) thread_.join();
+  }
+
+  hosting::HRESULT start_inline() noexcept final {
+    const hosting::HRESULT hr = set_up();
+    inline_ready_ = hosting::SUCCEEDED(hr);
+    return hr;
   }
 
  protected:
@@ -147,6 +161,7 @@ class threaded_poller : public poller {
   unsigned idle_polls_ = 0;  // empty rounds since the last work
   const char* const prefix_;
   std::atomic<bool> stop_{false};
+  bool inline_ready_ = false;  // started inline, not stopped yet
   std::mutex start_mutex_;
   std::condition_variable start_cv_;
   std::optional<hosting::HRESULT> start_result_;

@@ -104,21 +104,52 @@ class uring_poller final : public threaded_poller {
  private:
   bool defer_taskrun() const noexcept { return setup_used_ == IOCM_RING_DEFER_TASKRUN; }
 
+  /// The inbox into the SQ, the CQ into the queue; true when anything moved.
+  bool pass() {
+    // Armed even when the CQ is at its limit (one CQE over it is kept,
+    // NODROP): a sleeping poller must still see cancels and Unbinds.
+    if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
+    bool progress = take_inbox() != 0;
+    progress = harvest() != 0 || progress;
+    if (!aborted_.empty()) {
+      if (publish_aborted())
+        progress = true;
+      else
+        lane_full_ = true;  // as for CQEs: wait for the notifiers, awake
+    }
+    return progress;
+  }
+
+  bool pump_pass() noexcept override {
+    bool progress = pass();
+    flush();                                // what the pass prepared goes to the kernel now
+    progress = harvest() != 0 || progress;  // and what finished inline comes back
+    return progress || lane_full_;
+  }
+
+  void pump_wait(std::uint32_t timeout_ms,
+                 const sharded_queue<mpmc_queue<completion>>& records) noexcept override {
+    // Without the wake-up read armed (no SQ room for it) a submitter could
+    // not end the wait: the pump passes again instead.
+    if (!wake_armed_ || !prepare_to_sleep()) return;
+    if (records.empty_approx()) {
+      if (timeout_ms == IOCM_INFINITE) {
+        enter_kernel(true);
+      } else {
+        int r;
+        do {
+          r = sys_.uring_wait(&ring_, timeout_ms);
+        } while (r == -EINTR);
+        if (r < 0 && r != -ETIME) after_refusal();  // the next pass's flush says why
+      }
+    }
+    awake();
+  }
+
   void loop() override {
     backoff full_wait;
     for (;;) {
-      // Armed even when the CQ is at its limit (one CQE over it is kept,
-      // NODROP): a sleeping poller must still see cancels and Unbinds.
-      if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
-      bool progress = take_inbox() != 0;
-      const unsigned harvested = harvest();
-      progress = progress || harvested != 0;
-      if (!aborted_.empty()) {
-        if (publish_aborted())
-          progress = true;
-        else
-          lane_full_ = true;  // as for CQEs: wait for the notifiers, awake
-      }
+      const bool progress = pass();
       if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_.empty() &&
           aborted_.empty() && inbox_.empty_approx())
         break;
@@ -397,7 +428,8 @@ class uring_poller final : public threaded_poller {
     return consumed;
   }
 
-  /// Creates the ring (probing setups) and the wake-up eventfd.
+  /// Creates the ring (probing setups) and the wake-up eventfd. A pumped
+  /// engine's prepare() has already settled on a setup any thread may enter.
   hosting::HRESULT set_up() noexcept override {
     int r = -EINVAL;
     if (requested_setup_ == IOCM_RING_PROBE) {

@@ -1,5 +1,5 @@
-// The COM-shaped face: IHostIoCompletionManager and IIocmHostIo over the
-// engine core, and the C entry points.
+// The COM-shaped face: IHostIoCompletionManager, IIocmHostIo and (for a
+// pumped engine) IIocmPump over the engine core, and the C entry points.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -18,17 +18,19 @@ using namespace hosting;
 
 namespace {
 
-class com_manager final : public IHostIoCompletionManager, public IIocmHostIo {
+class com_manager final : public IHostIoCompletionManager, public IIocmHostIo, public IIocmPump {
  public:
   explicit com_manager(std::unique_ptr<engine_core> core) noexcept : core_(std::move(core)) {}
 
-  // IUnknown (shared by both interfaces through the final overriders).
+  // IUnknown (shared by the interfaces through the final overriders).
   HRESULT QueryInterface(const IID& riid, void** ppv) override {
     if (ppv == nullptr) return E_POINTER;
     if (riid == IID_IUnknown || riid == IID_IHostIoCompletionManager)
       *ppv = static_cast<IHostIoCompletionManager*>(this);
     else if (riid == IID_IIocmHostIo)
       *ppv = static_cast<IIocmHostIo*>(this);
+    else if (riid == IID_IIocmPump && core_->pumped())
+      *ppv = static_cast<IIocmPump*>(this);
     else {
       *ppv = nullptr;
       return E_NOINTERFACE;
@@ -95,6 +97,10 @@ class com_manager final : public IHostIoCompletionManager, public IIocmHostIo {
   HRESULT Nop(HANDLE h, OVERLAPPED* ov) override {
     return core_->submit(op_kind::nop, h, nullptr, 0, 0, ov);
   }
+
+  // IIocmPump. The manager may be destroyed (the last Release inside
+  // OnComplete) once pump() has returned: nothing here touches it after.
+  HRESULT Pump(DWORD ms, DWORD* delivered) override { return core_->pump(ms, delivered); }
 
  private:
   static void destroy(com_manager* self) noexcept {

@@ -50,7 +50,10 @@ class hresult_category_impl final : public std::error_category {
         case ERROR_INVALID_PARAMETER:
           return "invalid parameter (ERROR_INVALID_PARAMETER)";
         case ERROR_BUSY:
-          return "the OVERLAPPED is still in flight (ERROR_BUSY)";
+          return "busy: the OVERLAPPED is still in flight, or another thread is pumping "
+                 "(ERROR_BUSY)";
+        case ERROR_INVALID_FUNCTION:
+          return "not for this engine: pump() needs IOCM_PUMPED (ERROR_INVALID_FUNCTION)";
         case ERROR_NOT_FOUND:
           return "nothing to cancel (ERROR_NOT_FOUND)";
         case ERROR_NOT_SUPPORTED:
@@ -173,6 +176,13 @@ std::error_code engine::cancel(int fd, overlapped* o) noexcept {
 }
 std::error_code engine::nop(int fd, overlapped& o) noexcept {
   return result(impl_->core->submit(op_kind::nop, as_handle(fd), nullptr, 0, 0, &o.ov));
+}
+
+std::error_code engine::pump(std::uint32_t timeout_ms, std::uint32_t* delivered) noexcept {
+  DWORD n = 0;
+  const HRESULT hr = impl_->core->pump(timeout_ms, &n);
+  if (delivered != nullptr) *delivered = n;
+  return result(hr);
 }
 
 std::error_code engine::set_max_threads(std::uint32_t n) noexcept {

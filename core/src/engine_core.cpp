@@ -116,8 +116,21 @@ HRESULT engine_core::prepare(const iocm_config* in, engine_setup& out, std::stri
     return bad("max_ports " + std::to_string(c.max_ports) + " is not in 1..1024");
   if (c.ring_setup > IOCM_RING_PLAIN)
     return bad("ring_setup " + std::to_string(c.ring_setup) + " is not an iocm_ring_setup value");
-  if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING}) != 0)
+  if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED}) != 0)
     return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
+  const bool pumped = (c.flags & IOCM_PUMPED) != 0;
+  if (pumped) {
+    // One poller, run by whichever thread pumps: a ring tied to the thread
+    // that made it (SINGLE_ISSUER) or running its work only when that
+    // thread enters the kernel (COOP_TASKRUN) would not do.
+    if (c.pollers > 1)
+      return bad("pollers " + std::to_string(c.pollers) + " with IOCM_PUMPED (which runs one)");
+    if (c.ring_setup == IOCM_RING_DEFER_TASKRUN || c.ring_setup == IOCM_RING_COOP_TASKRUN)
+      return bad("ring_setup " + std::to_string(c.ring_setup) +
+                 " with IOCM_PUMPED (any thread may pump: IOCM_RING_PROBE or IOCM_RING_PLAIN)");
+    c.pollers = 1;
+    c.ring_setup = IOCM_RING_PLAIN;
+  }
   if (c.backend > IOCM_BACKEND_EPOLL)
     return bad("backend " + std::to_string(c.backend) + " is not an iocm_backend value");
   if (c.backend == IOCM_BACKEND_AUTO && !choose_from_env("IOCM_BACKEND",
@@ -299,7 +312,8 @@ engine_core::engine_core(const engine_setup& setup)
       min_threads_(setup.config.min_threads),
       max_threads_(setup.config.max_threads),
       notifiers_(new notifier_slot[max_notifiers]),
-      idle_(max_notifiers, setup.plan.shards.size()) {}
+      idle_(max_notifiers, setup.plan.shards.size()),
+      pumped_((setup.config.flags & IOCM_PUMPED) != 0) {}
 
 std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
                                                  HRESULT* error) noexcept {
@@ -311,19 +325,23 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
       poller_setup ps;
       ps.core = core.get();
       ps.index = i;
-      ps.cpu = setup.reach.can_pin(where.cpu) ? where.cpu : -1;
+      // A pumped engine's poller runs on the host's threads: nothing to pin.
+      ps.cpu = !core->pumped_ && setup.reach.can_pin(where.cpu) ? where.cpu : -1;
       ps.ring_entries = setup.config.ring_entries;
       ps.ring_setup = setup.config.ring_setup;
       ps.backend = setup.config.backend;
       ps.inbox_capacity = setup.config.inbox_capacity;
       ps.inbox_memory = core->shard_memory_[where.shard].get();
       ps.completions = core->queue_.make_producer(where.shard);
+      ps.pumped = core->pumped_;
       core->pollers_.push_back(make_poller(std::move(ps)));
-      if (const HRESULT hr = core->pollers_.back()->start(); FAILED(hr)) {
+      poller& p = *core->pollers_.back();
+      if (const HRESULT hr = core->pumped_ ? p.start_inline() : p.start(); FAILED(hr)) {
         *error = hr;
         return nullptr;  // the destructor stops the pollers that started
       }
     }
+    if (core->pumped_) core->pump_token_ = core->queue_.make_consumer(0);
     std::lock_guard lock(core->threads_mutex_);
     if (const HRESULT hr = core->spawn_notifiers_locked(setup.config.max_threads); FAILED(hr)) {
       *error = hr;
@@ -376,7 +394,15 @@ engine_core::~engine_core() {
       close_port(
           reinterpret_cast<HANDLE>(static_cast<std::uintptr_t>((st >> 2) << 16 | (slot + 1))));
   }
-  for (auto& p : pollers_) p->stop_and_join();
+  if (pumped_) {
+    // The pollers finish on this thread; a Pump still running elsewhere
+    // (the last Release came from inside its OnComplete) ends first.
+    while (!acquire_pump()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    for (auto& p : pollers_) p->stop_and_join();
+    release_pump();
+  } else {
+    for (auto& p : pollers_) p->stop_and_join();
+  }
   stopping_.store(true, std::memory_order_release);
   idle_.wake_all();
   // Not under threads_mutex_: a leaving notifier takes it to mark itself gone.
@@ -493,7 +519,7 @@ HRESULT engine_core::unbind(HANDLE handle) noexcept {
         entry.store(word, std::memory_order_release);  // nothing was cancelled: still bound
         return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
       }
-      std::this_thread::yield();
+      wait_for_inbox();
     }
     p.forget_handle(fd, b);
   }
@@ -524,6 +550,7 @@ void engine_core::restore_blocking_locked(int fd) noexcept {
 // --- thread limits -------------------------------------------------------
 
 HRESULT engine_core::spawn_notifiers_locked(unsigned upto) noexcept {
+  if (pumped_) return S_OK;  // the limits are kept, and govern no thread
   for (unsigned i = 0; i < upto; ++i) {
     notifier_slot& slot = notifiers_[i];
     if (slot.running.load(std::memory_order_acquire)) continue;
@@ -692,7 +719,7 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   poller& p = *pollers_[b.poller];
   for (int i = 0; !p.submit(reinterpret_cast<inbox_item>(ov)); ++i) {
     if (i == full_inbox_retries) return withdraw(b.port_slot, b.poller, ov);
-    std::this_thread::yield();
+    wait_for_inbox();
   }
   return IOCM_E_IO_PENDING;
 }
@@ -713,11 +740,17 @@ HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov)
   // ones whose caches are nearest.
   const std::size_t shard = queue_.shard_count() == 1 ? 0 : plan_.shard_for_cpu(os::current_cpu());
   for (int i = 0; queue_.try_enqueue_bulk(shard, &record, 1) != 1; ++i) {
-    if (i == full_inbox_retries) return withdraw(slot, counter, ov);
+    // A full queue drains only by delivery: in a pumped engine, only if
+    // another thread is pumping now.
+    if (i == full_inbox_retries || (pumped_ && !pumping_elsewhere()))
+      return withdraw(slot, counter, ov);
     idle_.wake_one(shard);
     std::this_thread::yield();
   }
-  idle_.wake_one(shard);
+  if (pumped_)
+    pollers_.front()->nudge();  // a pump waiting in the kernel delivers it
+  else
+    idle_.wake_one(shard);
   return IOCM_E_IO_PENDING;
 }
 
@@ -740,11 +773,113 @@ HRESULT engine_core::cancel(HANDLE handle, OVERLAPPED* ov) noexcept {
   poller& p = *pollers_[b.poller];
   for (int i = 0; !p.submit(item); ++i) {
     if (i == full_inbox_retries) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
-    std::this_thread::yield();
+    wait_for_inbox();
   }
   return S_OK;
 }
 
 bool engine_core::on_notifier_thread() const noexcept { return tl_engine_ == this; }
+
+void engine_core::wait_for_inbox() noexcept {
+  if (pumped_) {
+    // Nobody else may move it: a pass here does (it never delivers, so
+    // this is safe under bind_mutex_).
+    const bool owner = on_notifier_thread();
+    if (owner || acquire_pump()) {
+      pollers_.front()->pump_pass();
+      if (!owner) release_pump();
+      return;
+    }
+  }
+  std::this_thread::yield();
+}
+
+// --- the pump of a pumped engine (IOCM_PUMPED) ----------------------------
+
+bool engine_core::acquire_pump() noexcept {
+  // Acquire pairs with release_pump's release: what the last owner did to
+  // the poller and the pump's batch happens before what we do.
+  if (pump_owned_.exchange(true, std::memory_order_acquire)) return false;
+  pump_outer_ = tl_engine_;  // another engine's pump or notifier, when nested
+  tl_engine_ = this;
+  // The poller's writes to a pipe whose reader is gone would raise SIGPIPE
+  // on this thread, as they would on a poller thread, which blocks it.
+  static thread_local bool sigpipe_blocked = false;
+  if (!sigpipe_blocked) {
+    os::block_sigpipe();
+    sigpipe_blocked = true;
+  }
+  return true;
+}
+
+void engine_core::release_pump() noexcept {
+  tl_engine_ = pump_outer_;
+  pump_owned_.store(false, std::memory_order_release);
+}
+
+bool engine_core::pump_help() noexcept {
+  const bool owner = on_notifier_thread();
+  if (!owner && !acquire_pump()) return false;  // the owner delivers
+  bool did = false;
+  if (pump_next_ < pump_count_) {
+    // Close from inside OnComplete: the pump's own batch may hold the very
+    // records Close waits for.
+    deliver(pump_records_[pump_next_++]);
+    ++pump_delivered_;
+    did = true;
+  } else {
+    did = pollers_.front()->pump_pass();
+    completion record;
+    if (queue_.try_dequeue(pump_token_, record)) {
+      deliver(record);
+      ++pump_delivered_;
+      did = true;
+    }
+  }
+  if (!owner) release_pump();
+  return did;
+}
+
+HRESULT engine_core::pump(DWORD timeout_ms, DWORD* delivered) noexcept {
+  if (delivered != nullptr) *delivered = 0;
+  if (!pumped_) return HRESULT_FROM_WIN32(ERROR_INVALID_FUNCTION);
+  if (on_notifier_thread() || !acquire_pump()) return HRESULT_FROM_WIN32(ERROR_BUSY);
+  using clock = std::chrono::steady_clock;
+  const clock::time_point start = clock::now();
+  poller& p = *pollers_.front();
+  const std::size_t most = config_.queue_capacity;
+  pump_delivered_ = 0;
+  for (;;) {
+    bool moved = p.pump_pass();
+    while (pump_delivered_ < most) {
+      pump_count_ = queue_.try_dequeue_bulk(pump_token_, pump_records_,
+                                            std::min(batch_size, most - pump_delivered_));
+      pump_next_ = 0;
+      if (pump_count_ == 0) break;
+      moved = true;
+      // A Close inside OnComplete may deliver some of the batch (pump_help).
+      while (pump_next_ < pump_count_) {
+        deliver(pump_records_[pump_next_++]);
+        ++pump_delivered_;
+      }
+    }
+    pump_count_ = pump_next_ = 0;
+    if (pump_delivered_ >= most) break;
+    if (moved) continue;  // until nothing moves
+    if (pump_delivered_ != 0 || timeout_ms == 0) break;
+    DWORD left = IOCM_INFINITE;
+    if (timeout_ms != IOCM_INFINITE) {
+      const auto spent =
+          std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start);
+      if (spent.count() >= timeout_ms) break;
+      left = timeout_ms - static_cast<DWORD>(spent.count());
+    }
+    p.pump_wait(left, queue_);
+  }
+  const auto n = static_cast<DWORD>(pump_delivered_);
+  release_pump();  // the last touch of the engine: it may be destroyed now
+  if (delivered != nullptr) *delivered = n;
+  return S_OK;
+}
 
 }  // namespace iocm::detail

@@ -94,12 +94,19 @@ class engine_core {
   HRESULT post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov) noexcept;
   HRESULT cancel(HANDLE handle, OVERLAPPED* ov) noexcept;
 
+  /// A pumped engine (IOCM_PUMPED): delivery on the calling thread
+  /// (IIocmPump::Pump). HRESULT_FROM_WIN32(ERROR_INVALID_FUNCTION) on an
+  /// engine with threads.
+  HRESULT pump(DWORD timeout_ms, DWORD* delivered) noexcept;
+  bool pumped() const noexcept { return pumped_; }
+
   engine_counters counters() const noexcept;
   /// The placement table (describe_plan), with the node each shard's memory
   /// was found on.
   std::string describe() const;
 
-  /// True on a thread that delivers this engine's completions.
+  /// True on a thread that delivers this engine's completions (a pumped
+  /// engine's: while it owns the pump).
   bool on_notifier_thread() const noexcept;
 
   // Called by pollers (platform/).
@@ -199,6 +206,21 @@ class engine_core {
     }
   }
   HRESULT spawn_notifiers_locked(unsigned upto) noexcept;  // threads_mutex_ held
+  /// A full inbox: waits a moment, or, in a pumped engine that no other
+  /// thread is pumping, moves the inbox on itself.
+  void wait_for_inbox() noexcept;
+
+  // A pumped engine's pump: one owner at a time (pump_owned_), which is the
+  // thread on which on_notifier_thread() is true.
+  bool acquire_pump() noexcept;
+  void release_pump() noexcept;
+  /// Another thread owns the pump now (it will deliver what is queued).
+  bool pumping_elsewhere() const noexcept {
+    return pump_owned_.load(std::memory_order_acquire) && !on_notifier_thread();
+  }
+  /// help_deliver() of a pumped engine: the rest of the pump's batch, else
+  /// a poller pass and one record.
+  bool pump_help() noexcept;
   void notifier_main(unsigned index);
   void deliver(const completion& record) noexcept;
   void deliver_rest_of_batch() noexcept;
@@ -234,6 +256,16 @@ class engine_core {
   std::atomic<std::uint32_t> spinning_{0};  // notifiers idle but not yet parked
   idle_notifiers idle_;
   std::atomic<bool> stopping_{false};
+
+  const bool pumped_;
+  std::atomic<bool> pump_owned_{false};
+  engine_core* pump_outer_ = nullptr;  // the owner's tl_engine_ before it took the pump
+  // The batch the pump is delivering, shared with a nested Close's help.
+  // Touched by the pump's owner only.
+  completion pump_records_[batch_size];
+  std::size_t pump_count_ = 0, pump_next_ = 0;
+  std::size_t pump_delivered_ = 0;  // in this Pump call
+  completion_queue::consumer_token pump_token_;
 
   static thread_local engine_core* tl_engine_;
   static thread_local delivery_context* tl_delivery_;

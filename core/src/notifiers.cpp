@@ -185,6 +185,8 @@ void engine_core::deliver(const completion& record) noexcept {
 }
 
 bool engine_core::help_deliver() noexcept {
+  // A pumped engine's waits deliver on this thread unless another pumps.
+  if (pumped_) return pump_help();
   if (!on_notifier_thread() || tl_delivery_ == nullptr) return false;
   // We may be the only notifier (or all others may be busy): deliver the
   // rest of our batch and whatever is queued, nested, so that the caller
@@ -216,7 +218,7 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
       if (b.port_slot != slot) return;
       entry.store(0, std::memory_order_release);
       poller& p = *pollers_[b.poller];
-      while (!p.submit(cancel_fd_item(fd))) std::this_thread::yield();
+      while (!p.submit(cancel_fd_item(fd))) wait_for_inbox();
       p.forget_handle(fd, b);
       // Not blocking again yet: the operations the cancel aborts may still
       // be tried before it, and must not block the poller.

@@ -56,6 +56,7 @@ struct poller_setup {
   std::uint32_t ring_entries = 256;
   std::uint32_t ring_setup = 0;                // iocm_ring_setup
   std::uint32_t backend = IOCM_BACKEND_URING;  // which poller make_poller builds
+  bool pumped = false;                         // IOCM_PUMPED: start_inline(), not start()
   std::size_t inbox_capacity = 4096;
   std::pmr::memory_resource* inbox_memory = nullptr;  // the poller's node; null: default
   sharded_queue<mpmc_queue<completion>>::producer_token completions;  // own lane, own node's shard
@@ -73,8 +74,29 @@ class poller {
   /// returns S_OK or why it could not. Called once.
   virtual hosting::HRESULT start() = 0;
   /// Asks the thread to finish (after the inbox is drained and nothing is
-  /// in flight) and joins it. Called once, after every port is closed.
+  /// in flight) and joins it. Called once, after every port is closed. A
+  /// poller started inline finishes on the calling thread.
   virtual void stop_and_join() noexcept = 0;
+
+  // --- A pumped engine's poller (IOCM_PUMPED): no thread of its own; the
+  // --- engine calls these on the thread that owns its pump, one at a time.
+  /// Instead of start(): sets up the kernel side on the calling thread.
+  virtual hosting::HRESULT start_inline() noexcept = 0;
+  /// One pass that never sleeps: the inbox to the kernel, the kernel's
+  /// completions into the queue. True when anything moved (or records
+  /// wait for room in the queue).
+  virtual bool pump_pass() noexcept = 0;
+  /// Sleeps in the kernel for up to timeout_ms (IOCM_INFINITE: no limit)
+  /// until a completion comes or a submitter or poster wakes it; returns at
+  /// once when the inbox or `records` already holds something.
+  virtual void pump_wait(std::uint32_t timeout_ms,
+                         const sharded_queue<mpmc_queue<completion>>& records) noexcept = 0;
+  /// A Post put a record into the queue: wakes a pump_wait that sleeps.
+  void nudge() noexcept {
+    // Pairs with the fence in prepare_to_sleep, as submit's does.
+    store_load_fence();
+    wake_if_sleeping();
+  }
   /// The io_uring setup the probe settled on (an iocm_ring_setup value; 0
   /// for epoll).
   virtual std::uint32_t ring_setup() const noexcept = 0;

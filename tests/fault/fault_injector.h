@@ -206,6 +206,11 @@ struct fault_table_maker {
       return fi::other(call::uring_enter, -1,
                        [&] { return fi::real().uring_enter(ring, wait_nr, get_events); });
     };
+    // A pumped engine's timed wait is an io_uring_enter too.
+    t.uring_wait = [](io_uring* ring, unsigned timeout_ms) {
+      return fi::other(call::uring_enter, -1,
+                       [&] { return fi::real().uring_wait(ring, timeout_ms); });
+    };
     t.uring_peek = fi::peek;
     t.epoll_create = [] {
       return fi::other(call::epoll_create, -1, [] { return fi::real().epoll_create(); });

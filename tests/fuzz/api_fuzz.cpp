@@ -1,20 +1,27 @@
 // libFuzzer harness: each input is a program of hosting-ABI calls (ports,
 // Bind/Unbind, every operation, Cancel, thread limits, resets of
-// OVERLAPPEDs, bad arguments) run against a fresh engine over a few real
-// kernel objects; a peer thread of the harness feeds and closes the sockets.
+// OVERLAPPEDs, Pump, bad arguments) run against a fresh engine over a few
+// real kernel objects; the harness itself plays the sockets' peer (sends,
+// drains, shuts down), between calls.
 //
-// The ledger: every call that answered IOCM_E_IO_PENDING must get exactly
-// one OnComplete, and a refused call none. It is checked when the engine has
-// been released (which closes every port and delivers what was in flight),
-// and any mismatch aborts, which libFuzzer reports with the input. Under
-// AddressSanitizer and UndefinedBehaviorSanitizer (the fuzz preset) a memory
-// error or undefined behaviour aborts too.
+// The ledger (tests/op_ledger.h, one id per OVERLAPPED): every call that
+// answered IOCM_E_IO_PENDING must get exactly one OnComplete, and a refused
+// call none. It is checked when the engine has been released (which closes
+// every port and delivers what was in flight), and any mismatch aborts,
+// which libFuzzer reports with the input. Under AddressSanitizer and
+// UndefinedBehaviorSanitizer (the fuzz preset) a memory error or undefined
+// behaviour aborts too. At exit the ledger of every input together is
+// written as one "[ledger]" line.
 //
-// Determinism: the engine's pollers and notifiers are threads, so one input
-// may take different interleavings on different runs; the harness does what
-// it can (one poller, operations waited for at chosen points) but libFuzzer
-// may see a little coverage jitter. Whatever fails is reproducible by running
-// the input again, often more than once.
+// Two modes, chosen by the input's first byte:
+// - deterministic (IOCM_PUMPED): the engine starts no thread; every
+//   OnComplete runs on the harness's one thread, inside a Pump, Close,
+//   Unbind or Release the program makes (the harness checks the thread). A
+//   program is then one sequence of calls and answers, the same on every
+//   run as far as the kernel answers alike (socket pairs and a page-cached
+//   file do), so a failing input replays exactly;
+// - threaded: the engine's own poller and notifier threads, as a host sees
+//   them; one input may take different interleavings on different runs.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +36,7 @@
 
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
+#include "op_ledger.h"
 
 using namespace iocm::hosting;
 
@@ -57,6 +65,8 @@ class runtime final : public ICLRIoCompletionManager {
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
   HRESULT OnComplete(DWORD, DWORD bytes, void* ov) override {
+    if (pumped && std::this_thread::get_id() != harness)
+      fail("a pumped engine called OnComplete on a thread of its own", -1, 0, 0);
     // As integers: an OVERLAPPED from outside the ring must be reported,
     // and subtracting pointers into different objects is undefined.
     const auto at = reinterpret_cast<std::uintptr_t>(ov);
@@ -66,11 +76,34 @@ class runtime final : public ICLRIoCompletionManager {
       fail("OnComplete for an OVERLAPPED never submitted", -1, static_cast<long>(d), 0);
     const int i = static_cast<int>(d / sizeof(slot));
     if (bytes > buffer_bytes) fail("more bytes than the buffer holds", i, bytes, buffer_bytes);
-    completed[i].fetch_add(1, std::memory_order_relaxed);
+    book.completed(static_cast<std::size_t>(i));
     return S_OK;
   }
   slot* ring = nullptr;
-  std::atomic<int> completed[slots] = {};
+  bool pumped = false;
+  std::thread::id harness;
+  iocm_test::op_ledger book{slots};
+};
+
+/// Every input's ledger added up, written at exit.
+struct all_inputs {
+  iocm_test::op_ledger::tally sum;
+  unsigned long inputs = 0, pumped = 0;
+  void add(const iocm_test::op_ledger::tally& t, bool was_pumped) {
+    sum.accepted += t.accepted;
+    sum.completed += t.completed;
+    sum.refused += t.refused;
+    sum.lost += t.lost;
+    sum.duplicated += t.duplicated;
+    sum.unexpected += t.unexpected;
+    ++inputs;
+    pumped += was_pumped ? 1 : 0;
+  }
+  ~all_inputs() {
+    char name[96];
+    std::snprintf(name, sizeof name, "api_fuzz, %lu inputs (%lu pumped)", inputs, pumped);
+    iocm_test::op_ledger::write(name, sum, stdout);
+  }
 };
 
 /// The input, read as a stream of small numbers; zeros once it runs out.
@@ -101,9 +134,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   reader in{data, size};
   static slot* ring = new slot[slots];  // reused: every input starts it afresh below
   static runtime clr;
+  static all_inputs total;
   clr.ring = ring;
-  for (auto& c : clr.completed) c.store(0);
-  int accepted[slots] = {};
+  clr.book.reset();
+  const unsigned mode = in.below(4);  // bit 0: the backend; bit 1: pumped
+  clr.pumped = (mode & 2) != 0;
+  clr.harness = std::this_thread::get_id();
 
   iocm_config config;
   iocm_config_init(&config);
@@ -112,7 +148,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.queue_capacity = 64;
   config.inbox_capacity = 64;
   config.notifier_spin = 16;
-  config.backend = in.below(2) == 0 ? IOCM_BACKEND_URING : IOCM_BACKEND_EPOLL;
+  config.backend = (mode & 1) == 0 ? IOCM_BACKEND_URING : IOCM_BACKEND_EPOLL;
+  if (clr.pumped) config.flags = IOCM_PUMPED;
   IHostIoCompletionManager* manager = nullptr;
   if (iocm_create_host_io_completion_manager(&config, &manager) != S_OK) {
     // io_uring may be refused here; epoll always works.
@@ -123,7 +160,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (manager->QueryInterface(IID_IIocmHostIo, &p) != S_OK) std::abort();
   auto* io = static_cast<IIocmHostIo*>(p);
   if (manager->SetCLRIoCompletionManager(&clr) != S_OK) std::abort();
-
+  IIocmPump* pump = nullptr;
+  if (clr.pumped) {
+    if (manager->QueryInterface(IID_IIocmPump, &p) != S_OK) std::abort();
+    pump = static_cast<IIocmPump*>(p);
+  } else if (manager->QueryInterface(IID_IIocmPump, &p) != E_NOINTERFACE) {
+    std::abort();
+  }
   int pair[sockets][2];
   for (auto& s : pair)
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s) != 0) std::abort();
@@ -142,10 +185,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return &ring[k % slots].ov;
   };
   auto count = [&](unsigned k, HRESULT hr) {
-    if (hr == IOCM_E_IO_PENDING) {
-      if (k >= slots) fail("a null OVERLAPPED was accepted", -1, 0, 0);
-      ++accepted[k];
-    }
+    if (hr == IOCM_E_IO_PENDING && k >= slots) fail("a null OVERLAPPED was accepted", -1, 0, 0);
+    if (k < slots) clr.book.answered(k, hr, IOCM_E_IO_PENDING);
   };
 
   for (int steps = 0; in.more() && steps < 64; ++steps) {
@@ -229,7 +270,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // Let what is in flight come in (bounded: receives may wait for ever).
         DWORD available = 0;
         (void)manager->GetAvailableThreads(&available);
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (pump == nullptr) {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          break;
+        }
+        DWORD delivered = 0;
+        if (pump->Pump(in.below(2), &delivered) != S_OK) fail("Pump refused", -1, 0, 0);
+        if (delivered > 64) fail("one Pump delivered past queue_capacity", -1, delivered, 64);
         break;
       }
     }
@@ -238,12 +285,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Release closes every port (the default one too) and delivers every
   // operation still in flight, aborted; after it no OnComplete may run.
   io->Release();
+  if (pump != nullptr) pump->Release();
   manager->Release();
-  for (int i = 0; i < slots; ++i) {
-    const int c = clr.completed[i].load();
-    if (c != accepted[i])
-      fail(c < accepted[i] ? "a completion was lost" : "a completion came twice", i, c,
-           accepted[i]);
+  const iocm_test::op_ledger::tally t = clr.book.count();
+  total.add(t, clr.pumped);
+  if (!t.clean()) {
+    clr.book.report("api_fuzz, this input", stderr);
+    fail(t.lost != 0 ? "a completion was lost" : "a completion came twice or unasked", -1,
+         static_cast<long>(t.completed), static_cast<long>(t.accepted));
   }
   for (auto& s : pair) {
     ::close(s[0]);

@@ -120,6 +120,14 @@ class engine {
   std::error_code cancel(int fd, overlapped* o = nullptr) noexcept;
   std::error_code nop(int fd, overlapped& o) noexcept;
 
+  /// An engine configured with IOCM_PUMPED: delivers completions on this
+  /// thread (IIocmPump::Pump). Waits up to timeout_ms (IOCM_INFINITE: no
+  /// limit) when there is nothing yet; *delivered (may be null) receives how
+  /// many on_complete calls it made. ERROR_BUSY: another thread is pumping,
+  /// or this one is inside on_complete; ERROR_INVALID_FUNCTION: the engine
+  /// has threads of its own.
+  std::error_code pump(std::uint32_t timeout_ms = 0, std::uint32_t* delivered = nullptr) noexcept;
+
   std::error_code set_max_threads(std::uint32_t n) noexcept;
   std::error_code set_min_threads(std::uint32_t n) noexcept;
   std::uint32_t max_threads() const noexcept;

@@ -110,11 +110,19 @@ enum iocm_ring_setup : std::uint32_t {
 
 enum iocm_config_flags : std::uint32_t {
   IOCM_NO_PINNING = 1u << 0,  ///< leave pollers and notifiers unpinned
+  /// Start no thread: one poller, no notifiers; completions are delivered
+  /// only inside IIocmPump::Pump (iocm::engine::pump), on the thread that
+  /// pumps (docs/ENGINE.md, "Pumped engines"). pollers must be 0 or 1 and
+  /// ring_setup IOCM_RING_PROBE or IOCM_RING_PLAIN.
+  IOCM_PUMPED = 1u << 1,
 };
 
 /// The accepted answer of every operation: HRESULT_FROM_WIN32(ERROR_IO_PENDING).
 inline constexpr iocm::hosting::HRESULT IOCM_E_IO_PENDING =
     iocm::hosting::HRESULT_FROM_WIN32(iocm::hosting::ERROR_IO_PENDING);
+
+/// IIocmPump::Pump's timeout that never runs out (Windows' INFINITE).
+inline constexpr iocm::hosting::DWORD IOCM_INFINITE = 0xFFFFFFFFu;
 
 /// The bytes iocm keeps after each OVERLAPPED (GetHostOverlappedSize).
 inline constexpr std::uint32_t IOCM_HOST_OVERLAPPED_SIZE = 64;
@@ -178,6 +186,32 @@ struct IIocmHostIo : IUnknown {
 
  protected:
   ~IIocmHostIo() = default;
+};
+
+// {A41D7C52-90E3-4B6F-8E15-3C2F6A9B0D84}
+inline constexpr IID IID_IIocmPump = {
+    0xA41D7C52, 0x90E3, 0x4B6F, {0x8E, 0x15, 0x3C, 0x2F, 0x6A, 0x9B, 0x0D, 0x84}};
+
+/// Delivery on the host's own thread, for an engine created with
+/// IOCM_PUMPED (QueryInterface for it fails with E_NOINTERFACE otherwise).
+/// Such an engine starts no thread: whatever completes waits until a thread
+/// pumps, and one pump, on one thread, runs the poller and calls OnComplete
+/// for every record it takes, in the order the queue gives them. Submitting
+/// from other threads stays safe and wakes a pump that waits.
+struct IIocmPump : IUnknown {
+  /// Moves submissions to the kernel, harvests completions and calls
+  /// OnComplete for each on this thread (at most the config's
+  /// queue_capacity per call), for as long as anything moves. When nothing
+  /// was delivered it waits up to dwMilliseconds for something to deliver
+  /// (0: not at all; IOCM_INFINITE: without limit).
+  ///   S_OK        *pdwDelivered (may be null) completions were delivered:
+  ///               0 when the time ran out
+  ///   HRESULT_FROM_WIN32(ERROR_BUSY)  another thread is pumping, or this
+  ///               one is inside OnComplete (a pump does not nest)
+  virtual HRESULT Pump(DWORD dwMilliseconds, DWORD* pdwDelivered) = 0;  // slot 3
+
+ protected:
+  ~IIocmPump() = default;
 };
 
 }  // namespace iocm::hosting
