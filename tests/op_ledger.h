@@ -57,6 +57,10 @@ class op_ledger {
   std::uint64_t completions() const noexcept {
     return completions_.load(std::memory_order_acquire);
   }
+  /// How often id was accepted so far.
+  std::uint32_t accepted_count(std::size_t id) const noexcept {
+    return accepted_[id].load(std::memory_order_acquire);
+  }
   /// How often id completed so far.
   std::uint32_t completed_count(std::size_t id) const noexcept {
     return completed_[id].load(std::memory_order_acquire);

@@ -33,6 +33,7 @@
 
 #include "engine/engine_fixture.h"
 #include "engine/kernel_objects.h"
+#include "op_ledger.h"
 
 using namespace iocm_test;
 using namespace std::chrono_literals;
@@ -46,25 +47,6 @@ struct socket_pair {
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
     a.reset(fds[0]);
     b.reset(fds[1]);
-  }
-};
-
-/// Per-OVERLAPPED tallies: how often each was accepted and completed.
-struct ledger {
-  explicit ledger(std::size_t n) : accepted(n), completed(n) {}
-  std::vector<std::atomic<int>> accepted, completed;
-  /// Every accepted operation completed exactly once; nothing else did.
-  void check() const {
-    int lost = 0, duplicated = 0, unexpected = 0;
-    for (std::size_t i = 0; i < accepted.size(); ++i) {
-      const int a = accepted[i].load(), c = completed[i].load();
-      if (c < a) ++lost;
-      if (c > a && a > 0) ++duplicated;
-      if (c > 0 && a == 0) ++unexpected;
-    }
-    CHECK(lost == 0);
-    CHECK(duplicated == 0);
-    CHECK(unexpected == 0);
   }
 };
 
@@ -95,11 +77,11 @@ TEST_CASE("OnComplete frozen for 2 s under a 4-thread flood: bounded, then all e
     ovs[i].tag = i;
     REQUIRE(f.manager->InitializeHostOverlapped(&ovs[i].ov) == S_OK);
   }
-  ledger book(ovs.size());
+  op_ledger book(ovs.size());
   std::atomic<bool> frozen{true};
   f.runtime.hook = [&](DWORD, DWORD, void* ov) {
     while (frozen.load()) std::this_thread::sleep_for(1ms);
-    book.completed[static_cast<test_overlapped*>(ov)->tag].fetch_add(1);
+    book.completed(static_cast<test_overlapped*>(ov)->tag);
   };
   const long before = resident_kib();
   std::atomic<int> refused{0}, other{0};
@@ -115,7 +97,7 @@ TEST_CASE("OnComplete frozen for 2 s under a 4-thread flood: bounded, then all e
         const HRESULT hr =
             i % 2 == 0 ? f.io->Post(f.port, 0, 7, &o.ov) : f.io->Nop(as_handle(s.a.fd), &o.ov);
         if (hr == IOCM_E_IO_PENDING) {
-          book.accepted[o.tag].fetch_add(1);
+          book.accepted(o.tag);
         } else if (hr == no_resources) {
           refused.fetch_add(1);
           ++mine;
@@ -127,8 +109,7 @@ TEST_CASE("OnComplete frozen for 2 s under a 4-thread flood: bounded, then all e
   for (auto& t : flood) t.join();
   std::this_thread::sleep_for(2s);  // still frozen: nothing may pile up meanwhile
   const long during = resident_kib();
-  std::size_t accepted = 0;
-  for (auto& a : book.accepted) accepted += static_cast<std::size_t>(a.load());
+  const std::uint64_t accepted = book.count().accepted;
   MESSAGE("accepted " << accepted << ", refused " << refused.load() << ", resident memory +"
                       << during - before << " KiB");
   CHECK(other.load() == 0);
@@ -138,7 +119,7 @@ TEST_CASE("OnComplete frozen for 2 s under a 4-thread flood: bounded, then all e
   REQUIRE(f.runtime.wait_for(accepted, 30s));
   std::this_thread::sleep_for(50ms);
   CHECK(f.runtime.count() == accepted);
-  book.check();
+  CHECK(book.report(ledger_name("adversarial: frozen OnComplete under a flood").c_str()));
   f.manager.reset();
 }
 
@@ -148,29 +129,29 @@ TEST_CASE("cancel right after submit, 10,000 times: exactly one completion each"
   REQUIRE(f.manager->Bind(f.port, as_handle(s.a.fd)) == S_OK);
   constexpr int rounds = 10000, window = 64;
   std::vector<test_overlapped> ovs(window);
-  std::vector<std::atomic<int>> done(window);
+  op_ledger book(window);  // an id per OVERLAPPED, reused: the counts add up
   std::atomic<int> aborted{0}, other_error{0};
   f.runtime.hook = [&](DWORD error, DWORD, void* ov) {
     (error == ERROR_OPERATION_ABORTED ? aborted : other_error).fetch_add(1);
-    done[static_cast<test_overlapped*>(ov)->tag].fetch_add(1);
+    book.completed(static_cast<test_overlapped*>(ov)->tag);
   };
   for (int i = 0; i < window; ++i)
     ovs[static_cast<std::size_t>(i)].tag = static_cast<std::uint64_t>(i);
   char buffer[window][16];
-  std::vector<int> submitted(window, 0);
   int not_found = 0;
   for (int i = 0; i < rounds; ++i) {
     const int k = i % window;
     test_overlapped& o = ovs[static_cast<std::size_t>(k)];
     // Reuse only once the previous submission of this OVERLAPPED completed.
+    const auto id = static_cast<std::size_t>(k);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (done[static_cast<std::size_t>(k)].load() != submitted[static_cast<std::size_t>(k)] &&
+    while (book.completed_count(id) != book.accepted_count(id) &&
            std::chrono::steady_clock::now() < deadline)
       std::this_thread::yield();
-    REQUIRE(done[static_cast<std::size_t>(k)].load() == submitted[static_cast<std::size_t>(k)]);
+    REQUIRE(book.completed_count(id) == book.accepted_count(id));
     REQUIRE(f.manager->InitializeHostOverlapped(&o.ov) == S_OK);
-    REQUIRE(f.io->Recv(as_handle(s.a.fd), buffer[k], sizeof buffer[k], &o.ov) == IOCM_E_IO_PENDING);
-    ++submitted[static_cast<std::size_t>(k)];
+    REQUIRE(book.answered(id, f.io->Recv(as_handle(s.a.fd), buffer[k], sizeof buffer[k], &o.ov),
+                          IOCM_E_IO_PENDING));
     const HRESULT hr = f.io->Cancel(as_handle(s.a.fd), &o.ov);
     if (hr == HRESULT_FROM_WIN32(ERROR_NOT_FOUND))
       ++not_found;  // completed before the cancel came: still exactly one completion
@@ -180,8 +161,8 @@ TEST_CASE("cancel right after submit, 10,000 times: exactly one completion each"
   REQUIRE(f.runtime.wait_for(rounds, 30s));
   std::this_thread::sleep_for(50ms);
   CHECK(f.runtime.count() == static_cast<std::size_t>(rounds));
-  for (int k = 0; k < window; ++k)
-    CHECK(done[static_cast<std::size_t>(k)].load() == submitted[static_cast<std::size_t>(k)]);
+  CHECK(book.report(ledger_name("adversarial: cancel right after submit").c_str()));
+  CHECK(book.count().accepted == static_cast<std::uint64_t>(rounds));
   // No data was ever sent, so every receive was cancelled.
   CHECK(aborted.load() == rounds);
   CHECK(other_error.load() == 0);
@@ -227,7 +208,7 @@ TEST_CASE("close under load from two threads at once, and from inside OnComplete
     REQUIRE(f.manager->Bind(f.port, as_handle(s.a.fd)) == S_OK);
     constexpr int producers = 2, per_producer = 2000;
     std::vector<test_overlapped> ovs(producers * per_producer);
-    ledger book(ovs.size());
+    op_ledger book(ovs.size());
     for (std::size_t i = 0; i < ovs.size(); ++i) {
       ovs[i].tag = i;
       REQUIRE(f.manager->InitializeHostOverlapped(&ovs[i].ov) == S_OK);
@@ -239,7 +220,7 @@ TEST_CASE("close under load from two threads at once, and from inside OnComplete
     f.runtime.hook = [&](DWORD, DWORD, void* ov) {
       if (closed.load()) after_close.fetch_add(1);
       const auto tag = static_cast<test_overlapped*>(ov)->tag;
-      book.completed[tag].fetch_add(1);
+      book.completed(tag);
       // One OnComplete closes the port itself, racing the two outside.
       if (from_inside && tag == 100 && f.manager->CloseIoCompletionPort(port) == S_OK)
         inside_closes.fetch_add(1);
@@ -253,7 +234,7 @@ TEST_CASE("close under load from two threads at once, and from inside OnComplete
           test_overlapped& o = ovs[static_cast<std::size_t>(p * per_producer + i)];
           const HRESULT hr =
               i % 2 == 0 ? f.io->Post(port, 0, 1, &o.ov) : f.io->Nop(as_handle(s.a.fd), &o.ov);
-          if (hr == IOCM_E_IO_PENDING) book.accepted[o.tag].fetch_add(1);
+          if (hr == IOCM_E_IO_PENDING) book.accepted(o.tag);
         }
       });
     std::atomic<int> ok_closes{0}, invalid_closes{0};
@@ -272,7 +253,9 @@ TEST_CASE("close under load from two threads at once, and from inside OnComplete
     CHECK(ok_closes.load() + inside_closes.load() == 1);
     CHECK(invalid_closes.load() == 2 - ok_closes.load());
     CHECK(after_close.load() == 0);
-    book.check();
+    CHECK(book.report(ledger_name(from_inside ? "adversarial: Close from outside and inside"
+                                              : "adversarial: Close from two threads")
+                          .c_str()));
     f.manager.reset();
   }
 }
@@ -313,7 +296,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
     // Stress: posts, nops, and a stream of 1-KiB sends and receives.
     constexpr int posts = 20000, chunks = 400, chunk = 1024;
     std::vector<test_overlapped> ovs(posts + 2 * chunks);
-    ledger book(ovs.size());
+    op_ledger book(ovs.size());
     for (std::size_t i = 0; i < ovs.size(); ++i) {
       ovs[i].tag = i;
       REQUIRE(f.manager->InitializeHostOverlapped(&ovs[i].ov) == S_OK);
@@ -326,7 +309,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
     std::atomic<std::size_t> next_recv{static_cast<std::size_t>(posts + chunks)};
     f.runtime.hook = [&](DWORD error, DWORD bytes, void* ov) {
       const auto tag = static_cast<test_overlapped*>(ov)->tag;
-      book.completed[tag].fetch_add(1);
+      book.completed(tag);
       if (tag < static_cast<std::uint64_t>(posts + chunks)) {
         if (error != 0) bad.fetch_add(1);
         return;
@@ -344,7 +327,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
       }
       if (f.io->Recv(as_handle(s.b.fd), in.data() + got, static_cast<DWORD>(in.size() - got),
                      &ovs[k].ov) == IOCM_E_IO_PENDING)
-        book.accepted[k].fetch_add(1);
+        book.accepted(k);
       else
         bad.fetch_add(1);
     };
@@ -359,7 +342,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
       const std::size_t k = next_recv.fetch_add(1);
       REQUIRE(f.io->Recv(as_handle(s.b.fd), in.data(), static_cast<DWORD>(in.size()), &ovs[k].ov) ==
               IOCM_E_IO_PENDING);
-      book.accepted[k].fetch_add(1);
+      book.accepted(k);
     }
     std::thread sender([&] {
       // One send at a time, in order, so the stream arrives in order.
@@ -370,8 +353,8 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
           bad.fetch_add(1);
           return;
         }
-        book.accepted[o.tag].fetch_add(1);
-        while (book.completed[o.tag].load() == 0) std::this_thread::yield();
+        book.accepted(o.tag);
+        while (book.completed_count(o.tag) == 0) std::this_thread::yield();
       }
     });
     for (int i = 0; i < posts; ++i) {
@@ -381,7 +364,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
                               : f.io->Nop(as_handle(s.a.fd), &o.ov)) == no_resources)
         std::this_thread::yield();
       REQUIRE(hr == IOCM_E_IO_PENDING);
-      book.accepted[o.tag].fetch_add(1);
+      book.accepted(o.tag);
     }
     sender.join();
     const auto deadline = std::chrono::steady_clock::now() + 30s;
@@ -390,8 +373,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
       std::this_thread::sleep_for(1ms);
     storming.store(false);
     storm.join();
-    std::size_t accepted = 0;
-    for (auto& a : book.accepted) accepted += static_cast<std::size_t>(a.load());
+    const std::uint64_t accepted = book.count().accepted;
     REQUIRE(f.runtime.wait_for(accepted, 30s));
     std::this_thread::sleep_for(20ms);
     MESSAGE("signals taken: " << signals_taken.load());
@@ -399,7 +381,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
     CHECK(bad.load() == 0);
     CHECK(received.load() == in.size());
     CHECK(in == out);
-    book.check();
+    CHECK(book.report(ledger_name("adversarial: signal storm").c_str()));
     f.manager.reset();
   }
   ::sigaction(SIGUSR1, &old, nullptr);

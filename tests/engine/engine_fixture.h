@@ -8,9 +8,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "iocm/host_io.h"
@@ -121,6 +123,13 @@ inline host_io_ptr io_of(IHostIoCompletionManager* m) {
   void* p = nullptr;
   REQUIRE(m->QueryInterface(IID_IIocmHostIo, &p) == S_OK);
   return host_io_ptr(static_cast<IIocmHostIo*>(p));
+}
+
+/// A ledger's name (tests/op_ledger.h): what the test did, and the backend
+/// it ran on (the IOCM_BACKEND the test's CTest entry sets).
+inline std::string ledger_name(const char* what) {
+  const char* backend = std::getenv("IOCM_BACKEND");
+  return std::string(what) + " (" + (backend != nullptr ? backend : "auto") + ")";
 }
 
 inline HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<std::intptr_t>(fd)); }

@@ -23,6 +23,7 @@
 #include "fault/fault_injector.h"
 #include "iocm/engine.h"
 #include "iocm/win32_errors.h"
+#include "op_ledger.h"
 
 using namespace iocm_test;
 using namespace iocm::hosting;
@@ -35,15 +36,29 @@ struct seen_completion {
   const OVERLAPPED* ov;
 };
 
-/// Records every completion.
+/// Records every completion, and keeps the op-id ledger (tests/op_ledger.h)
+/// with an id per OVERLAPPED: the test counts what the engine accepted
+/// (took()), OnComplete what it delivered; the ledger is reported and
+/// checked when this goes, after the engine (declared after it) is gone.
 class ledger : public iocm::completion_handler {
  public:
+  explicit ledger(const char* name) : name_(name) {}
+  ~ledger() { CHECK(book_.report(name_)); }
+  ledger(const ledger&) = delete;
+  ledger& operator=(const ledger&) = delete;
+
   void on_complete(std::uint32_t error, std::uint32_t bytes, OVERLAPPED* ov) noexcept override {
     {
       std::lock_guard lock(mutex_);
       seen_.push_back({error, bytes, ov});
+      book_.completed(id_of(ov));
     }
     cv_.notify_all();
+  }
+  /// Counts o accepted when the submission answered no error; true then.
+  bool took(std::error_code refused, const iocm::overlapped& o) {
+    std::lock_guard lock(mutex_);
+    return book_.answered(id_of(&o.ov), refused ? 1 : 0, 0);
   }
   bool wait_for(std::size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     std::unique_lock lock(mutex_);
@@ -84,9 +99,17 @@ class ledger : public iocm::completion_handler {
   }
 
  private:
+  std::size_t id_of(const OVERLAPPED* ov) {  // mutex_ held
+    const auto [at, fresh] = ids_.try_emplace(ov, ids_.size());
+    return at->second;  // past the ledger's size: counted as unexpected
+  }
+
+  const char* name_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<seen_completion> seen_;
+  std::unordered_map<const OVERLAPPED*, std::size_t> ids_;
+  op_ledger book_{4096};
 };
 
 /// What the engine said through its log callback.
@@ -149,8 +172,9 @@ void reads_and_nops_complete(iocm::engine& engine, ledger& done, fault_injector&
   faults.arm();
   for (std::size_t i = 0; i < n; ++i) {
     reads[i]->set_offset(i * chunk);
-    REQUIRE(!engine.read(file.fd, buffer.data() + i * chunk, chunk, *reads[i]));
-    REQUIRE(!engine.nop(file.fd, *nops[i]));
+    REQUIRE(
+        done.took(engine.read(file.fd, buffer.data() + i * chunk, chunk, *reads[i]), *reads[i]));
+    REQUIRE(done.took(engine.nop(file.fd, *nops[i]), *nops[i]));
   }
   REQUIRE(done.wait_for(2 * n));
   for (std::size_t i = 0; i < n; ++i) {
@@ -174,7 +198,7 @@ TEST_CASE(
     CAPTURE(e);
     log_lines log;
     fault_injector faults({{.which = call::uring_enter, .answer = -e, .times = 6}});
-    ledger done;
+    ledger done("fault: io_uring_enter");
     iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));
     reads_and_nops_complete(engine, done, faults);
     CHECK(faults.fired(0) == 6);
@@ -189,7 +213,7 @@ TEST_CASE("io_uring_enter: EBADR and unexpected errors are said once, as errors;
     CAPTURE(e);
     log_lines log;
     fault_injector faults({{.which = call::uring_enter, .answer = -e, .times = 4}});
-    ledger done;
+    ledger done("fault: io_uring_enter");
     iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));
     reads_and_nops_complete(engine, done, faults);
     CHECK(faults.fired(0) == 4);
@@ -209,7 +233,7 @@ TEST_CASE(
       {.which = call::uring_peek, .answer = -ENOMEM, .overlapped = &ops[2]->ov},
       {.which = call::uring_peek, .answer = -EAGAIN, .overlapped = &ops[3]->ov},
   });
-  ledger done;
+  ledger done("fault: io_uring CQEs");
   iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));
   fd_guard file(pattern_file(5 * chunk));
   REQUIRE(!engine.bind(file.fd));
@@ -217,7 +241,7 @@ TEST_CASE(
   faults.arm();
   for (std::size_t i = 0; i < 5; ++i) {
     ops[i]->set_offset(i * chunk);
-    REQUIRE(!engine.read(file.fd, buffer.data() + i * chunk, chunk, *ops[i]));
+    REQUIRE(done.took(engine.read(file.fd, buffer.data() + i * chunk, chunk, *ops[i]), *ops[i]));
   }
   REQUIRE(done.wait_for(5));
   // Interrupted twice, read on the third try.
@@ -245,7 +269,7 @@ TEST_CASE(
     log_lines log;
     fault_injector faults({{.which = call::uring_setup, .answer = -EPERM, .times = 0}});
     faults.arm();
-    ledger done;
+    ledger done("fault: io_uring refused at setup");
     iocm::engine engine(done, config_for(IOCM_BACKEND_AUTO, log));
     CHECK(engine.stats().backend == IOCM_BACKEND_EPOLL);
     CHECK(faults.fired(0) >= 1);
@@ -256,7 +280,7 @@ TEST_CASE(
     fd_guard r(fds[0]), w(fds[1]);
     REQUIRE(!engine.bind(r.fd));
     iocm::overlapped o;
-    REQUIRE(!engine.nop(r.fd, o));
+    REQUIRE(done.took(engine.nop(r.fd, o), o));
     REQUIRE(done.wait_for(1));
     CHECK(done.only(o).error == ERROR_SUCCESS);
     REQUIRE(!engine.unbind(r.fd));
@@ -268,7 +292,7 @@ TEST_CASE(
       log_lines log;
       fault_injector faults({{.which = call::uring_setup, .answer = -e, .times = 0}});
       faults.arm();
-      ledger done;
+      ledger done("fault: io_uring refused at setup");
       try {
         iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));
         FAIL("created with io_uring refused");
@@ -287,14 +311,14 @@ TEST_CASE("io_uring CQEs: -EINTR after a cancel of the whole handle is not retri
   log_lines log;
   iocm::overlapped op;
   fault_injector faults({{.which = call::uring_peek, .answer = -EINTR, .overlapped = &op.ov}});
-  ledger done;
+  ledger done("fault: io_uring CQEs");
   iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));
   int fds[2];
   REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
   fd_guard r(fds[0]), w(fds[1]);
   REQUIRE(!engine.bind(r.fd));
   char in[8];
-  REQUIRE(!engine.read(r.fd, in, sizeof in, op));
+  REQUIRE(done.took(engine.read(r.fd, in, sizeof in, op), op));
   faults.arm();
   REQUIRE(!engine.unbind(r.fd));
   REQUIRE(done.wait_for(1));
@@ -312,7 +336,7 @@ TEST_CASE("epoll_wait: EINTR is retried; an unexpected error is said once and re
     CAPTURE(e);
     log_lines log;
     fault_injector faults({{.which = call::epoll_wait, .answer = -e, .times = 5}});
-    ledger done;
+    ledger done("fault: epoll_wait");
     iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
     constexpr int pipes = 8;
     std::vector<fd_guard> readers(pipes), writers(pipes);
@@ -327,7 +351,7 @@ TEST_CASE("epoll_wait: EINTR is retried; an unexpected error is said once and re
     auto ops = overlappeds(pipes);
     faults.arm();  // the reads wait for readiness while epoll_wait fails
     for (int i = 0; i < pipes; ++i)
-      REQUIRE(!engine.read(readers[i].fd, in[i], sizeof in[i], *ops[i]));
+      REQUIRE(done.took(engine.read(readers[i].fd, in[i], sizeof in[i], *ops[i]), *ops[i]));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(done.count() == 0);
     for (int i = 0; i < pipes; ++i) REQUIRE(::write(writers[i].fd, "data", 4) == 4);
@@ -354,7 +378,7 @@ TEST_CASE("epoll, files: EINTR is retried; short reads, ENOMEM and EAGAIN are de
       {.which = call::pread, .answer = -ENOMEM, .fd = file.fd, .skip = 3},
       {.which = call::pread, .answer = -EAGAIN, .fd = file.fd, .skip = 4},
   });
-  ledger done;
+  ledger done("fault: epoll, files");
   iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
   REQUIRE(!engine.bind(file.fd));
   std::vector<unsigned char> buffer(5 * chunk);
@@ -362,7 +386,7 @@ TEST_CASE("epoll, files: EINTR is retried; short reads, ENOMEM and EAGAIN are de
   faults.arm();
   for (std::size_t i = 0; i < 5; ++i) {
     ops[i]->set_offset(i * chunk);
-    REQUIRE(!engine.read(file.fd, buffer.data() + i * chunk, chunk, *ops[i]));
+    REQUIRE(done.took(engine.read(file.fd, buffer.data() + i * chunk, chunk, *ops[i]), *ops[i]));
   }
   REQUIRE(done.wait_for(5));
   CHECK(done.only(*ops[0]).bytes == chunk);
@@ -391,7 +415,7 @@ TEST_CASE("epoll, sockets: EINTR is retried, EAGAIN waits for the next edge, sen
       {.which = call::recv, .answer = -EAGAIN, .fd = server.fd, .skip = 3},
       {.which = call::send, .fd = client.fd, .short_to = 2},
   });
-  ledger done;
+  ledger done("fault: epoll, sockets");
   iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
   REQUIRE(!engine.bind(client.fd));
   REQUIRE(!engine.bind(server.fd));
@@ -400,14 +424,14 @@ TEST_CASE("epoll, sockets: EINTR is retried, EAGAIN waits for the next edge, sen
   // Data waits; the first try is interrupted, the second reads it.
   REQUIRE(::send(client.fd, "hello", 5, 0) == 5);
   iocm::overlapped r0;
-  REQUIRE(!engine.recv(server.fd, in, sizeof in, r0));
+  REQUIRE(done.took(engine.recv(server.fd, in, sizeof in, r0), r0));
   REQUIRE(done.wait_for(1));
   CHECK(done.only(r0).bytes == 5);
   CHECK(std::memcmp(in, "hello", 5) == 0);
   // No data: the receive waits for readiness. Data comes, but the kernel
   // says EAGAIN: it waits for the next edge, then takes all there is.
   iocm::overlapped r1;
-  REQUIRE(!engine.recv(server.fd, in, sizeof in, r1));
+  REQUIRE(done.took(engine.recv(server.fd, in, sizeof in, r1), r1));
   REQUIRE(fault_injector::wait_until([&] { return faults.seen(1); }, 3));
   REQUIRE(::send(client.fd, "abc", 3, 0) == 3);
   REQUIRE(fault_injector::wait_until([&] { return faults.fired(1); }, 1));
@@ -418,7 +442,7 @@ TEST_CASE("epoll, sockets: EINTR is retried, EAGAIN waits for the next edge, sen
   CHECK(std::memcmp(in, "abcdef", 6) == 0);
   // A short send is a success with the bytes sent.
   iocm::overlapped s0;
-  REQUIRE(!engine.send(client.fd, "hello", 5, s0));
+  REQUIRE(done.took(engine.send(client.fd, "hello", 5, s0), s0));
   REQUIRE(done.wait_for(3));
   CHECK(done.only(s0).error == ERROR_SUCCESS);
   CHECK(done.only(s0).bytes == 2);
@@ -440,14 +464,14 @@ TEST_CASE("epoll, accept and connect: interrupted calls are retried; a failed co
       {.which = call::connect, .answer = -EINTR, .fd = c1.fd, .kernel_first = true},
       {.which = call::connect_result, .answer = -ECONNREFUSED, .fd = c2.fd},
   });
-  ledger done;
+  ledger done("fault: epoll, accept and connect");
   iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
   for (int fd : {l.fd.fd, c1.fd, c2.fd}) REQUIRE(!engine.bind(fd));
   faults.arm();
   int accepted = -1;
   iocm::overlapped a, k1, k2;
-  REQUIRE(!engine.accept(l.fd.fd, &accepted, a));
-  REQUIRE(!engine.connect(c1.fd, &l.addr, sizeof l.addr, k1));
+  REQUIRE(done.took(engine.accept(l.fd.fd, &accepted, a), a));
+  REQUIRE(done.took(engine.connect(c1.fd, &l.addr, sizeof l.addr, k1), k1));
   REQUIRE(done.wait_for(2));
   CHECK(done.only(a).error == ERROR_SUCCESS);
   CHECK(done.only(k1).error == ERROR_SUCCESS);
@@ -456,8 +480,8 @@ TEST_CASE("epoll, accept and connect: interrupted calls are retried; a failed co
   // The second connect is in progress when the check of its result fails.
   iocm::overlapped a2;
   int accepted2 = -1;
-  REQUIRE(!engine.accept(l.fd.fd, &accepted2, a2));
-  REQUIRE(!engine.connect(c2.fd, &l.addr, sizeof l.addr, k2));
+  REQUIRE(done.took(engine.accept(l.fd.fd, &accepted2, a2), a2));
+  REQUIRE(done.took(engine.connect(c2.fd, &l.addr, sizeof l.addr, k2), k2));
   REQUIRE(done.wait_for(4));
   fd_guard accepted2_guard(accepted2);
   CHECK(done.only(k2).error == ERROR_CONNECTION_REFUSED);
@@ -474,7 +498,7 @@ TEST_CASE("epoll, Bind and creation: the kernel's refusals are the caller's erro
     fd_guard client, server;
     connected_pair(client, server);
     fault_injector faults({{.which = call::epoll_ctl, .answer = -ENOMEM, .fd = server.fd}});
-    ledger done;
+    ledger done("fault: epoll, Bind and creation");
     iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
     faults.arm();
     CHECK(engine.bind(server.fd).value() == static_cast<int>(E_OUTOFMEMORY));
@@ -482,7 +506,7 @@ TEST_CASE("epoll, Bind and creation: the kernel's refusals are the caller's erro
     CHECK(faults.fired(0) == 1);
     char in[4];
     iocm::overlapped r;
-    REQUIRE(!engine.recv(server.fd, in, sizeof in, r));
+    REQUIRE(done.took(engine.recv(server.fd, in, sizeof in, r), r));
     REQUIRE(::send(client.fd, "x", 1, 0) == 1);
     REQUIRE(done.wait_for(1));
     CHECK(done.only(r).bytes == 1);
@@ -492,7 +516,7 @@ TEST_CASE("epoll, Bind and creation: the kernel's refusals are the caller's erro
     for (const call c : {call::epoll_create, call::eventfd}) {
       fault_injector faults({{.which = c, .answer = -ENOMEM, .times = 0}});
       faults.arm();
-      ledger done;
+      ledger done("fault: epoll, Bind and creation");
       try {
         iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
         FAIL("created without epoll");
@@ -529,16 +553,17 @@ class streams : public iocm::completion_handler {
       REQUIRE(!engine.bind(k.server.fd));
     }
     for (conn& k : conns_) {
-      REQUIRE(!engine.recv(k.server.fd, k.buffer, sizeof k.buffer, k.recv_ov));
-      REQUIRE(!engine.send(k.client.fd, k.out.data(), piece(k), k.send_ov));
+      REQUIRE(took(k, false, engine.recv(k.server.fd, k.buffer, sizeof k.buffer, k.recv_ov)));
+      REQUIRE(took(k, true, engine.send(k.client.fd, k.out.data(), piece(k), k.send_ov)));
     }
   }
   bool wait(std::chrono::seconds timeout = std::chrono::seconds(60)) {
     std::unique_lock lock(mutex_);
     return cv_.wait_for(lock, timeout, [&] { return finished_ == conns_.size() || failed_; });
   }
-  /// Every stream arrived whole and in order, and nothing failed.
-  void check(iocm::engine& engine) {
+  /// Every stream arrived whole and in order, and nothing failed; the
+  /// ledger (`name`) balances.
+  void check(iocm::engine& engine, const char* name) {
     CHECK(!failed_);
     CHECK(why_ == "");
     for (conn& k : conns_) {
@@ -546,10 +571,12 @@ class streams : public iocm::completion_handler {
       REQUIRE(!engine.unbind(k.client.fd));
       REQUIRE(!engine.unbind(k.server.fd));
     }
+    CHECK(book_.report(name));
   }
 
   void on_complete(std::uint32_t error, std::uint32_t bytes, OVERLAPPED* ov) noexcept override {
     const auto [k, is_send] = of_.at(ov);
+    book_.completed(id_of(*k, is_send));
     if (error != ERROR_SUCCESS || (!is_send && bytes == 0)) {
       fail("error " + std::to_string(error) + " bytes " + std::to_string(bytes));
       return;
@@ -557,13 +584,14 @@ class streams : public iocm::completion_handler {
     if (is_send) {
       k->sent += bytes;
       if (k->sent < k->out.size() &&
-          engine_->send(k->client.fd, k->out.data() + k->sent, piece(*k), k->send_ov))
+          !took(*k, true,
+                engine_->send(k->client.fd, k->out.data() + k->sent, piece(*k), k->send_ov)))
         fail("send refused");
       return;
     }
     k->in.append(k->buffer, bytes);
     if (k->in.size() < k->out.size()) {
-      if (engine_->recv(k->server.fd, k->buffer, sizeof k->buffer, k->recv_ov))
+      if (!took(*k, false, engine_->recv(k->server.fd, k->buffer, sizeof k->buffer, k->recv_ov)))
         fail("recv refused");
       return;
     }
@@ -580,6 +608,13 @@ class streams : public iocm::completion_handler {
     char buffer[700];
     iocm::overlapped send_ov, recv_ov;
   };
+  /// The op-id ledger's id of a connection's send or receive OVERLAPPED.
+  std::size_t id_of(const conn& k, bool is_send) const {
+    return static_cast<std::size_t>(&k - conns_.data()) * 2 + (is_send ? 1 : 0);
+  }
+  bool took(const conn& k, bool is_send, std::error_code refused) {
+    return book_.answered(id_of(k, is_send), refused ? 1 : 0, 0);
+  }
   static std::uint32_t piece(const conn& k) {
     return static_cast<std::uint32_t>(std::min<std::size_t>(k.out.size() - k.sent, 1500));
   }
@@ -591,6 +626,7 @@ class streams : public iocm::completion_handler {
   }
 
   std::vector<conn> conns_;
+  op_ledger book_{2 * conns_.size()};
   std::unordered_map<const OVERLAPPED*, std::pair<conn*, bool>> of_;  // read-only once built
   iocm::engine* engine_ = nullptr;
   std::mutex mutex_;
@@ -612,7 +648,8 @@ void streams_survive(std::uint32_t backend, fault_injector& faults, std::size_t 
   s.start(engine);
   REQUIRE(s.wait());
   faults.disarm();
-  s.check(engine);
+  s.check(engine, backend == IOCM_BACKEND_URING ? "fault: streams under steady faults (uring)"
+                                                : "fault: streams under steady faults (epoll)");
   for (std::size_t i = 0; i < fault_count; ++i) CHECK(faults.fired(i) > 0);
   CHECK(log.count(IOCM_LOG_ERROR) == 0);
 }
@@ -649,7 +686,7 @@ TEST_CASE("a stalled poller: the others keep flowing, and its operations still c
                             .hold = &held,
                             .thread = uring ? "iocm-poll-0" : "iocm-epoll-0"}});
     log_lines log;
-    ledger done;
+    ledger done("fault: a stalled poller");
     iocm::engine engine(done, config_for(backend, log, 2));
     // Declared after the engine, so it lets go first on every way out.
     struct let_go {
@@ -665,13 +702,13 @@ TEST_CASE("a stalled poller: the others keep flowing, and its operations still c
     faults.arm();
     // Work for poller 0 wakes it if it sleeps; its next wait holds it.
     iocm::overlapped wake, stuck;
-    REQUIRE(!engine.nop(a0.fd, wake));
+    REQUIRE(done.took(engine.nop(a0.fd, wake), wake));
     REQUIRE(fault_injector::wait_until([&] { return faults.fired(0); }, 1));
-    REQUIRE(!engine.nop(a0.fd, stuck));  // stays in the held poller's inbox
+    REQUIRE(done.took(engine.nop(a0.fd, stuck), stuck));  // stays in the held poller's inbox
     // 200 operations through the other poller, one after another.
     auto flowing = overlappeds(200);
     for (auto& o : flowing) {
-      REQUIRE(!engine.nop(b0.fd, *o));
+      REQUIRE(done.took(engine.nop(b0.fd, *o), *o));
       REQUIRE(done.wait_for(*o));
       CHECK(done.only(*o).error == 0);
     }
