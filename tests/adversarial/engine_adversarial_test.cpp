@@ -40,16 +40,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct socket_pair {
-  fd_guard a, b;
-  socket_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-    a.reset(fds[0]);
-    b.reset(fds[1]);
-  }
-};
-
 /// Resident memory of the process, in KiB.
 long resident_kib() {
   long pages = 0, resident = 0;

@@ -31,6 +31,17 @@ struct fd_guard {
   }
 };
 
+/// A connected AF_UNIX stream pair that closes itself.
+struct socket_pair {
+  fd_guard a, b;
+  socket_pair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    a.reset(fds[0]);
+    b.reset(fds[1]);
+  }
+};
+
 inline int temp_file() {
   char path[] = "/tmp/iocm-test-XXXXXX";
   const int fd = ::mkostemp(path, O_CLOEXEC);

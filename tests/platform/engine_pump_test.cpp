@@ -69,16 +69,6 @@ struct pumped_fixture {
   op_ledger book;
 };
 
-struct socket_pair {
-  fd_guard a, b;
-  socket_pair() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-    a.reset(fds[0]);
-    b.reset(fds[1]);
-  }
-};
-
 }  // namespace
 
 TEST_CASE("a pumped engine starts no thread and delivers only when pumped, on the pumping thread") {
