@@ -56,6 +56,19 @@ struct slot {
   std::abort();
 }
 
+/// What a run did, in order: every answer and every completion, folded
+/// (FNV-1a). In the deterministic mode an input gives the same trace on
+/// every run; IOCM_FUZZ_TRACE=1 prints it (tests/fuzz/replay.cmake).
+struct run_trace {
+  std::uint64_t h = 0xcbf29ce484222325u;
+  void mix(std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xFF;
+      h *= 0x100000001b3u;
+    }
+  }
+};
+
 class runtime final : public ICLRIoCompletionManager {
  public:
   HRESULT QueryInterface(const IID&, void** p) override {
@@ -64,7 +77,7 @@ class runtime final : public ICLRIoCompletionManager {
   }
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
-  HRESULT OnComplete(DWORD, DWORD bytes, void* ov) override {
+  HRESULT OnComplete(DWORD error, DWORD bytes, void* ov) override {
     if (pumped && std::this_thread::get_id() != harness)
       fail("a pumped engine called OnComplete on a thread of its own", -1, 0, 0);
     // As integers: an OVERLAPPED from outside the ring must be reported,
@@ -77,12 +90,14 @@ class runtime final : public ICLRIoCompletionManager {
     const int i = static_cast<int>(d / sizeof(slot));
     if (bytes > buffer_bytes) fail("more bytes than the buffer holds", i, bytes, buffer_bytes);
     book.completed(static_cast<std::size_t>(i));
+    trace.mix(static_cast<std::uint64_t>(i) << 40 ^ std::uint64_t{error} << 20 ^ bytes);
     return S_OK;
   }
   slot* ring = nullptr;
   bool pumped = false;
   std::thread::id harness;
   iocm_test::op_ledger book{slots};
+  run_trace trace;
 };
 
 /// Every input's ledger added up, written at exit.
@@ -137,6 +152,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static all_inputs total;
   clr.ring = ring;
   clr.book.reset();
+  clr.trace = {};
+  auto note = [&](long answer) { clr.trace.mix(static_cast<std::uint64_t>(answer)); };
   const unsigned mode = in.below(4);  // bit 0: the backend; bit 1: pumped
   clr.pumped = (mode & 2) != 0;
   clr.harness = std::this_thread::get_id();
@@ -185,6 +202,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return &ring[k % slots].ov;
   };
   auto count = [&](unsigned k, HRESULT hr) {
+    note(hr);
     if (hr == IOCM_E_IO_PENDING && k >= slots) fail("a null OVERLAPPED was accepted", -1, 0, 0);
     if (k < slots) clr.book.answered(k, hr, IOCM_E_IO_PENDING);
   };
@@ -200,17 +218,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (op) {
       case 0:
         if (port_index < ports_max && ports[port_index] == nullptr)
-          (void)manager->CreateIoCompletionPort(&ports[port_index]);
+          note(manager->CreateIoCompletionPort(&ports[port_index]));
         break;
       case 1:
-        (void)manager->CloseIoCompletionPort(port);  // also unknown and closed ports
+        note(manager->CloseIoCompletionPort(port));  // also unknown and closed ports
         if (port_index < ports_max) ports[port_index] = nullptr;
         break;
       case 2:
-        (void)manager->Bind(port, as_handle(handles[h]));
+        note(manager->Bind(port, as_handle(handles[h])));
         break;
       case 3:
-        (void)io->Unbind(as_handle(handles[h]));
+        note(io->Unbind(as_handle(handles[h])));
         break;
       case 4:
         count(k, io->Recv(as_handle(handles[h]), buffer, length, ov_of(k)));
@@ -229,34 +247,34 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         count(k, io->Post(port, in.byte(), in.byte() % (buffer_bytes + 1), ov_of(k)));
         break;
       case 9:
-        (void)io->Cancel(as_handle(handles[h]), in.below(2) == 0 ? nullptr : ov_of(k));
+        note(io->Cancel(as_handle(handles[h]), in.below(2) == 0 ? nullptr : ov_of(k)));
         break;
       case 10:
-        (void)manager->SetMaxThreads(in.byte() % 6);  // 0 is refused
+        note(manager->SetMaxThreads(in.byte() % 6));  // 0 is refused
         break;
       case 11:
-        (void)manager->SetMinThreads(in.byte() % 6);
+        note(manager->SetMinThreads(in.byte() % 6));
         break;
       case 12:
         // A reset: refused while that OVERLAPPED is in flight.
-        if (k < slots) (void)manager->InitializeHostOverlapped(&ring[k].ov);
+        if (k < slots) note(manager->InitializeHostOverlapped(&ring[k].ov));
         break;
       case 13: {
         // The peer sends: completes receives on that socket.
         const unsigned s = h % sockets;
         const unsigned char bytes[64] = {};
-        (void)::send(pair[s][1], bytes, 1 + in.byte() % sizeof bytes, MSG_NOSIGNAL | MSG_DONTWAIT);
+        note(::send(pair[s][1], bytes, 1 + in.byte() % sizeof bytes, MSG_NOSIGNAL | MSG_DONTWAIT));
         break;
       }
       case 14: {
         // The peer drains what the engine sent.
         unsigned char sink[1024];
-        (void)::recv(pair[h % sockets][1], sink, sizeof sink, MSG_DONTWAIT);
+        note(::recv(pair[h % sockets][1], sink, sizeof sink, MSG_DONTWAIT));
         break;
       }
       case 15:
         // The peer shuts its side: receives end with 0 bytes, sends fail.
-        (void)::shutdown(pair[h % sockets][1], in.below(2) == 0 ? SHUT_WR : SHUT_RDWR);
+        note(::shutdown(pair[h % sockets][1], in.below(2) == 0 ? SHUT_WR : SHUT_RDWR));
         break;
       case 16:
         // A misaligned OVERLAPPED: refused with E_INVALIDARG.
@@ -269,13 +287,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       default: {
         // Let what is in flight come in (bounded: receives may wait for ever).
         DWORD available = 0;
-        (void)manager->GetAvailableThreads(&available);
+        note(manager->GetAvailableThreads(&available));
         if (pump == nullptr) {
           std::this_thread::sleep_for(std::chrono::microseconds(200));
           break;
         }
         DWORD delivered = 0;
         if (pump->Pump(in.below(2), &delivered) != S_OK) fail("Pump refused", -1, 0, 0);
+        note(delivered);
         if (delivered > 64) fail("one Pump delivered past queue_capacity", -1, delivered, 64);
         break;
       }
@@ -287,6 +306,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   io->Release();
   if (pump != nullptr) pump->Release();
   manager->Release();
+  static const bool print_trace = std::getenv("IOCM_FUZZ_TRACE") != nullptr;
+  if (print_trace && clr.pumped)
+    std::printf("trace %016llx\n", static_cast<unsigned long long>(clr.trace.h));
   const iocm_test::op_ledger::tally t = clr.book.count();
   total.add(t, clr.pumped);
   if (!t.clean()) {
