@@ -126,71 +126,95 @@ struct counting_runtime final : ICLRIoCompletionManager {
 
 }  // namespace
 
-TEST_CASE("1M submit -> OnComplete cycles after warm-up make 0 heap allocations") {
-  counting_runtime rt;
-  iocm_config c = small_config();
-  manager_ptr m = make_manager(c);
-  host_io_ptr io = io_of(m.get());
-  REQUIRE(m->SetCLRIoCompletionManager(&rt) == S_OK);
-  HANDLE port = nullptr;
-  REQUIRE(m->CreateIoCompletionPort(&port) == S_OK);
-  char path[] = "/tmp/iocm-alloc-XXXXXX";
-  const int file = ::mkostemp(path, O_CLOEXEC);
-  REQUIRE(file >= 0);
-  ::unlink(path);
-  std::vector<char> content(1 << 16, 'x');
-  REQUIRE(::pwrite(file, content.data(), content.size(), 0) ==
-          static_cast<ssize_t>(content.size()));
-  REQUIRE(m->Bind(port, as_handle(file)) == S_OK);
-
-  constexpr int window = 64;
-  std::vector<counting_runtime::slot> slots(window);
-  std::vector<char> buffers(window * 64);
-  for (auto& s : slots) REQUIRE(m->InitializeHostOverlapped(&s.ov) == S_OK);
-
-  auto run = [&](std::uint64_t cycles) {
-    std::uint64_t refused = 0;
-    for (std::uint64_t i = 0; i < cycles; ++i) {
-      auto& s = slots[i % window];
-      for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
-      s.busy.store(true, std::memory_order_relaxed);
-      HRESULT hr;
-      switch (i % 3) {
-        case 0:
-          hr = io->Nop(as_handle(file), &s.ov);
-          break;
-        case 1:
-          hr = io->Post(port, 7, 1, &s.ov);
-          break;
-        default:
-          s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset =
-              static_cast<DWORD>((i * 64) % content.size());
-          hr = io->Read(as_handle(file), &buffers[(i % window) * 64], 64, &s.ov);
-          break;
-      }
-      if (hr != IOCM_E_IO_PENDING) {
-        ++refused;
-        s.busy.store(false);
-      }
+TEST_CASE(
+    "1M submit -> OnComplete cycles after warm-up make 0 heap allocations, threaded "
+    "and pumped") {
+  for (const bool pumped : {false, true}) {
+    CAPTURE(pumped);
+    counting_runtime rt;
+    iocm_config c = small_config();
+    if (pumped) {
+      c.pollers = 1;
+      c.flags = IOCM_PUMPED;
     }
-    for (auto& s : slots)
-      for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
-    return refused;
-  };
+    manager_ptr m = make_manager(c);
+    host_io_ptr io = io_of(m.get());
+    REQUIRE(m->SetCLRIoCompletionManager(&rt) == S_OK);
+    IIocmPump* pump = nullptr;
+    if (pumped) {
+      void* p = nullptr;
+      REQUIRE(m->QueryInterface(IID_IIocmPump, &p) == S_OK);
+      pump = static_cast<IIocmPump*>(p);
+    }
+    // Until s is free: a pumped engine delivers on this thread, in Pump.
+    auto wait_free = [&](counting_runtime::slot& s) {
+      for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) {
+        if (pump != nullptr)
+          (void)pump->Pump(0, nullptr);
+        else
+          b.pause();
+      }
+    };
+    HANDLE port = nullptr;
+    REQUIRE(m->CreateIoCompletionPort(&port) == S_OK);
+    char path[] = "/tmp/iocm-alloc-XXXXXX";
+    const int file = ::mkostemp(path, O_CLOEXEC);
+    REQUIRE(file >= 0);
+    ::unlink(path);
+    std::vector<char> content(1 << 16, 'x');
+    REQUIRE(::pwrite(file, content.data(), content.size(), 0) ==
+            static_cast<ssize_t>(content.size()));
+    REQUIRE(m->Bind(port, as_handle(file)) == S_OK);
 
-  REQUIRE(run(20000) == 0);  // warm-up: threads' first use of TLS, io-wq workers, lazy paths
-  const std::uint64_t before = rt.done.load();
-  allocations.store(0);
-  counting.store(true);
-  const std::uint64_t refused = run(1000000);
-  counting.store(false);
-  CHECK(refused == 0);
-  CHECK(rt.done.load() - before == 1000000);
-  CHECK(rt.bad.load() == 0);
-  CHECK(allocations.load() == 0);
-  io.reset();
-  m.reset();
-  ::close(file);
+    constexpr int window = 64;
+    std::vector<counting_runtime::slot> slots(window);
+    std::vector<char> buffers(window * 64);
+    for (auto& s : slots) REQUIRE(m->InitializeHostOverlapped(&s.ov) == S_OK);
+
+    auto run = [&](std::uint64_t cycles) {
+      std::uint64_t refused = 0;
+      for (std::uint64_t i = 0; i < cycles; ++i) {
+        auto& s = slots[i % window];
+        wait_free(s);
+        s.busy.store(true, std::memory_order_relaxed);
+        HRESULT hr;
+        switch (i % 3) {
+          case 0:
+            hr = io->Nop(as_handle(file), &s.ov);
+            break;
+          case 1:
+            hr = io->Post(port, 7, 1, &s.ov);
+            break;
+          default:
+            s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset =
+                static_cast<DWORD>((i * 64) % content.size());
+            hr = io->Read(as_handle(file), &buffers[(i % window) * 64], 64, &s.ov);
+            break;
+        }
+        if (hr != IOCM_E_IO_PENDING) {
+          ++refused;
+          s.busy.store(false);
+        }
+      }
+      for (auto& s : slots) wait_free(s);
+      return refused;
+    };
+
+    REQUIRE(run(20000) == 0);  // warm-up: threads' first use of TLS, io-wq workers, lazy paths
+    const std::uint64_t before = rt.done.load();
+    allocations.store(0);
+    counting.store(true);
+    const std::uint64_t refused = run(1000000);
+    counting.store(false);
+    CHECK(refused == 0);
+    CHECK(rt.done.load() - before == 1000000);
+    CHECK(rt.bad.load() == 0);
+    CHECK(allocations.load() == 0);
+    if (pump != nullptr) pump->Release();
+    io.reset();
+    m.reset();
+    ::close(file);
+  }
 }
 
 TEST_CASE("the hooks see allocations (the test above could fail)") {
