@@ -161,14 +161,10 @@ class epoll_poller final : public threaded_poller {
     return progress || held;
   }
 
-  void pump_wait(std::uint32_t timeout_ms,
-                 const sharded_queue<mpmc_queue<completion>>& records) noexcept override {
-    if (!prepare_to_sleep()) return;
-    if (records.empty_approx())
-      wait_events(timeout_ms == IOCM_INFINITE
-                      ? -1
-                      : static_cast<int>(std::min<std::uint32_t>(timeout_ms, INT_MAX)));
-    awake();
+  void pump_sleep(std::uint32_t timeout_ms) noexcept override {
+    wait_events(timeout_ms == IOCM_INFINITE
+                    ? -1
+                    : static_cast<int>(std::min<std::uint32_t>(timeout_ms, INT_MAX)));
   }
 
   hosting::HRESULT set_up() noexcept override {

@@ -127,23 +127,19 @@ class uring_poller final : public threaded_poller {
     return progress || lane_full_;
   }
 
-  void pump_wait(std::uint32_t timeout_ms,
-                 const sharded_queue<mpmc_queue<completion>>& records) noexcept override {
+  void pump_sleep(std::uint32_t timeout_ms) noexcept override {
     // Without the wake-up read armed (no SQ room for it) a submitter could
     // not end the wait: the pump passes again instead.
-    if (!wake_armed_ || !prepare_to_sleep()) return;
-    if (records.empty_approx()) {
-      if (timeout_ms == IOCM_INFINITE) {
-        enter_kernel(true);
-      } else {
-        int r;
-        do {
-          r = sys_.uring_wait(&ring_, timeout_ms);
-        } while (r == -EINTR);
-        if (r < 0 && r != -ETIME) after_refusal();  // the next pass's flush says why
-      }
+    if (!wake_armed_) return;
+    if (timeout_ms == IOCM_INFINITE) {
+      enter_kernel(true);
+      return;
     }
-    awake();
+    int r;
+    do {
+      r = sys_.uring_wait(&ring_, timeout_ms);
+    } while (r == -EINTR);
+    if (r < 0 && r != -ETIME) after_refusal();  // the next pass's flush says why
   }
 
   void loop() override {

@@ -333,7 +333,6 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
       ps.inbox_capacity = setup.config.inbox_capacity;
       ps.inbox_memory = core->shard_memory_[where.shard].get();
       ps.completions = core->queue_.make_producer(where.shard);
-      ps.pumped = core->pumped_;
       core->pollers_.push_back(make_poller(std::move(ps)));
       poller& p = *core->pollers_.back();
       if (const HRESULT hr = core->pumped_ ? p.start_inline() : p.start(); FAILED(hr)) {
@@ -394,15 +393,13 @@ engine_core::~engine_core() {
       close_port(
           reinterpret_cast<HANDLE>(static_cast<std::uintptr_t>((st >> 2) << 16 | (slot + 1))));
   }
-  if (pumped_) {
-    // The pollers finish on this thread; a Pump still running elsewhere
-    // (the last Release came from inside its OnComplete) ends first.
+  // A pumped engine's poller finishes on this thread, as the pump's owner;
+  // a Pump still running elsewhere (the last Release came from inside its
+  // OnComplete) ends first.
+  if (pumped_)
     while (!acquire_pump()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    for (auto& p : pollers_) p->stop_and_join();
-    release_pump();
-  } else {
-    for (auto& p : pollers_) p->stop_and_join();
-  }
+  for (auto& p : pollers_) p->stop_and_join();
+  if (pumped_) release_pump();
   stopping_.store(true, std::memory_order_release);
   idle_.wake_all();
   // Not under threads_mutex_: a leaving notifier takes it to mark itself gone.
@@ -824,15 +821,13 @@ bool engine_core::pump_help() noexcept {
   if (pump_next_ < pump_count_) {
     // Close from inside OnComplete: the pump's own batch may hold the very
     // records Close waits for.
-    deliver(pump_records_[pump_next_++]);
-    ++pump_delivered_;
+    pump_deliver(pump_records_[pump_next_++]);
     did = true;
   } else {
     did = pollers_.front()->pump_pass();
     completion record;
     if (queue_.try_dequeue(pump_token_, record)) {
-      deliver(record);
-      ++pump_delivered_;
+      pump_deliver(record);
       did = true;
     }
   }
@@ -858,10 +853,7 @@ HRESULT engine_core::pump(DWORD timeout_ms, DWORD* delivered) noexcept {
       if (pump_count_ == 0) break;
       moved = true;
       // A Close inside OnComplete may deliver some of the batch (pump_help).
-      while (pump_next_ < pump_count_) {
-        deliver(pump_records_[pump_next_++]);
-        ++pump_delivered_;
-      }
+      while (pump_next_ < pump_count_) pump_deliver(pump_records_[pump_next_++]);
     }
     pump_count_ = pump_next_ = 0;
     if (pump_delivered_ >= most) break;

@@ -221,6 +221,11 @@ class engine_core {
   /// help_deliver() of a pumped engine: the rest of the pump's batch, else
   /// a poller pass and one record.
   bool pump_help() noexcept;
+  /// The pump's owner delivers, counting it for this Pump call.
+  void pump_deliver(const completion& record) noexcept {
+    deliver(record);
+    ++pump_delivered_;
+  }
   void notifier_main(unsigned index);
   void deliver(const completion& record) noexcept;
   void deliver_rest_of_batch() noexcept;

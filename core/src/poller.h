@@ -56,7 +56,6 @@ struct poller_setup {
   std::uint32_t ring_entries = 256;
   std::uint32_t ring_setup = 0;                // iocm_ring_setup
   std::uint32_t backend = IOCM_BACKEND_URING;  // which poller make_poller builds
-  bool pumped = false;                         // IOCM_PUMPED: start_inline(), not start()
   std::size_t inbox_capacity = 4096;
   std::pmr::memory_resource* inbox_memory = nullptr;  // the poller's node; null: default
   sharded_queue<mpmc_queue<completion>>::producer_token completions;  // own lane, own node's shard
@@ -89,8 +88,14 @@ class poller {
   /// Sleeps in the kernel for up to timeout_ms (IOCM_INFINITE: no limit)
   /// until a completion comes or a submitter or poster wakes it; returns at
   /// once when the inbox or `records` already holds something.
-  virtual void pump_wait(std::uint32_t timeout_ms,
-                         const sharded_queue<mpmc_queue<completion>>& records) noexcept = 0;
+  void pump_wait(std::uint32_t timeout_ms,
+                 const sharded_queue<mpmc_queue<completion>>& records) noexcept {
+    // The same handshake as the poller thread's sleep: a submitter (or a
+    // poster, nudge) either sees the flag and wakes us, or we see its work.
+    if (!prepare_to_sleep()) return;
+    if (records.empty_approx()) pump_sleep(timeout_ms);
+    awake();
+  }
   /// A Post put a record into the queue: wakes a pump_wait that sleeps.
   void nudge() noexcept {
     // Pairs with the fence in prepare_to_sleep, as submit's does.
@@ -138,6 +143,8 @@ class poller {
  protected:
   /// Makes the thread return from its kernel wait (an eventfd write).
   virtual void wake() noexcept = 0;
+  /// pump_wait's sleep in the kernel, which wake() ends.
+  virtual void pump_sleep(std::uint32_t timeout_ms) noexcept = 0;
 
   void wake_if_sleeping() noexcept {
     // Relaxed load first: the common case (poller awake) costs no RMW.

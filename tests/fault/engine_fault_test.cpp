@@ -161,6 +161,18 @@ bool is_pattern(const unsigned char* p, std::size_t n, std::size_t offset) {
   return true;
 }
 
+/// With the faults armed, creating an engine on `backend` throws
+/// `expected` (in hresult_category()).
+void creation_refused(std::uint32_t backend, log_lines& log, HRESULT expected) {
+  ledger done("fault: creation refused");
+  try {
+    iocm::engine engine(done, config_for(backend, log));
+    FAIL("created although the kernel refused");
+  } catch (const std::system_error& error) {
+    CHECK(error.code().value() == static_cast<int>(expected));
+  }
+}
+
 /// 32 file reads of 1 KiB and 32 nops with `faults` armed: each completes
 /// once, the reads with their bytes.
 void reads_and_nops_complete(iocm::engine& engine, ledger& done, fault_injector& faults) {
@@ -292,13 +304,7 @@ TEST_CASE(
       log_lines log;
       fault_injector faults({{.which = call::uring_setup, .answer = -e, .times = 0}});
       faults.arm();
-      ledger done("fault: io_uring refused at setup");
-      try {
-        iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));
-        FAIL("created with io_uring refused");
-      } catch (const std::system_error& error) {
-        CHECK(error.code().value() == static_cast<int>(expected));
-      }
+      creation_refused(IOCM_BACKEND_URING, log, expected);
       CHECK(faults.fired(0) >= 1);
     }
   }
@@ -516,13 +522,7 @@ TEST_CASE("epoll, Bind and creation: the kernel's refusals are the caller's erro
     for (const call c : {call::epoll_create, call::eventfd}) {
       fault_injector faults({{.which = c, .answer = -ENOMEM, .times = 0}});
       faults.arm();
-      ledger done("fault: epoll, Bind and creation");
-      try {
-        iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
-        FAIL("created without epoll");
-      } catch (const std::system_error& error) {
-        CHECK(error.code().value() == static_cast<int>(E_OUTOFMEMORY));
-      }
+      creation_refused(IOCM_BACKEND_EPOLL, log, E_OUTOFMEMORY);
       CHECK(faults.fired(0) >= 1);
     }
   }
