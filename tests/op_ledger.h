@@ -25,6 +25,15 @@ class op_ledger {
     std::uint64_t duplicated = 0;  // completed more often than accepted (and accepted)
     std::uint64_t unexpected = 0;  // completed, never accepted
     bool clean() const noexcept { return lost == 0 && duplicated == 0 && unexpected == 0; }
+    tally& operator+=(const tally& o) noexcept {
+      accepted += o.accepted;
+      completed += o.completed;
+      refused += o.refused;
+      lost += o.lost;
+      duplicated += o.duplicated;
+      unexpected += o.unexpected;
+      return *this;
+    }
   };
 
   explicit op_ledger(std::size_t ids)
@@ -35,14 +44,13 @@ class op_ledger {
   std::size_t size() const noexcept { return ids_; }
   void accepted(std::size_t id) noexcept { accepted_[id].fetch_add(1, std::memory_order_relaxed); }
   void refused(std::size_t) noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
-  /// Counts the answer of a submission: accepted when it is `pending`.
-  bool answered(std::size_t id, long hr, long pending) noexcept {
-    if (hr == pending) {
+  /// Counts a submission's answer; returns `was_accepted`.
+  bool answered(std::size_t id, bool was_accepted) noexcept {
+    if (was_accepted)
       accepted(id);
-      return true;
-    }
-    refused(id);
-    return false;
+    else
+      refused(id);
+    return was_accepted;
   }
   /// From OnComplete. An id outside the ledger counts as unexpected.
   void completed(std::size_t id) noexcept {

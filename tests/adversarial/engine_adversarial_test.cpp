@@ -140,8 +140,8 @@ TEST_CASE("cancel right after submit, 10,000 times: exactly one completion each"
       std::this_thread::yield();
     REQUIRE(book.completed_count(id) == book.accepted_count(id));
     REQUIRE(f.manager->InitializeHostOverlapped(&o.ov) == S_OK);
-    REQUIRE(book.answered(id, f.io->Recv(as_handle(s.a.fd), buffer[k], sizeof buffer[k], &o.ov),
-                          IOCM_E_IO_PENDING));
+    REQUIRE(book.answered(id, f.io->Recv(as_handle(s.a.fd), buffer[k], sizeof buffer[k], &o.ov) ==
+                                  IOCM_E_IO_PENDING));
     const HRESULT hr = f.io->Cancel(as_handle(s.a.fd), &o.ov);
     if (hr == HRESULT_FROM_WIN32(ERROR_NOT_FOUND))
       ++not_found;  // completed before the cancel came: still exactly one completion

@@ -58,7 +58,7 @@ class ledger : public iocm::completion_handler {
   /// Counts o accepted when the submission answered no error; true then.
   bool took(std::error_code refused, const iocm::overlapped& o) {
     std::lock_guard lock(mutex_);
-    return book_.answered(id_of(&o.ov), refused ? 1 : 0, 0);
+    return book_.answered(id_of(&o.ov), !refused);
   }
   bool wait_for(std::size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     std::unique_lock lock(mutex_);
@@ -613,7 +613,7 @@ class streams : public iocm::completion_handler {
     return static_cast<std::size_t>(&k - conns_.data()) * 2 + (is_send ? 1 : 0);
   }
   bool took(const conn& k, bool is_send, std::error_code refused) {
-    return book_.answered(id_of(k, is_send), refused ? 1 : 0, 0);
+    return book_.answered(id_of(k, is_send), !refused);
   }
   static std::uint32_t piece(const conn& k) {
     return static_cast<std::uint32_t>(std::min<std::size_t>(k.out.size() - k.sent, 1500));

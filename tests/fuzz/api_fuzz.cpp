@@ -105,12 +105,7 @@ struct all_inputs {
   iocm_test::op_ledger::tally sum;
   unsigned long inputs = 0, pumped = 0;
   void add(const iocm_test::op_ledger::tally& t, bool was_pumped) {
-    sum.accepted += t.accepted;
-    sum.completed += t.completed;
-    sum.refused += t.refused;
-    sum.lost += t.lost;
-    sum.duplicated += t.duplicated;
-    sum.unexpected += t.unexpected;
+    sum += t;
     ++inputs;
     pumped += was_pumped ? 1 : 0;
   }
@@ -204,7 +199,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto count = [&](unsigned k, HRESULT hr) {
     note(hr);
     if (hr == IOCM_E_IO_PENDING && k >= slots) fail("a null OVERLAPPED was accepted", -1, 0, 0);
-    if (k < slots) clr.book.answered(k, hr, IOCM_E_IO_PENDING);
+    if (k < slots) clr.book.answered(k, hr == IOCM_E_IO_PENDING);
   };
 
   for (int steps = 0; in.more() && steps < 64; ++steps) {

@@ -77,10 +77,10 @@ TEST_CASE("a pumped engine starts no thread and delivers only when pumped, on th
   socket_pair s;
   REQUIRE(e.manager->Bind(e.port, as_handle(s.a.fd)) == S_OK);
   for (std::size_t i = 0; i < 32; ++i)
-    f.book.answered(i, e.io->Post(e.port, 7, static_cast<DWORD>(i), &f.ov(i).ov),
-                    IOCM_E_IO_PENDING);
+    f.book.answered(i,
+                    e.io->Post(e.port, 7, static_cast<DWORD>(i), &f.ov(i).ov) == IOCM_E_IO_PENDING);
   for (std::size_t i = 32; i < 64; ++i)
-    f.book.answered(i, e.io->Nop(as_handle(s.a.fd), &f.ov(i).ov), IOCM_E_IO_PENDING);
+    f.book.answered(i, e.io->Nop(as_handle(s.a.fd), &f.ov(i).ov) == IOCM_E_IO_PENDING);
   REQUIRE(f.book.count().accepted == 64);
   std::this_thread::sleep_for(50ms);
   CHECK(f.book.completions() == 0);  // nobody pumped
@@ -118,12 +118,12 @@ TEST_CASE("a pumped engine delivers one producer's posts in order, the same on e
       f.book.completed(o->tag);
       if (bytes == 0 && o->tag % 3 == 0 && reposted < 50) {
         ++reposted;
-        f.book.answered(o->tag, e.io->Post(e.port, 0, 1, &o->ov), IOCM_E_IO_PENDING);
+        f.book.answered(o->tag, e.io->Post(e.port, 0, 1, &o->ov) == IOCM_E_IO_PENDING);
       }
     };
     e.runtime.hook = repost;
     for (std::size_t i = 0; i < 200; ++i)
-      f.book.answered(i, e.io->Post(e.port, 0, 0, &f.ov(i).ov), IOCM_E_IO_PENDING);
+      f.book.answered(i, e.io->Post(e.port, 0, 0, &f.ov(i).ov) == IOCM_E_IO_PENDING);
     REQUIRE(f.pump_until(200 + 50));
     CHECK(reposted == 50);
     for (std::size_t i = 0; i < 200; ++i) CHECK(order[i] == i);  // FIFO per producer
@@ -147,7 +147,7 @@ TEST_CASE("Pump waits: the time runs out, or a post, a submission or the kernel 
   // A post from another thread wakes a pump that waits without limit.
   std::thread poster([&] {
     std::this_thread::sleep_for(30ms);
-    f.book.answered(0, e.io->Post(e.port, 0, 5, &f.ov(0).ov), IOCM_E_IO_PENDING);
+    f.book.answered(0, e.io->Post(e.port, 0, 5, &f.ov(0).ov) == IOCM_E_IO_PENDING);
   });
   REQUIRE(f.pump->Pump(IOCM_INFINITE, &delivered) == S_OK);
   poster.join();
@@ -157,8 +157,8 @@ TEST_CASE("Pump waits: the time runs out, or a post, a submission or the kernel 
   socket_pair s;
   REQUIRE(e.manager->Bind(e.port, as_handle(s.a.fd)) == S_OK);
   char buffer[16] = {};
-  f.book.answered(1, e.io->Recv(as_handle(s.a.fd), buffer, sizeof buffer, &f.ov(1).ov),
-                  IOCM_E_IO_PENDING);
+  f.book.answered(
+      1, e.io->Recv(as_handle(s.a.fd), buffer, sizeof buffer, &f.ov(1).ov) == IOCM_E_IO_PENDING);
   REQUIRE(f.pump->Pump(0, &delivered) == S_OK);  // the receive goes to the kernel
   CHECK(delivered == 0);
   std::thread peer([&] {
@@ -177,7 +177,7 @@ TEST_CASE("Pump waits: the time runs out, or a post, a submission or the kernel 
   // A submission from another thread wakes it too (the nop then completes).
   std::thread submitter([&] {
     std::this_thread::sleep_for(30ms);
-    f.book.answered(2, e.io->Nop(as_handle(s.a.fd), &f.ov(2).ov), IOCM_E_IO_PENDING);
+    f.book.answered(2, e.io->Nop(as_handle(s.a.fd), &f.ov(2).ov) == IOCM_E_IO_PENDING);
   });
   total = 0;
   while (total == 0) {
@@ -197,9 +197,11 @@ TEST_CASE("Close with nobody pumping delivers the aborted operations itself; Unb
   REQUIRE(e.manager->Bind(e.port, as_handle(t.a.fd)) == S_OK);
   char buffer[8][8];
   for (std::size_t i = 0; i < 4; ++i)
-    f.book.answered(i, e.io->Recv(as_handle(s.a.fd), buffer[i], 8, &f.ov(i).ov), IOCM_E_IO_PENDING);
+    f.book.answered(i,
+                    e.io->Recv(as_handle(s.a.fd), buffer[i], 8, &f.ov(i).ov) == IOCM_E_IO_PENDING);
   for (std::size_t i = 4; i < 6; ++i)
-    f.book.answered(i, e.io->Recv(as_handle(t.a.fd), buffer[i], 8, &f.ov(i).ov), IOCM_E_IO_PENDING);
+    f.book.answered(i,
+                    e.io->Recv(as_handle(t.a.fd), buffer[i], 8, &f.ov(i).ov) == IOCM_E_IO_PENDING);
   REQUIRE(f.pump->Pump(0, nullptr) == S_OK);  // some go to the kernel, some wait in the inbox
   REQUIRE(e.io->Unbind(as_handle(t.a.fd)) == S_OK);
   REQUIRE(e.manager->CloseIoCompletionPort(e.port) == S_OK);
@@ -231,10 +233,10 @@ TEST_CASE("Close from inside OnComplete during a pump: the rest of the batch is 
       seen_before_close = f.book.completions();
     }
   };
-  f.book.answered(0, e.io->Post(e.port, 0, 0, &f.ov(0).ov), IOCM_E_IO_PENDING);
+  f.book.answered(0, e.io->Post(e.port, 0, 0, &f.ov(0).ov) == IOCM_E_IO_PENDING);
   for (std::size_t i = 1; i < 40; ++i)
-    f.book.answered(i, e.io->Post(i % 2 == 0 ? e.port : second, 0, 0, &f.ov(i).ov),
-                    IOCM_E_IO_PENDING);
+    f.book.answered(
+        i, e.io->Post(i % 2 == 0 ? e.port : second, 0, 0, &f.ov(i).ov) == IOCM_E_IO_PENDING);
   DWORD delivered = 0;
   REQUIRE(f.pump->Pump(0, &delivered) == S_OK);
   CHECK(closed == S_OK);
@@ -259,7 +261,7 @@ TEST_CASE("the last Release inside OnComplete during a pump") {
   for (std::size_t i = 0; i < 16; ++i) {
     ovs[i].tag = i;
     REQUIRE(m->InitializeHostOverlapped(&ovs[i].ov) == S_OK);
-    book.answered(i, io->Post(port, 0, 0, &ovs[i].ov), IOCM_E_IO_PENDING);
+    book.answered(i, io->Post(port, 0, 0, &ovs[i].ov) == IOCM_E_IO_PENDING);
   }
   io.reset();
   m->Release();
@@ -289,7 +291,7 @@ TEST_CASE("full queue and inbox in a pumped engine: posts refused at once, submi
   // Posts: nobody drains the queue but a pump, so a full one refuses at once.
   std::size_t refused = 0;
   for (std::size_t i = 0; i < 300; ++i)
-    if (!f.book.answered(i, e.io->Post(e.port, 0, 0, &f.ov(i).ov), IOCM_E_IO_PENDING)) {
+    if (!f.book.answered(i, e.io->Post(e.port, 0, 0, &f.ov(i).ov) == IOCM_E_IO_PENDING)) {
       CHECK(e.runtime.count() == 0);
       ++refused;
     }
@@ -300,7 +302,7 @@ TEST_CASE("full queue and inbox in a pumped engine: posts refused at once, submi
   socket_pair s;
   REQUIRE(e.manager->Bind(e.port, as_handle(s.a.fd)) == S_OK);
   for (std::size_t i = 300; i < 600; ++i)
-    CHECK(f.book.answered(i, e.io->Nop(as_handle(s.a.fd), &f.ov(i).ov), IOCM_E_IO_PENDING));
+    CHECK(f.book.answered(i, e.io->Nop(as_handle(s.a.fd), &f.ov(i).ov) == IOCM_E_IO_PENDING));
   // One Pump delivers at most queue_capacity: a pump always returns.
   DWORD delivered = 0;
   REQUIRE(f.pump->Pump(0, &delivered) == S_OK);
@@ -318,7 +320,7 @@ TEST_CASE("pump misuse: nested, concurrent, on a threaded engine, bad configs") 
     f.book.completed(static_cast<test_overlapped*>(pv)->tag);
     nested = f.pump->Pump(0, nullptr);
   };
-  f.book.answered(0, e.io->Post(e.port, 0, 0, &f.ov(0).ov), IOCM_E_IO_PENDING);
+  f.book.answered(0, e.io->Post(e.port, 0, 0, &f.ov(0).ov) == IOCM_E_IO_PENDING);
   REQUIRE(f.pump_until(1));
   CHECK(nested == HRESULT_FROM_WIN32(ERROR_BUSY));
 
@@ -343,7 +345,7 @@ TEST_CASE("pump misuse: nested, concurrent, on a threaded engine, bad configs") 
     if (busy != HRESULT_FROM_WIN32(ERROR_BUSY)) std::this_thread::sleep_for(1ms);
   }
   CHECK(busy == HRESULT_FROM_WIN32(ERROR_BUSY));
-  f.book.answered(1, e.io->Post(e.port, 0, 0, &f.ov(1).ov), IOCM_E_IO_PENDING);
+  f.book.answered(1, e.io->Post(e.port, 0, 0, &f.ov(1).ov) == IOCM_E_IO_PENDING);
   other.join();  // the post ended its wait
   CHECK(other_got == 1);
   CHECK(f.book.report("pumped: misuse"));

@@ -106,7 +106,7 @@ void run_ledger(const char* name, const iocm_config& c, int threads, int per_thr
         const HRESULT hr = (s.id & 1) == 0 ? io->Post(port, static_cast<DWORD>(s.id % 1000),
                                                       static_cast<DWORD>(s.id), &s.ov)
                                            : io->Nop(as_handle(sv[t % 2]), &s.ov);
-        if (!book.answered(s.id, hr, IOCM_E_IO_PENDING)) {
+        if (!book.answered(s.id, hr == IOCM_E_IO_PENDING)) {
           refused.fetch_add(1);
           s.busy.store(false);
         }
