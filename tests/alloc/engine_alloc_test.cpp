@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/engine_fixture.h"
+#include "engine/kernel_objects.h"
 #include "engine_core.h"
 #include "iocm/detail/backoff.h"
 
@@ -281,4 +282,74 @@ TEST_CASE(
                                     << " injected failures made it fail");
     CHECK(failures > 0);
   }
+}
+
+TEST_CASE(
+    "accepting, binding and serving new connections after warm-up makes 0 heap allocations "
+    "(descriptor numbers keep growing)") {
+  counting_runtime rt;
+  manager_ptr m = make_manager(small_config());
+  host_io_ptr io = io_of(m.get());
+  REQUIRE(m->SetCLRIoCompletionManager(&rt) == S_OK);
+  HANDLE port = nullptr;
+  REQUIRE(m->CreateIoCompletionPort(&port) == S_OK);
+  tcp_listener listener;
+  REQUIRE(::listen(listener.fd.fd, 512) == 0);
+  REQUIRE(m->Bind(port, as_handle(listener.fd.fd)) == S_OK);
+  counting_runtime::slot op;
+  REQUIRE(m->InitializeHostOverlapped(&op.ov) == S_OK);
+  auto wait_free = [&] {
+    for (iocm::detail::backoff b; op.busy.load(std::memory_order_acquire);) b.pause();
+  };
+  auto submit = [&](HRESULT hr) {
+    if (hr == IOCM_E_IO_PENDING) return true;
+    op.busy.store(false);
+    return false;
+  };
+  // Every connection stays open, so each new one gets a higher number (all
+  // below 1024, whose tables a first Bind in that range makes).
+  std::vector<int> open;
+  open.reserve(2048);
+  std::uint64_t refused = 0;
+  auto serve = [&](int connections) {
+    for (int i = 0; i < connections; ++i) {
+      const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (client < 0 || ::connect(client, reinterpret_cast<const sockaddr*>(&listener.addr),
+                                  sizeof listener.addr) != 0) {
+        ++refused;
+        return;
+      }
+      HANDLE accepted = nullptr;
+      op.busy.store(true);
+      if (!submit(io->Accept(as_handle(listener.fd.fd), &accepted, &op.ov))) ++refused;
+      wait_free();
+      const int fd = static_cast<int>(reinterpret_cast<std::intptr_t>(accepted));
+      if (m->Bind(port, accepted) != S_OK) ++refused;
+      char byte = 0;
+      op.busy.store(true);
+      if (!submit(io->Recv(accepted, &byte, 1, &op.ov))) ++refused;
+      if (::write(client, "q", 1) != 1) ++refused;
+      wait_free();
+      op.busy.store(true);
+      if (!submit(io->Send(accepted, "a", 1, &op.ov))) ++refused;
+      wait_free();
+      if (::read(client, &byte, 1) != 1) ++refused;
+      open.push_back(client);
+      open.push_back(fd);
+    }
+  };
+  serve(8);  // warm-up: the first binding's tables, the threads' first use
+  REQUIRE(refused == 0);
+  allocations.store(0);
+  counting.store(true);
+  serve(400);
+  counting.store(false);
+  CHECK(refused == 0);
+  CHECK(rt.bad.load() == 0);
+  CHECK(rt.done.load() == 3 * 408);
+  CHECK(allocations.load() == 0);
+  for (std::size_t i = 1; i < open.size(); i += 2) REQUIRE(io->Unbind(as_handle(open[i])) == S_OK);
+  for (const int fd : open) ::close(fd);
+  io.reset();
+  m.reset();
 }

@@ -337,6 +337,40 @@ TEST_CASE("io_uring CQEs: -EINTR after a cancel of the whole handle is not retri
   CHECK(done.count() == 1);
 }
 
+TEST_CASE(
+    "io_uring CQEs: -EINTR after a cancel of another descriptor of the same poller is retried") {
+  // The rule is per descriptor: a cancel of everything on descriptor B
+  // cannot have interrupted an operation on descriptor A, so A's
+  // interrupted read goes to the kernel again and reads the data.
+  log_lines log;
+  iocm::overlapped op, other;
+  fault_injector faults({{.which = call::uring_peek, .answer = -EINTR, .overlapped = &op.ov}});
+  ledger done("fault: io_uring CQEs");
+  iocm::engine engine(done, config_for(IOCM_BACKEND_URING, log));  // one poller
+  int a[2], b[2];
+  REQUIRE(::pipe2(a, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(b, O_CLOEXEC) == 0);
+  fd_guard ar(a[0]), aw(a[1]), br(b[0]), bw(b[1]);
+  REQUIRE(!engine.bind(ar.fd));
+  REQUIRE(!engine.bind(br.fd));
+  char in[8], unused[8];
+  REQUIRE(done.took(engine.read(ar.fd, in, sizeof in, op), op));
+  REQUIRE(done.took(engine.read(br.fd, unused, sizeof unused, other), other));
+  REQUIRE(!engine.unbind(br.fd));  // B's cancel is in the kernel when this returns
+  REQUIRE(done.wait_for(other));
+  CHECK(done.only(other).error == ERROR_OPERATION_ABORTED);
+  faults.arm();
+  // A's read completes, and its CQE is made to say interrupted (the bytes
+  // it read are gone); the read goes to the kernel again and takes the next.
+  REQUIRE(::write(aw.fd, "OLD", 3) == 3);
+  REQUIRE(fault_injector::wait_until([&] { return faults.fired(0); }, 1));
+  REQUIRE(::write(aw.fd, "NEW", 3) == 3);
+  REQUIRE(done.wait_for(op));
+  CHECK(done.only(op).error == ERROR_SUCCESS);
+  CHECK(done.only(op).bytes == 3);
+  CHECK(std::memcmp(in, "NEW", 3) == 0);
+}
+
 TEST_CASE("epoll_wait: EINTR is retried; an unexpected error is said once and retried") {
   for (const int e : {EINTR, EBADF}) {
     CAPTURE(e);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/engine_fixture.h"
+#include "engine/watchdog.h"
 
 using namespace iocm_test;
 
@@ -462,4 +463,63 @@ TEST_CASE("a blocked OnComplete does not hold up the records dequeued in its bat
   for (auto* o : rest) REQUIRE(f.io->Post(f.port, 0, 0, &o->ov) == IOCM_E_IO_PENDING);
   REQUIRE(f.runtime.wait_for(followers + 1, std::chrono::seconds(20)));
   CHECK(leader_saw_all.load());
+}
+
+TEST_CASE(
+    "Close of one engine's port from inside another engine's OnComplete waits for its own "
+    "operations; the outer engine's count stays right (the same port slot in both)") {
+  // Each engine's first port has the same slot. What Close knows of the
+  // record its thread is inside must belong to its own engine: a callback
+  // of engine X closing a port of engine Y is not inside Y's record.
+  auto config = [](bool pumped) {
+    iocm_config c = small_config();
+    if (pumped) {
+      c.pollers = 1;
+      c.flags = IOCM_PUMPED;
+    }
+    return c;
+  };
+  for (const bool outer_pumped : {false, true})
+    for (const bool inner_pumped : {false, true}) {
+      CAPTURE(outer_pumped);
+      CAPTURE(inner_pumped);
+      engine_fixture x(config(outer_pumped));
+      engine_fixture y(config(inner_pumped));
+      socket_pair s;
+      REQUIRE(y.manager->Bind(y.port, as_handle(s.a)) == S_OK);
+      char buf[8];
+      test_overlapped* waiting = y.fresh();
+      REQUIRE(y.io->Recv(as_handle(s.a), buf, sizeof buf, &waiting->ov) == IOCM_E_IO_PENDING);
+      std::atomic<HRESULT> close_result{E_FAIL};
+      std::atomic<std::size_t> inner_seen_at_close{99};
+      x.runtime.hook = [&](DWORD, DWORD, void*) {
+        close_result.store(y.manager->CloseIoCompletionPort(y.port));
+        inner_seen_at_close.store(y.runtime.count());
+      };
+      test_overlapped* trigger = x.fresh();
+      REQUIRE(x.io->Post(x.port, 0, 1, &trigger->ov) == IOCM_E_IO_PENDING);
+      if (outer_pumped) {
+        void* p = nullptr;
+        REQUIRE(x.manager->QueryInterface(IID_IIocmPump, &p) == S_OK);
+        auto* pump = static_cast<IIocmPump*>(p);
+        for (int i = 0; i < 1000 && x.runtime.count() == 0; ++i)
+          REQUIRE(pump->Pump(10, nullptr) == S_OK);
+        pump->Release();
+      }
+      REQUIRE(x.runtime.wait_for(1));
+      CHECK(close_result.load() == S_OK);
+      // Y's Close returned only once Y's receive had been delivered, aborted.
+      CHECK(inner_seen_at_close.load() == 1);
+      CHECK(y.runtime.only(&waiting->ov).error == ERROR_OPERATION_ABORTED);
+      // X counted its own record done: its Close does not wait forever.
+      HRESULT outer_close = E_FAIL;
+      must_return("the outer engine's Close", [&] {
+        outer_close = x.manager->CloseIoCompletionPort(x.port);
+        x.io.reset();
+        x.manager.reset();
+        y.io.reset();
+        y.manager.reset();
+      });
+      CHECK(outer_close == S_OK);
+    }
 }

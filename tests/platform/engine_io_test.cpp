@@ -21,6 +21,46 @@
 
 using namespace iocm_test;
 
+TEST_CASE(
+    "files: offset 0xFFFFFFFF:0xFFFFFFFF writes at the end of the file, as on Windows; other "
+    "offsets past 2^63 are refused; the descriptor's own position is never used or moved") {
+  engine_fixture f;
+  fd_guard file(temp_file());
+  REQUIRE(::pwrite(file.fd, "abcdef", 6, 0) == 6);
+  REQUIRE(::lseek(file.fd, 2, SEEK_SET) == 2);  // where a position-based write would land
+  REQUIRE(f.manager->Bind(f.port, as_handle(file.fd)) == S_OK);
+  const HRESULT invalid = HRESULT_FROM_WIN32(ERROR_INVALID_PARAMETER);
+  for (const char* piece : {"XYZ", "123"}) {
+    test_overlapped* append = f.fresh();
+    set_offset(append->ov, ~std::uint64_t{0});
+    const std::size_t before = f.runtime.count();
+    REQUIRE(f.io->Write(as_handle(file.fd), piece, 3, &append->ov) == IOCM_E_IO_PENDING);
+    REQUIRE(f.runtime.wait_for(before + 1));
+    CHECK(f.runtime.only(&append->ov).error == ERROR_SUCCESS);
+    CHECK(f.runtime.only(&append->ov).bytes == 3);
+  }
+  char all[16] = {};
+  REQUIRE(::pread(file.fd, all, sizeof all, 0) == 12);
+  CHECK(std::string(all, 12) == "abcdefXYZ123");
+  CHECK(::lseek(file.fd, 0, SEEK_CUR) == 2);
+  // A read has no "end of file" offset; nor has either operation any other
+  // offset with the top bit set (negative as a Linux offset).
+  char buf[4];
+  test_overlapped* o = f.fresh();
+  for (const std::uint64_t offset : {~std::uint64_t{0}, ~std::uint64_t{0} - 1,
+                                     std::uint64_t{1} << 63}) {
+    CAPTURE(offset);
+    set_offset(o->ov, offset);
+    CHECK(f.io->Read(as_handle(file.fd), buf, sizeof buf, &o->ov) == invalid);
+    if (offset != ~std::uint64_t{0})
+      CHECK(f.io->Write(as_handle(file.fd), "no", 2, &o->ov) == invalid);
+  }
+  f.io.reset();
+  f.manager.reset();  // everything accepted has completed; nothing refused did
+  CHECK(f.runtime.count() == 2);
+  CHECK(::lseek(file.fd, 0, SEEK_CUR) == 2);
+}
+
 TEST_CASE("files: offsets (above 4 GiB too), short reads, end of file") {
   for (std::uint32_t setup :
        {IOCM_RING_PROBE, IOCM_RING_DEFER_TASKRUN, IOCM_RING_COOP_TASKRUN, IOCM_RING_PLAIN}) {

@@ -15,6 +15,7 @@
 
 #include "engine/engine_fixture.h"
 #include "engine/kernel_objects.h"
+#include "engine/watchdog.h"
 #include "iocm/engine.h"
 #include "op_ledger.h"
 
@@ -401,4 +402,61 @@ TEST_CASE("the C++ face pumps too") {
   CHECK(delivered == 3);
   CHECK(handler.calls == 3);
   CHECK(handler.total == 6);
+}
+
+TEST_CASE(
+    "Close with a full inbox does not hold the bind lock against the pump: a callback that "
+    "Binds (as an Accept's does) goes on, and Close returns") {
+  // The pump's owner is the only thread that empties the inbox. Close must
+  // not wait for room there while holding what that owner's OnComplete
+  // wants (the bind lock).
+  iocm_config c = pumped_config();
+  c.inbox_capacity = 64;
+  constexpr std::size_t n = 512;
+  pumped_fixture f(n, c);
+  auto& e = f.engine;
+  HANDLE other = nullptr;
+  REQUIRE(e.manager->CreateIoCompletionPort(&other) == S_OK);
+  socket_pair s;  // on the port Close closes: it has something to cancel
+  socket_pair t;  // bound from inside the callback
+  REQUIRE(e.manager->Bind(e.port, as_handle(s.a.fd)) == S_OK);
+  std::atomic<int> stage{0};
+  std::atomic<HRESULT> bind_result{E_FAIL};
+  e.runtime.hook = [&](DWORD, DWORD, void* ov) {
+    const auto tag = static_cast<test_overlapped*>(ov)->tag;
+    f.book.completed(tag);
+    if (tag != 0) return;
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+    bind_result.store(e.manager->Bind(other, as_handle(t.a.fd)));
+  };
+  std::atomic<bool> stop{false};
+  std::thread pumper([&] {
+    while (!stop.load()) (void)f.pump->Pump(5, nullptr);
+  });
+  f.book.answered(0, e.io->Post(e.port, 0, 0, &f.ov(0).ov) == IOCM_E_IO_PENDING);
+  while (stage.load() != 1) std::this_thread::yield();
+  // The pump is inside OnComplete: fill the inbox until a Nop is refused.
+  std::size_t next = 1;
+  for (; next < n / 2; ++next)
+    if (!f.book.answered(next, e.io->Nop(as_handle(s.a.fd), &f.ov(next).ov) == IOCM_E_IO_PENDING))
+      break;
+  REQUIRE(next < n / 2);  // the inbox filled up
+  std::atomic<HRESULT> close_result{E_FAIL};
+  std::thread closer([&] { close_result.store(e.manager->CloseIoCompletionPort(e.port)); });
+  // Close has begun once the port refuses posts.
+  for (++next; next < n; ++next) {
+    if (!f.book.answered(next, e.io->Post(e.port, 0, 0, &f.ov(next).ov) == IOCM_E_IO_PENDING))
+      break;
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(next < n);
+  stage.store(2);  // the callback now Binds
+  must_return("Close with a full inbox and a pump inside OnComplete", [&] { closer.join(); });
+  stop.store(true);
+  pumper.join();
+  CHECK(close_result.load() == S_OK);
+  CHECK(bind_result.load() == S_OK);
+  REQUIRE(e.io->Unbind(as_handle(t.a.fd)) == S_OK);
+  CHECK(f.book.report("pumped: Close with a full inbox"));
 }
