@@ -4,9 +4,11 @@
 // says EAGAIN, and publishes the same 16-byte records into the same queue
 // lane as the io_uring poller (docs/ENGINE.md, "The epoll backend").
 //
-// Descriptors: Bind (on the binding thread) registers a socket, pipe or other
-// pollable descriptor with epoll (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) and
-// sets O_NONBLOCK on it.
+// Descriptors: Bind (on the binding thread) makes the descriptor's entry in
+// the poller's table (the only allocation, and one per 1024 numbers),
+// registers a socket, pipe or other pollable descriptor with epoll
+// (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) and sets O_NONBLOCK on it; a refusal
+// of either is Bind's HRESULT.
 // Regular files and block devices cannot be polled: their reads and writes
 // run on this thread with pread/pwrite (see ENGINE.md for why not a pool).
 //
@@ -30,15 +32,18 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <new>
 #include <thread>
-#include <vector>
 
 #include "engine_core.h"
+#include "fd_table.h"
 #include "iocm/detail/backoff.h"
+#include "iocm/win32_errors.h"
 #include "op_state.h"
 #include "os.h"
 #include "poller.h"
 #include "pollers.h"
+#include "record_outbox.h"
 #include "syscalls.h"
 #include "threaded_poller.h"
 
@@ -71,6 +76,11 @@ class epoll_poller final : public threaded_poller {
 
   hosting::HRESULT prepare_handle(int fd, binding& b) noexcept override {
     if (b.kind == os::handle_kind::file) return S_OK;  // not pollable: run on the poller
+    try {
+      (void)queues_.reserve(fd);
+    } catch (const std::bad_alloc&) {
+      return E_OUTOFMEMORY;
+    }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = static_cast<std::uint32_t>(fd);
@@ -86,8 +96,15 @@ class epoll_poller final : public threaded_poller {
       return r == -ENOMEM || r == -ENOSPC ? E_OUTOFMEMORY
                                           : HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
     }
-    // Operations are tried without blocking the poller (docs/ENGINE.md).
-    os::set_nonblocking(fd, b.made_nonblocking);
+    // Operations are tried without blocking the poller (docs/ENGINE.md): a
+    // descriptor that cannot be made non-blocking is not bound, since a
+    // blocking read would stall every descriptor of this poller.
+    if (const int e = make_nonblocking(fd, b.made_nonblocking); e != 0) {
+      epoll_event unused{};
+      sys_.epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, &unused);
+      return e == EBADF ? HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE)
+                        : HRESULT_FROM_WIN32(win32_from_errno(e));
+    }
     return S_OK;
   }
 
@@ -112,6 +129,19 @@ class epoll_poller final : public threaded_poller {
   struct fd_queues {
     op_fifo dir[2];
   };
+
+  /// Sets O_NONBLOCK on fd; *changed says whether it was clear before.
+  /// 0, or the errno of the refusal.
+  int make_nonblocking(int fd, bool& changed) noexcept {
+    changed = false;
+    const int flags = sys_.fcntl(fd, F_GETFL, 0);
+    if (flags < 0) return -flags;
+    if ((flags & O_NONBLOCK) != 0) return 0;
+    const int r = sys_.fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    if (r < 0) return -r;
+    changed = true;
+    return 0;
+  }
   enum direction : int { in = 0, out = 1 };
 
   static direction direction_of(op_kind k) noexcept {
@@ -121,7 +151,7 @@ class epoll_poller final : public threaded_poller {
   void loop() override {
     backoff full_wait;
     for (;;) {
-      if (!publish_pending()) {
+      if (!outbox_.publish(core_, completions_)) {
         // The lane is full: no readiness work until it drains, but requests
         // are still taken (an Unbind waits for its cancel). Their records
         // wait in the operations themselves (complete()).
@@ -132,8 +162,8 @@ class epoll_poller final : public threaded_poller {
       full_wait.reset();
       bool progress = take_inbox() != 0;
       if (waiting_ != 0) progress = wait_events(0) != 0 || progress;
-      progress = progress || pending_count_ != 0;
-      if (stopping() && waiting_ == 0 && pending_count_ == 0 && inbox_.empty_approx()) break;
+      progress = progress || !outbox_.empty();
+      if (stopping() && waiting_ == 0 && outbox_.empty() && inbox_.empty_approx()) break;
       if (progress) {
         worked();
         continue;
@@ -156,8 +186,8 @@ class epoll_poller final : public threaded_poller {
     if (waiting_ != 0) progress = wait_events(0) != 0 || progress;
     // Records the queue has no room for yet wait here: the pump delivers,
     // then passes again.
-    const bool held = pending_count_ != 0 || !overflow_.empty();
-    publish_pending();
+    const bool held = !outbox_.empty();
+    outbox_.publish(core_, completions_);
     return progress || held;
   }
 
@@ -189,19 +219,21 @@ class epoll_poller final : public threaded_poller {
   }
 
   void take(inbox_item item) {
+    auto* r = reinterpret_cast<poller_request*>(item & ~inbox_tag_mask);
     switch (item & inbox_tag_mask) {
       case inbox_cancel_one:
-        cancel_one(state_of(reinterpret_cast<OVERLAPPED*>(item & ~inbox_tag_mask)));
+        r->answer(cancel_one(r->fd, r->key));
         return;
       case inbox_cancel_fd:
-        cancel_fd(static_cast<int>(item >> 3));
+        (void)cancel_fd(static_cast<int>(item >> 3));
         return;
-      case inbox_unbind: {
-        auto* ack = reinterpret_cast<unbind_ack*>(item & ~inbox_tag_mask);
-        cancel_fd(ack->fd);
-        ack->give();  // nothing on fd is left here; the last touch of ack
+      case inbox_unbind:
+        (void)cancel_fd(r->fd);
+        r->answer(0);  // nothing on fd is left here; the last touch of r
         return;
-      }
+      case inbox_cancel_all:
+        r->answer(cancel_fd(r->fd));
+        return;
       default:
         break;
     }
@@ -209,9 +241,7 @@ class epoll_poller final : public threaded_poller {
     op_state& op = *state_of(ov);
     op.next = nullptr;
     op.stage = 0;
-    // Acquire pairs with Cancel's release store.
-    if (op.cancel_requested.load(std::memory_order_acquire) != 0 ||
-        !core_.port_open(op.port_slot)) {
+    if (!core_.port_open(op.port_slot)) {
       op.kind = op_kind::aborted;
       complete(op, 0);
       return;
@@ -228,17 +258,12 @@ class epoll_poller final : public threaded_poller {
       complete(op, attempt(op));
       return;
     }
-    op_fifo& q = queues_of(op.fd).dir[direction_of(op.kind)];
+    // Bound, and pollable: Bind made its entry.
+    op_fifo& q = queues_.find(op.fd)->dir[direction_of(op.kind)];
     const bool was_empty = q.empty();
     q.push(&op);
     ++waiting_;
     if (was_empty) drain(q);  // at the head: try it now
-  }
-
-  fd_queues& queues_of(int fd) {
-    if (static_cast<std::size_t>(fd) >= queues_.size())
-      queues_.resize(static_cast<std::size_t>(fd) + 1);  // once per new descriptor number
-    return queues_[static_cast<std::size_t>(fd)];
   }
 
   /// Tries the head of a queue, then the next, until one would block.
@@ -272,8 +297,12 @@ class epoll_poller final : public threaded_poller {
                    : sys_.read(op.fd, op.buffer, op.length);
           break;
         case op_kind::write:
-          r = file ? sys_.pwrite(op.fd, op.buffer, op.length, offset)
-                   : sys_.write(op.fd, op.buffer, op.length);
+          if (!file)
+            r = sys_.write(op.fd, op.buffer, op.length);
+          else if (op.aux == append_offset)
+            r = sys_.pwrite_append(op.fd, op.buffer, op.length);
+          else
+            r = sys_.pwrite(op.fd, op.buffer, op.length, offset);
           break;
         case op_kind::recv:
           r = sys_.recv(op.fd, op.buffer, op.length, MSG_DONTWAIT);
@@ -305,45 +334,15 @@ class epoll_poller final : public threaded_poller {
     }
   }
 
-  void complete(op_state& op, std::int32_t res) {
-    const completion record = finish(overlapped_of(&op), res);
-    if (pending_count_ < pending_capacity) {
-      pending_[pending_count_++] = record;
-      return;
-    }
-    // The buffer is full (the lane is, or soon): the record waits in the
-    // operation's own host area, whose other fields are spent (a notifier
-    // reads only port_slot and counter). Never blocks, never allocates.
-    op.aux = record.error;
-    op.length = record.bytes;
-    overflow_.push(&op);
-  }
-
-  /// Publishes the completed records, in order; false while the lane has
-  /// no room.
-  bool publish_pending() {
-    for (;;) {
-      while (pending_published_ < pending_count_) {
-        const std::size_t placed = core_.queue_publish(completions_, pending_ + pending_published_,
-                                                       pending_count_ - pending_published_);
-        if (placed == 0) return false;
-        pending_published_ += placed;
-      }
-      pending_count_ = pending_published_ = 0;
-      if (overflow_.empty()) return true;
-      while (!overflow_.empty() && pending_count_ < pending_capacity) {
-        op_state* op = overflow_.pop();
-        pending_[pending_count_++] = {static_cast<std::uint32_t>(op->aux), op->length,
-                                      overlapped_of(op)};
-      }
-    }
+  void complete(op_state& op, std::int32_t res) noexcept {
+    outbox_.add(op, finish(overlapped_of(&op), res));
   }
 
   /// Waits for readiness (timeout in ms: 0 polls, -1 sleeps) and drains the
   /// queues it concerns; returns how many events came.
   int wait_events(int timeout_ms) {
     // The loop publishes first; completions beyond the lane's room wait in
-    // pending_, then in their operations (complete()).
+    // the outbox.
     epoll_event events[max_events];
     int n;
     do {
@@ -364,51 +363,52 @@ class epoll_poller final : public threaded_poller {
         }
         continue;
       }
-      const int fd = static_cast<int>(events[i].data.u64);
-      if (static_cast<std::size_t>(fd) >= queues_.size()) continue;
-      fd_queues& q = queues_[static_cast<std::size_t>(fd)];
+      fd_queues* q = queues_.find(static_cast<int>(events[i].data.u64));
+      if (q == nullptr) continue;
       const std::uint32_t e = events[i].events;
       // Errors and hang-ups wake both directions: the syscall reports them.
-      if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) drain(q.dir[in]);
-      if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) drain(q.dir[out]);
+      if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) drain(q->dir[in]);
+      if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) drain(q->dir[out]);
     }
     return n < 0 ? 0 : n;
   }
 
-  void cancel_one(op_state* target) {
-    if (static_cast<std::size_t>(target->fd) >= queues_.size()) return;
-    for (op_fifo& q : queues_[static_cast<std::size_t>(target->fd)].dir) {
-      const bool was_head = q.head == target;
-      if (q.remove_if([&](const op_state& op) { return &op == target; },
+  /// Cancel of one operation on fd, found by its OVERLAPPED's address
+  /// (only compared, never dereferenced); returns 1 if it was waiting here.
+  std::uint32_t cancel_one(int fd, const void* key) {
+    fd_queues* queues = queues_.find(fd);
+    if (queues == nullptr) return 0;  // a file's operations never wait here
+    for (op_fifo& q : queues->dir) {
+      const bool was_head = q.head != nullptr && overlapped_of(q.head) == key;
+      if (q.remove_if([key](op_state& op) { return overlapped_of(&op) == key; },
                       [&](op_state* op) { abort(op); }) == 0)
         continue;
       // The next one is now at the head: it may be able to go at once.
       if (was_head) drain(q);
-      return;
+      return 1;
     }
+    return 0;
   }
 
-  void cancel_fd(int fd) {
-    if (fd < 0 || static_cast<std::size_t>(fd) >= queues_.size()) return;
-    for (op_fifo& q : queues_[static_cast<std::size_t>(fd)].dir)
-      while (!q.empty()) abort(q.pop());
+  /// Cancel of everything waiting on fd; returns how many.
+  std::uint32_t cancel_fd(int fd) {
+    fd_queues* queues = queues_.find(fd);
+    if (queues == nullptr) return 0;
+    std::uint32_t n = 0;
+    for (op_fifo& q : queues->dir)
+      for (; !q.empty(); ++n) abort(q.pop());
+    return n;
   }
-
-  // Completed records not yet in the queue; beyond these, records wait in
-  // their operations (overflow_).
-  static constexpr std::size_t pending_capacity = 256;
 
   engine_core& core_;
   completion_queue::producer_token completions_;
   const syscall_table& sys_;
   int epoll_fd_ = -1;
   int event_fd_ = -1;
-  std::vector<fd_queues> queues_;  // by descriptor number
-  std::size_t waiting_ = 0;        // operations parked on readiness
-  completion pending_[pending_capacity];
-  std::size_t pending_count_ = 0, pending_published_ = 0;
-  // Completed beyond the buffer, oldest first, through op_state::next.
-  op_fifo overflow_;
+  // By descriptor number (entries made at Bind, touched by this poller only).
+  fd_table<fd_queues> queues_;
+  std::size_t waiting_ = 0;  // operations parked on readiness
+  record_outbox outbox_;     // records not yet in the lane
 };
 
 }  // namespace

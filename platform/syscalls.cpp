@@ -1,7 +1,9 @@
 // The real system calls behind the poller's syscall table (syscalls.h).
 #include "syscalls.h"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -68,6 +70,11 @@ constexpr syscall_table real{
                 off_t offset) { return or_errno(::pread(fd, buffer, length, offset)); },
     .pwrite = [](int fd, const void* buffer, size_t length,
                  off_t offset) { return or_errno(::pwrite(fd, buffer, length, offset)); },
+    .pwrite_append =
+        [](int fd, const void* buffer, size_t length) {
+          iovec v{const_cast<void*>(buffer), length};
+          return or_errno(::pwritev2(fd, &v, 1, 0, RWF_APPEND));
+        },
     .recv = [](int fd, void* buffer, size_t length,
                int flags) { return or_errno(::recv(fd, buffer, length, flags)); },
     .send = [](int fd, const void* buffer, size_t length,
@@ -76,6 +83,8 @@ constexpr syscall_table real{
     .connect = [](int fd, const sockaddr* address,
                   socklen_t length) { return or_errno(::connect(fd, address, length)); },
     .connect_result = real_connect_result,
+    .fcntl = [](int fd, int command,
+                int argument) { return or_errno(::fcntl(fd, command, argument)); },
 };
 
 std::atomic<const syscall_table*> installed{nullptr};

@@ -44,6 +44,9 @@ struct syscall_table {
   ssize_t (*write)(int fd, const void* buffer, size_t length);
   ssize_t (*pread)(int fd, void* buffer, size_t length, off_t offset);
   ssize_t (*pwrite)(int fd, const void* buffer, size_t length, off_t offset);
+  /// pwritev2 of one buffer with RWF_APPEND: at the end of the file, the
+  /// descriptor's position unchanged.
+  ssize_t (*pwrite_append)(int fd, const void* buffer, size_t length);
   ssize_t (*recv)(int fd, void* buffer, size_t length, int flags);
   ssize_t (*send)(int fd, const void* buffer, size_t length, int flags);
   int (*accept4)(int fd, int flags);  // no peer address
@@ -52,6 +55,8 @@ struct syscall_table {
   /// -EINPROGRESS while still connecting, else -errno of the failure
   /// (getsockopt SO_ERROR, then getpeername).
   int (*connect_result)(int fd);
+  /// fcntl with an int argument (F_GETFL, F_SETFL): its result or -errno.
+  int (*fcntl)(int fd, int command, int argument);
 };
 
 /// The real system calls.

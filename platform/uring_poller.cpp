@@ -3,9 +3,15 @@
 // own lane of the completion queue, and sleeps in io_uring_enter when idle
 // (an eventfd read in the ring wakes it).
 //
-// Nothing is ever dropped: the poller never has more operations in flight
-// than the CQ has entries, so the CQ cannot overflow; when its queue lane is
-// full it stops harvesting and the kernel keeps the CQEs (backpressure).
+// Nothing is ever dropped, and nothing holds a slot it does not need: every
+// operation goes to the kernel as soon as the SQ has room for it, however
+// many wait there (an idle connection's receive costs the kernel memory, not
+// other connections their turn). The poller empties the CQ on every pass,
+// also while its lane of the queue is full: records then wait in the
+// operations themselves (record_outbox.h), so cancels and Unbinds are always
+// answered. More completions than the CQ holds, arriving between two passes,
+// wait in the kernel's overflow list (IORING_FEAT_NODROP, which the engine
+// requires) until the next pass takes them.
 //
 // Every call into the kernel goes through the syscall table (syscalls.h).
 // What the kernel may answer, and what the poller does (docs/ENGINE.md,
@@ -15,22 +21,26 @@
 //   submitted); EBADR and anything else, said once through the engine's
 //   log, then handled like EAGAIN.
 // - a CQE of -EINTR (an interrupted kernel worker): the operation is
-//   submitted again, unless a cancel of its whole descriptor came since
-//   (then it completes aborted) or it is a connect.
+//   submitted again, unless a cancel on its own descriptor came since (then
+//   it completes aborted) or it is a connect.
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <new>
 #include <thread>
 
 #include "engine_core.h"
+#include "fd_table.h"
 #include "iocm/detail/backoff.h"
 #include "op_state.h"
 #include "os.h"
 #include "poller.h"
 #include "pollers.h"
+#include "record_outbox.h"
 #include "syscalls.h"
 #include "threaded_poller.h"
 
@@ -43,7 +53,11 @@ namespace {
 // CQE user_data: an OVERLAPPED* (8-aligned), or one of these tags.
 constexpr std::uint64_t tag_mask = 7;
 constexpr std::uint64_t tag_wake = 1;    // the eventfd read
-constexpr std::uint64_t tag_cancel = 2;  // an async cancel's own CQE
+constexpr std::uint64_t tag_cancel = 2;  // a cancel nobody waits for (Close)
+// (poller_request* | 3): Cancel's cancel of one operation; its answer
+// (poller_request* | 4): Cancel's cancel of all on a descriptor; its answer
+constexpr std::uint64_t tag_answer_one = 3;
+constexpr std::uint64_t tag_answer_all = 4;
 constexpr unsigned harvest_batch = 64;
 constexpr unsigned submit_batch = 64;
 
@@ -92,6 +106,17 @@ class uring_poller final : public threaded_poller {
   std::uint32_t ring_setup() const noexcept override { return setup_used_; }
   std::uint32_t backend() const noexcept override { return IOCM_BACKEND_URING; }
 
+  /// The descriptor's cancel count, made here where running out of memory
+  /// is still an HRESULT for Bind.
+  hosting::HRESULT prepare_handle(int fd, binding&) noexcept override {
+    try {
+      (void)cancels_.reserve(fd);
+    } catch (const std::bad_alloc&) {
+      return E_OUTOFMEMORY;
+    }
+    return S_OK;
+  }
+
  protected:
   void wake() noexcept override {
     const std::uint64_t one = 1;
@@ -106,24 +131,21 @@ class uring_poller final : public threaded_poller {
 
   /// The inbox into the SQ, the CQ into the queue; true when anything moved.
   bool pass() {
-    // Armed even when the CQ is at its limit (one CQE over it is kept,
-    // NODROP): a sleeping poller must still see cancels and Unbinds.
     if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
     bool progress = take_inbox() != 0;
     progress = harvest() != 0 || progress;
-    if (!aborted_.empty()) {
-      if (publish_aborted())
-        progress = true;
-      else
-        lane_full_ = true;  // as for CQEs: wait for the notifiers, awake
-    }
+    publish();
     return progress;
   }
+
+  /// The records made so far into the lane; lane_full_ while some wait.
+  void publish() noexcept { lane_full_ = !outbox_.publish(core_, completions_); }
 
   bool pump_pass() noexcept override {
     bool progress = pass();
     flush();                                // what the pass prepared goes to the kernel now
     progress = harvest() != 0 || progress;  // and what finished inline comes back
+    publish();
     return progress || lane_full_;
   }
 
@@ -147,11 +169,11 @@ class uring_poller final : public threaded_poller {
     for (;;) {
       const bool progress = pass();
       if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_.empty() &&
-          aborted_.empty() && inbox_.empty_approx())
+          outbox_.empty() && inbox_.empty_approx())
         break;
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
-        // fed, give the core away.
+        // fed and the CQ empty, give the core away.
         flush();
         full_wait.pause();
         continue;
@@ -164,8 +186,8 @@ class uring_poller final : public threaded_poller {
       }
       if (!wake_armed_) {
         // Stopping (the wake-up read is not re-armed): wait for the CQEs
-        // still owed, e.g. of the cancels Close sent. (Or the CQ is at its
-        // limit: a CQE frees room.)
+        // still owed, e.g. of the cancels Close sent. (Or the SQ had no
+        // room for it: a CQE comes, or the next pass submits.)
         if (inflight_ != 0) enter_kernel(true);
         continue;
       }
@@ -215,11 +237,9 @@ class uring_poller final : public threaded_poller {
                     "io_uring_enter ran out of memory (ENOMEM); retrying until it succeeds");
         break;
       case -EBADR:
-        // The kernel lost a CQE it could not store: the CQ was full and no
-        // memory was left for its overflow list. Operations stay within
-        // the CQ; only the few cancels and Unbinds that go past it can
-        // make it overflow, in which case any CQE posted then may be the
-        // lost one. Nothing can tell which: say so, go on harvesting.
+        // The kernel lost a CQE it could not store: its CQ was full and it
+        // had no memory left for the overflow list. Any CQE posted then may
+        // be the lost one; nothing can tell which: say so, go on harvesting.
         report_once(fault_enter_dropped, IOCM_LOG_ERROR,
                     "io_uring_enter says the kernel dropped completions (EBADR: its CQ overflowed "
                     "and it had no memory to keep the excess); an operation whose completion was "
@@ -243,118 +263,124 @@ class uring_poller final : public threaded_poller {
   /// Every SQE prepared so far is in the kernel: Unbinds waiting on their
   /// cancels may return.
   void give_acks() noexcept {
-    while (unbind_ack* ack = acks_) {
+    while (poller_request* ack = acks_) {
       acks_ = ack->next;
-      ack->give();  // the last touch: the ack lives on Unbind's stack
+      ack->answer(0);  // the last touch: the request lives on Unbind's stack
     }
   }
 
-  /// Moves requests into the SQ; returns how many it handled. Operations go
-  /// in order, first those that wait (retried, or taken when the CQ had no
-  /// room), each when the CQ has room for its completion. Cancels and
-  /// Unbinds go at once, whatever the room: they are few, Unbind waits for
-  /// them, and NODROP keeps the CQEs of a CQ a few entries over its limit.
+  /// Moves requests into the SQ, one SQE each at most; returns how many it
+  /// handled. Operations to submit again go first.
   unsigned take_inbox() {
     unsigned sqes = io_uring_sq_space_left(&ring_);
-    // Room for operations: an SQE each, and a CQE within the limit.
-    unsigned room = inflight_ < inflight_limit_ ? inflight_limit_ - inflight_ : 0;
-    if (room > sqes) room = sqes;
     unsigned handled = 0;
-    auto take = [&](inbox_item item) {
-      prepare(item);
-      ++inflight_;
+    while (!waiting_.empty() && sqes != 0) {
+      prepare_operation(*waiting_.pop());
       --sqes;
-      if (room != 0) --room;
-    };
-    while (!waiting_.empty() && room != 0) {
-      take(reinterpret_cast<inbox_item>(overlapped_of(waiting_.pop())));
       ++handled;
     }
     inbox_item items[submit_batch];
     const std::size_t n = inbox_.try_dequeue_bulk(items, sqes < submit_batch ? sqes : submit_batch);
-    for (std::size_t i = 0; i < n; ++i) {
-      if ((items[i] & inbox_tag_mask) == 0 && (!waiting_.empty() || room == 0))
-        waiting_.push(state_of(reinterpret_cast<OVERLAPPED*>(items[i])));
-      else
-        take(items[i]);  // an SQE each: n <= sqes
-    }
+    for (std::size_t i = 0; i < n; ++i) take(items[i]);
     return handled + static_cast<unsigned>(n);
   }
 
-  /// A cancel of all on fd goes to the kernel ahead of the operations on fd
-  /// still waiting here for room: they complete aborted, without the
-  /// kernel (publish_aborted).
-  void abort_waiting_on(int fd) noexcept {
-    waiting_.remove_if([fd](const op_state& op) { return op.fd == fd; },
-                       [this](op_state* op) {
-                         op->kind = op_kind::aborted;
-                         aborted_.push(op);
-                       });
+  /// A descriptor's cancel count; 0 for one never bound here.
+  std::uint32_t cancels_on(int fd) const noexcept {
+    const std::uint32_t* c = cancels_.find(fd);
+    return c != nullptr ? *c : 0;
+  }
+  /// A cancel on fd is on its way: an -EINTR of an operation on fd
+  /// submitted before it is not retried (to_retry).
+  void count_cancel(int fd) noexcept {
+    if (std::uint32_t* c = cancels_.find(fd)) ++*c;
   }
 
-  /// Publishes the operations abort_waiting_on took; false while the lane
-  /// has no room.
-  bool publish_aborted() {
-    while (!aborted_.empty()) {
-      const completion record = finish(overlapped_of(aborted_.head), 0);
-      if (core_.queue_publish(completions_, &record, 1) == 0) return false;
-      aborted_.pop();
-    }
-    return true;
+  /// Operations on fd still waiting here to be submitted again complete
+  /// aborted, without the kernel; returns how many.
+  std::uint32_t abort_waiting_on(int fd) noexcept {
+    return static_cast<std::uint32_t>(waiting_.remove_if(
+        [fd](const op_state& op) { return op.fd == fd; }, [this](op_state* op) { abort(*op); }));
+  }
+  void abort(op_state& op) noexcept {
+    op.kind = op_kind::aborted;
+    outbox_.add(op, finish(overlapped_of(&op), 0));
   }
 
   /// A CQE the kernel's worker could not finish because it was interrupted:
-  /// the operation goes to the kernel again, unless a cancel of all on a
-  /// descriptor (Unbind, Cancel of a handle, Close) came since it was
-  /// submitted: the interruption may be that cancel, and a retry would
-  /// outlive it. A connect is not retried either: a second connect on a
-  /// socket already connecting fails.
-  bool to_retry(const io_uring_cqe& cqe) const noexcept {
-    if (cqe.res != -EINTR) return false;
-    const op_state& op = *state_of(reinterpret_cast<OVERLAPPED*>(cqe.user_data));
-    return op.kind != op_kind::nop && op.kind != op_kind::aborted && op.kind != op_kind::connect &&
-           op.epoch == fd_cancels_;
+  /// the operation goes to the kernel again, unless a cancel on its own
+  /// descriptor (Cancel, Unbind, Close) came since it was submitted: the
+  /// interruption may be that cancel, and a retry would outlive it. A
+  /// connect is not retried either: a second connect on a socket already
+  /// connecting fails.
+  bool to_retry(const op_state& op, std::int32_t res) const noexcept {
+    return res == -EINTR && op.kind != op_kind::nop && op.kind != op_kind::aborted &&
+           op.kind != op_kind::connect && op.epoch == cancels_on(op.fd);
   }
 
-  /// Cancel, Close and Unbind's cancel of everything on fd: in the kernel,
-  /// and for the operations still waiting here for room.
-  void cancel_all_on(io_uring_sqe* sqe, int fd) noexcept {
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-    sqe->user_data = tag_cancel;
-    ++fd_cancels_;  // an -EINTR CQE after this is not retried (to_retry)
-    abort_waiting_on(fd);
-  }
-
-  void prepare(inbox_item item) {
+  /// Cancel, Close and Unbind's cancel of everything on fd, in the kernel
+  /// (user_data says whose CQE it is); the operations still waiting here
+  /// complete aborted. Returns how many were waiting.
+  std::uint32_t cancel_all_on(int fd, std::uint64_t user_data) noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room was checked
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    sqe->user_data = user_data;
+    ++inflight_;
+    count_cancel(fd);
+    return abort_waiting_on(fd);
+  }
+
+  /// Cancel of one operation: its OVERLAPPED's address is only a key, for
+  /// the operations waiting here and, through user_data, for the kernel.
+  void cancel_one(poller_request& r) noexcept {
+    count_cancel(r.fd);
+    const void* key = r.key;
+    const std::size_t here =
+        waiting_.remove_if([key](op_state& op) { return overlapped_of(&op) == key; },
+                           [this](op_state* op) { abort(*op); });
+    if (here != 0) {
+      r.answer(1);
+      return;
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room was checked
+    io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(key), 0);
+    sqe->user_data = reinterpret_cast<std::uint64_t>(&r) | tag_answer_one;
+    ++inflight_;
+  }
+
+  /// One inbox request.
+  void take(inbox_item item) noexcept {
+    auto* r = reinterpret_cast<poller_request*>(item & ~inbox_tag_mask);
     switch (item & inbox_tag_mask) {
       case inbox_cancel_one:
-        io_uring_prep_cancel64(sqe, item & ~inbox_tag_mask, 0);
-        sqe->user_data = tag_cancel;
+        cancel_one(*r);
         return;
       case inbox_cancel_fd:
-        cancel_all_on(sqe, static_cast<int>(item >> 3));
+        (void)cancel_all_on(static_cast<int>(item >> 3), tag_cancel);
         return;
-      case inbox_unbind: {
+      case inbox_unbind:
         // The kernel looks fd up when it gets the SQE: Unbind waits until
         // then (acks are given once the SQ is submitted).
-        auto* ack = reinterpret_cast<unbind_ack*>(item & ~inbox_tag_mask);
-        cancel_all_on(sqe, ack->fd);
-        ack->next = acks_;
-        acks_ = ack;
+        (void)cancel_all_on(r->fd, tag_cancel);
+        r->next = acks_;
+        acks_ = r;
         return;
-      }
+      case inbox_cancel_all:
+        r->found = cancel_all_on(r->fd, reinterpret_cast<std::uint64_t>(r) | tag_answer_all);
+        return;
       default:
-        break;
+        prepare_operation(*state_of(reinterpret_cast<OVERLAPPED*>(item)));
+        return;
     }
-    auto* ov = reinterpret_cast<OVERLAPPED*>(item);
-    op_state& op = *state_of(ov);
-    op.epoch = fd_cancels_;
-    // Acquire pairs with Cancel's release store.
-    if (op.cancel_requested.load(std::memory_order_acquire) != 0 ||
-        !core_.port_open(op.port_slot)) {
-      // Cancelled or its port is closing: complete it aborted, through the
-      // ring like any other, so backpressure and ordering stay uniform.
+  }
+
+  void prepare_operation(op_state& op) noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room was checked
+    ++inflight_;
+    op.epoch = cancels_on(op.fd);
+    if (!core_.port_open(op.port_slot)) {
+      // Its port is closing: complete it aborted, through the ring like any
+      // other, so backpressure and ordering stay uniform.
       op.kind = op_kind::aborted;
       io_uring_prep_nop(sqe);
     } else {
@@ -363,7 +389,14 @@ class uring_poller final : public threaded_poller {
           io_uring_prep_read(sqe, op.fd, op.buffer, op.length, op.aux);
           break;
         case op_kind::write:
-          io_uring_prep_write(sqe, op.fd, op.buffer, op.length, op.aux);
+          if (op.aux == append_offset) {
+            // At the end of the file, whatever the descriptor's position,
+            // which stays where it was.
+            io_uring_prep_write(sqe, op.fd, op.buffer, op.length, 0);
+            sqe->rw_flags = RWF_APPEND;
+          } else {
+            io_uring_prep_write(sqe, op.fd, op.buffer, op.length, op.aux);
+          }
           break;
         case op_kind::recv:
           io_uring_prep_recv(sqe, op.fd, op.buffer, op.length, 0);
@@ -383,45 +416,52 @@ class uring_poller final : public threaded_poller {
           break;
       }
     }
-    io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(ov));
+    io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(overlapped_of(&op)));
   }
 
-  /// Harvests up to harvest_batch CQEs into the queue; returns how many CQEs
-  /// were consumed. Stops at the first record the lane has no room for.
-  unsigned harvest() {
-    io_uring_cqe* cqes[harvest_batch];
-    const unsigned n = sys_.uring_peek(&ring_, cqes, harvest_batch);
-    if (n == 0) {
-      lane_full_ = false;
-      return 0;
+  /// Empties the CQ, harvest_batch CQEs at a time: operations' records into
+  /// the outbox, answers to their requests; returns how many CQEs.
+  unsigned harvest() noexcept {
+    unsigned total = 0;
+    for (;;) {
+      io_uring_cqe* cqes[harvest_batch];
+      const unsigned n = sys_.uring_peek(&ring_, cqes, harvest_batch);
+      for (unsigned i = 0; i < n; ++i) reap(cqes[i]->user_data, cqes[i]->res);
+      io_uring_cq_advance(&ring_, n);
+      inflight_ -= n;
+      total += n;
+      if (n < harvest_batch) return total;
     }
-    completion records[harvest_batch];
-    unsigned cqe_of[harvest_batch];
-    unsigned m = 0;
-    for (unsigned i = 0; i < n; ++i) {
-      const std::uint64_t ud = cqes[i]->user_data;
-      if ((ud & tag_mask) != 0 || to_retry(*cqes[i])) continue;  // no record
-      auto* ov = reinterpret_cast<OVERLAPPED*>(ud);
-      // Interrupted and not retried: a cancel interrupted it.
-      if (cqes[i]->res == -EINTR && state_of(ov)->kind != op_kind::nop)
-        state_of(ov)->kind = op_kind::aborted;
-      records[m] = finish(ov, cqes[i]->res);
-      cqe_of[m++] = i;
-    }
-    const std::size_t placed = m == 0 ? 0 : core_.queue_publish(completions_, records, m);
-    const unsigned consumed = placed == m ? n : cqe_of[placed];
-    for (unsigned i = 0; i < consumed; ++i) {
-      const std::uint64_t ud = cqes[i]->user_data;
-      if (ud == tag_wake)
-        wake_armed_ = false;  // re-armed at the loop's top
+  }
 
-      else if ((ud & tag_mask) == 0 && to_retry(*cqes[i]))
-        waiting_.push(state_of(reinterpret_cast<OVERLAPPED*>(ud)));  // only once consumed
+  void reap(std::uint64_t user_data, std::int32_t res) noexcept {
+    auto* r = reinterpret_cast<poller_request*>(user_data & ~tag_mask);
+    switch (user_data & tag_mask) {
+      case tag_wake:
+        wake_armed_ = false;  // re-armed at the next pass
+        return;
+      case tag_cancel:
+        return;
+      case tag_answer_one:
+        // 0: cancelled; -EALREADY: running, interrupted (it completes as
+        // the kernel decides); -ENOENT: not in flight here.
+        r->answer(res == 0 || res == -EALREADY ? 1 : 0);
+        return;
+      case tag_answer_all:
+        r->answer(r->found + (res > 0 ? static_cast<std::uint32_t>(res) : 0));
+        return;
+      default:
+        break;
     }
-    io_uring_cq_advance(&ring_, consumed);
-    inflight_ -= consumed;
-    lane_full_ = placed < m;
-    return consumed;
+    auto* ov = reinterpret_cast<OVERLAPPED*>(user_data);
+    op_state& op = *state_of(ov);
+    if (to_retry(op, res)) {
+      waiting_.push(&op);
+      return;
+    }
+    // Interrupted and not retried: a cancel interrupted it.
+    if (res == -EINTR && op.kind != op_kind::nop) op.kind = op_kind::aborted;
+    outbox_.add(op, finish(ov, res));
   }
 
   /// Creates the ring (probing setups) and the wake-up eventfd. A pumped
@@ -444,7 +484,6 @@ class uring_poller final : public threaded_poller {
     }
     if (r != 0) return r == -ENOMEM ? E_OUTOFMEMORY : HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
     ring_ready_ = true;
-    inflight_limit_ = ring_.cq.ring_entries;
     // Blocking: io_uring answers a read on an O_NONBLOCK descriptor with
     // -EAGAIN instead of waiting for it.
     event_fd_ = sys_.eventfd(EFD_CLOEXEC);
@@ -460,17 +499,18 @@ class uring_poller final : public threaded_poller {
   bool ring_ready_ = false;
   std::uint32_t setup_used_ = 0;  // written before start() returns, read-only after
   int event_fd_ = -1;
-  unsigned inflight_limit_ = 0;  // CQ entries: more in flight could overflow the CQ
-  unsigned inflight_ = 0;        // SQEs handed to the kernel whose CQE is not reaped
+  unsigned inflight_ = 0;  // SQEs handed to the kernel whose CQE is not reaped
   bool lane_full_ = false;
   bool wake_armed_ = false;
   std::uint64_t wake_buffer_ = 0;
-  unbind_ack* acks_ = nullptr;    // Unbinds whose cancel is in the SQ, not yet submitted
-  std::uint32_t fd_cancels_ = 0;  // cancels of all on a descriptor prepared so far
-  // Operations to submit once the CQ has room (taken from the inbox when it
-  // had none, or whose CQE said -EINTR), in order, through op_state::next.
-  op_fifo aborted_;  // taken from waiting_ by a cancel, to publish
+  poller_request* acks_ = nullptr;  // Unbinds whose cancel is in the SQ, not yet submitted
+  // Per descriptor, the cancels on it prepared so far (entries made at Bind,
+  // touched by this poller only).
+  fd_table<std::uint32_t> cancels_;
+  // Operations to submit again (their CQE said -EINTR), in order, through
+  // op_state::next.
   op_fifo waiting_;
+  record_outbox outbox_;  // records not yet in the lane
 };
 
 }  // namespace

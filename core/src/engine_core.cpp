@@ -497,34 +497,36 @@ HRESULT engine_core::bind(HANDLE port, HANDLE handle) noexcept {
 
 HRESULT engine_core::unbind(HANDLE handle) noexcept {
   const int fd = fd_of(handle);
-  unbind_ack ack;
-  ack.fd = fd;
+  poller_request request;
+  request.fd = fd;
   binding b;
-  {
-    std::lock_guard lock(bind_mutex_);
-    const std::uint64_t word = handles_.lookup(fd);
-    if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
-    auto& entry = handles_.slot(fd);            // the chunk exists: no allocation
-    entry.store(0, std::memory_order_release);  // no new operation from here on
-    b = binding::unpack(word);
-    poller& p = *pollers_[b.poller];
-    // Queued after every operation already accepted on fd: the poller
-    // takes them first.
-    const inbox_item request = reinterpret_cast<inbox_item>(&ack) | inbox_unbind;
-    for (int i = 0; !p.submit(request); ++i) {
-      if (i == full_inbox_retries) {
-        entry.store(word, std::memory_order_release);  // nothing was cancelled: still bound
-        return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
+  for (int i = 0;; ++i) {
+    {
+      std::lock_guard lock(bind_mutex_);
+      const std::uint64_t word = handles_.lookup(fd);
+      if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+      auto& entry = handles_.slot(fd);            // the chunk exists: no allocation
+      entry.store(0, std::memory_order_release);  // no new operation from here on
+      b = binding::unpack(word);
+      poller& p = *pollers_[b.poller];
+      // Queued after every operation already accepted on fd: the poller
+      // takes them first.
+      if (p.submit(reinterpret_cast<inbox_item>(&request) | inbox_unbind)) {
+        p.forget_handle(fd, b);
+        break;
       }
-      wait_for_inbox();
+      entry.store(word, std::memory_order_release);  // nothing was cancelled: still bound
     }
-    p.forget_handle(fd, b);
+    // The inbox is full: wait for room without the bind lock, which a
+    // pump's OnComplete may want (a pumped engine's pump empties it).
+    if (i == full_inbox_retries) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
+    wait_for_inbox();
   }
   // Wait until the kernel has the cancel: it finds the descriptor by number
   // when it gets it, so the host must not close fd before. Microseconds;
   // from inside OnComplete this thread delivers meanwhile (the poller may
   // wait for room in the queue).
-  wait_delivering([&] { return ack.done.load(std::memory_order_acquire) != 0; });
+  wait_delivering([&] { return request.answered(); });
   if (b.made_nonblocking) {
     std::lock_guard lock(bind_mutex_);
     restore_blocking_locked(fd);
@@ -694,13 +696,25 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   const std::uint64_t word = handles_.lookup(fd);
   if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
   const binding b = binding::unpack(word);
+  if (kind == op_kind::read || kind == op_kind::write) {
+    if (b.kind == os::handle_kind::file) {
+      // Offsets with the top bit set are negative to Linux. One of them has
+      // a meaning on Windows, and the same here: a write at
+      // 0xFFFFFFFF:0xFFFFFFFF goes to the end of the file. The others are
+      // refused, as Windows refuses them, on both backends alike (io_uring
+      // would otherwise take -1 as "the descriptor's own position").
+      if ((aux >> 63) != 0 && !(kind == op_kind::write && aux == append_offset))
+        return HRESULT_FROM_WIN32(ERROR_INVALID_PARAMETER);
+    } else if (b.kind == os::handle_kind::pipe || b.kind == os::handle_kind::socket) {
+      aux = 0;  // no position: the offset is ignored
+    }
+  }
   const std::uint64_t open_state = std::uint64_t{b.port_generation} << 2 | port_open_state;
   if (const HRESULT hr =
           admit(b.port_slot, b.poller, open_state, HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE), ov);
       FAILED(hr))
     return hr;
   op_state* op = state_of(ov);
-  op->cancel_requested.store(0, std::memory_order_relaxed);
   op->kind = kind;
   // Linux moves at most max_transfer bytes per call, and io_uring refuses a
   // longer recv or send outright: take such a length as the most one call
@@ -713,12 +727,17 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   op->length = length;
   op->buffer = buffer;
   op->aux = aux;
-  poller& p = *pollers_[b.poller];
-  for (int i = 0; !p.submit(reinterpret_cast<inbox_item>(ov)); ++i) {
-    if (i == full_inbox_retries) return withdraw(b.port_slot, b.poller, ov);
+  if (!queue_request(*pollers_[b.poller], reinterpret_cast<inbox_item>(ov)))
+    return withdraw(b.port_slot, b.poller, ov);
+  return IOCM_E_IO_PENDING;
+}
+
+bool engine_core::queue_request(poller& p, inbox_item item) noexcept {
+  for (int i = 0; !p.submit(item); ++i) {
+    if (i == full_inbox_retries) return false;
     wait_for_inbox();
   }
-  return IOCM_E_IO_PENDING;
+  return true;
 }
 
 HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov) noexcept {
@@ -755,24 +774,22 @@ HRESULT engine_core::cancel(HANDLE handle, OVERLAPPED* ov) noexcept {
   const int fd = fd_of(handle);
   const std::uint64_t word = handles_.lookup(fd);
   if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+  if (reinterpret_cast<std::uintptr_t>(ov) % alignof(op_state) != 0) return E_INVALIDARG;
   const binding b = binding::unpack(word);
-  inbox_item item = cancel_fd_item(fd);
-  if (ov != nullptr) {
-    if (reinterpret_cast<std::uintptr_t>(ov) % alignof(op_state) != 0) return E_INVALIDARG;
-    op_state* op = state_of(ov);
-    if (op->phase.load(std::memory_order_acquire) != op_state::in_flight || op->fd != fd)
-      return HRESULT_FROM_WIN32(ERROR_NOT_FOUND);
-    // Release pairs with the poller's acquire load: an operation still in
-    // the inbox is aborted without reaching the kernel.
-    op->cancel_requested.store(1, std::memory_order_release);
-    item = reinterpret_cast<inbox_item>(ov) | inbox_cancel_one;
-  }
-  poller& p = *pollers_[b.poller];
-  for (int i = 0; !p.submit(item); ++i) {
-    if (i == full_inbox_retries) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
-    wait_for_inbox();
-  }
-  return S_OK;
+  // As CancelIoEx: the OVERLAPPED is only a key. It may have completed and
+  // been freed or reused already; only the poller knows what it holds, so
+  // it answers (microseconds). Its operation, if the caller submitted it
+  // before calling us, is ahead of this request in the inbox.
+  poller_request request;
+  request.fd = fd;
+  request.key = ov;
+  const inbox_item item = reinterpret_cast<inbox_item>(&request) |
+                          (ov != nullptr ? inbox_cancel_one : inbox_cancel_all);
+  if (!queue_request(*pollers_[b.poller], item))
+    return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
+  // From inside OnComplete this thread delivers meanwhile.
+  wait_delivering([&] { return request.answered(); });
+  return request.found != 0 ? S_OK : HRESULT_FROM_WIN32(ERROR_NOT_FOUND);
 }
 
 bool engine_core::on_notifier_thread() const noexcept { return tl_engine_ == this; }

@@ -166,7 +166,12 @@ class engine_core {
     completion* records = nullptr;
     completion_queue::consumer_token* token = nullptr;
   };
+  /// The record this thread is inside OnComplete for. Threads may deliver
+  /// for several engines, nested (a callback of one engine that closes a
+  /// port of another): a record is its engine's, whose Close alone may
+  /// settle it.
   struct current_record {
+    const engine_core* engine = nullptr;
     int port_slot = -1;
     std::uint16_t counter = 0;
     bool settled = false;  // Close already took it off the pending count
@@ -207,8 +212,12 @@ class engine_core {
   }
   HRESULT spawn_notifiers_locked(unsigned upto) noexcept;  // threads_mutex_ held
   /// A full inbox: waits a moment, or, in a pumped engine that no other
-  /// thread is pumping, moves the inbox on itself.
+  /// thread is pumping, moves the inbox on itself. Never called with the
+  /// bind lock held: a pump that empties the inbox may want it.
   void wait_for_inbox() noexcept;
+  /// Puts `item` in p's inbox, waiting for room up to full_inbox_retries
+  /// times; false when it stayed full.
+  bool queue_request(poller& p, inbox_item item) noexcept;
 
   // A pumped engine's pump: one owner at a time (pump_owned_), which is the
   // thread on which on_notifier_thread() is true.

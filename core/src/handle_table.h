@@ -1,13 +1,12 @@
 // Which port and poller a bound descriptor belongs to, looked up without a
-// lock on every submission. Two levels (1024 chunks of 1024 entries) so a
-// process with few descriptors pays 8 KiB, and descriptors up to 2^20 work.
+// lock on every submission (an fd_table of binding words).
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 
+#include "fd_table.h"
 #include "os.h"
 
 namespace iocm::detail {
@@ -36,61 +35,31 @@ struct binding {
 
 class handle_table {
  public:
-  static constexpr int max_fd = 1 << 20;  // fds at or above this are refused at Bind
-
-  handle_table() = default;
-  handle_table(const handle_table&) = delete;
-  handle_table& operator=(const handle_table&) = delete;
-  ~handle_table() {
-    for (auto& c : chunks_) delete c.load(std::memory_order_relaxed);
-  }
+  static constexpr int max_fd = fd_table<int>::max_fd;  // fds at or above this are refused at Bind
 
   /// The binding word of fd, or 0. Lock-free; any thread.
   std::uint64_t lookup(int fd) const noexcept {
-    if (fd < 0 || fd >= max_fd) return 0;
-    // Acquire pairs with the release in slot(): the chunk's zeroed entries
-    // are visible before its pointer.
-    const chunk* c =
-        chunks_[static_cast<unsigned>(fd) >> chunk_bits].load(std::memory_order_acquire);
-    if (c == nullptr) return 0;
-    // Acquire pairs with the release in set(): a binding is seen whole.
-    return c->entries[static_cast<unsigned>(fd) & chunk_mask].load(std::memory_order_acquire);
+    const std::atomic<std::uint64_t>* e = entries_.find(fd);
+    // Acquire pairs with Bind's release store: a binding is seen whole.
+    return e == nullptr ? 0 : e->load(std::memory_order_acquire);
   }
 
   /// The entry for fd, allocating its chunk. Writers hold the engine's bind
-  /// mutex, so chunks are never allocated twice. Throws std::bad_alloc.
-  std::atomic<std::uint64_t>& slot(int fd) {
-    auto& top = chunks_[static_cast<unsigned>(fd) >> chunk_bits];
-    chunk* c = top.load(std::memory_order_relaxed);
-    if (c == nullptr) {
-      c = new chunk();
-      top.store(c, std::memory_order_release);
-    }
-    return c->entries[static_cast<unsigned>(fd) & chunk_mask];
-  }
+  /// mutex. Throws std::bad_alloc.
+  std::atomic<std::uint64_t>& slot(int fd) { return entries_.reserve(fd); }
 
-  /// Calls f(fd, word) for every bound entry (bind mutex held).
+  /// Calls f(fd, entry) for every bound descriptor from `from` on, until f
+  /// returns false; returns the descriptor it stopped at, or max_fd (bind
+  /// mutex held).
   template <class F>
-  void for_each_bound(F&& f) {
-    for (unsigned i = 0; i < chunk_count; ++i) {
-      chunk* c = chunks_[i].load(std::memory_order_relaxed);
-      if (c == nullptr) continue;
-      for (unsigned j = 0; j < chunk_size; ++j) {
-        const std::uint64_t w = c->entries[j].load(std::memory_order_relaxed);
-        if (w != 0) f(static_cast<int>(i << chunk_bits | j), c->entries[j]);
-      }
-    }
+  int for_each_bound(int from, F&& f) {
+    return entries_.for_each(from, [&](int fd, std::atomic<std::uint64_t>& e) {
+      return e.load(std::memory_order_relaxed) == 0 || f(fd, e);
+    });
   }
 
  private:
-  static constexpr unsigned chunk_bits = 10;
-  static constexpr unsigned chunk_size = 1u << chunk_bits;
-  static constexpr unsigned chunk_mask = chunk_size - 1;
-  static constexpr unsigned chunk_count = max_fd / chunk_size;
-  struct chunk {
-    std::array<std::atomic<std::uint64_t>, chunk_size> entries{};
-  };
-  std::array<std::atomic<chunk*>, chunk_count> chunks_{};
+  fd_table<std::atomic<std::uint64_t>> entries_;
 };
 
 }  // namespace iocm::detail

@@ -177,7 +177,7 @@ void engine_core::deliver(const completion& record) noexcept {
   // not touch it.
   op->phase.store(op_state::idle, std::memory_order_release);
   const current_record outer = tl_current_;
-  tl_current_ = {slot, counter, false};
+  tl_current_ = {this, slot, counter, false};
   clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
   // Release pairs with pending_total's acquire: OnComplete has returned.
   if (!tl_current_.settled) pending(slot, counter).value.fetch_sub(1, std::memory_order_release);
@@ -211,30 +211,42 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
     ports_[slot].state.store((st & ~std::uint64_t{3}) | port_closing_state,
                              std::memory_order_seq_cst);
     if (default_port_ == port) default_port_ = nullptr;
-    // Unbind the port's handles and cancel what the kernel holds for them;
-    // operations still in an inbox are aborted by the poller (port_open).
-    handles_.for_each_bound([&](int fd, std::atomic<std::uint64_t>& entry) {
-      const binding b = binding::unpack(entry.load(std::memory_order_relaxed));
-      if (b.port_slot != slot) return;
-      entry.store(0, std::memory_order_release);
-      poller& p = *pollers_[b.poller];
-      while (!p.submit(cancel_fd_item(fd))) wait_for_inbox();
-      p.forget_handle(fd, b);
-      // Not blocking again yet: the operations the cancel aborts may still
-      // be tried before it, and must not block the poller.
-      if (b.made_nonblocking) {
-        try {
-          made_nonblocking.push_back(fd);
-        } catch (const std::bad_alloc&) {  // left non-blocking; nothing else is lost
+  }
+  // Unbind the port's handles and cancel what the kernel holds for them;
+  // operations still in an inbox are aborted by the poller (port_open). No
+  // new binding can join the port now. An inbox without room is waited for
+  // without the bind lock: in a pumped engine only the pump empties it, and
+  // the pump's OnComplete may want that lock (a Bind after an Accept).
+  for (int next = 0; next < handle_table::max_fd;) {
+    {
+      std::lock_guard lock(bind_mutex_);
+      next = handles_.for_each_bound(next, [&](int fd, std::atomic<std::uint64_t>& entry) {
+        const binding b = binding::unpack(entry.load(std::memory_order_relaxed));
+        if (b.port_slot != slot) return true;
+        poller& p = *pollers_[b.poller];
+        if (!p.submit(cancel_fd_item(fd))) return false;  // this one and the rest after a wait
+        entry.store(0, std::memory_order_release);
+        p.forget_handle(fd, b);
+        // Not blocking again yet: the operations the cancel aborts may still
+        // be tried before it, and must not block the poller.
+        if (b.made_nonblocking) {
+          try {
+            made_nonblocking.push_back(fd);
+          } catch (const std::bad_alloc&) {  // left non-blocking; nothing else is lost
+          }
         }
-      }
-    });
+        return true;
+      });
+    }
+    if (next < handle_table::max_fd) wait_for_inbox();
   }
 
   // Wait until every accepted operation of the port has been delivered. The
   // record this thread is delivering right now (Close called from inside
-  // OnComplete) cannot finish before we return; count it as done.
-  const bool inside_own = tl_current_.port_slot == slot && !tl_current_.settled;
+  // OnComplete) cannot finish before we return; count it as done. Only a
+  // record of this engine: a callback of another engine may close our port.
+  const bool inside_own =
+      tl_current_.engine == this && tl_current_.port_slot == slot && !tl_current_.settled;
   const std::int64_t self = inside_own ? 1 : 0;
   wait_delivering([&] { return pending_total(slot) <= self; });
   if (inside_own) {

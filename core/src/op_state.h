@@ -6,8 +6,11 @@
 // the OVERLAPPED through a poller inbox (release) -> the poller reads them and
 // writes `kind` when it aborts, then publishes the completion record through
 // the completion queue (release) -> a notifier reads them, marks the state
-// idle and calls OnComplete; from then on the memory is the runtime's again.
-// Only `phase` and `cancel_requested` are touched by other threads meanwhile.
+// idle and calls OnComplete; from then on the memory is the runtime's again,
+// and may be freed or reused at once. Only `phase` is touched by other
+// threads meanwhile (a submission that finds the OVERLAPPED in flight).
+// Cancel never touches an OVERLAPPED: it is a key the poller compares with
+// the addresses of the operations it holds.
 #pragma once
 
 #include <atomic>
@@ -32,7 +35,6 @@ struct op_state {
   static constexpr std::uint64_t in_flight = mark | 2;
 
   std::atomic<std::uint64_t> phase{idle};
-  std::atomic<std::uint32_t> cancel_requested{0};  // set by Cancel, read by the poller
   op_kind kind = op_kind::nop;
   os::handle_kind handle = os::handle_kind::other;
   std::uint16_t port_slot = 0;
@@ -40,12 +42,20 @@ struct op_state {
   std::uint32_t length = 0;   // bytes asked for (end-of-file needs it)
   std::uint16_t counter = 0;  // which pending counter of the port counts it
   std::uint8_t stage = 0;     // epoll backend: 1 once a connect is in progress
-  std::uint32_t epoch = 0;    // io_uring backend: the poller's fd-wide cancels before it
+  std::uint32_t epoch = 0;    // io_uring backend: cancels on its descriptor before it
   void* buffer = nullptr;     // data; the sockaddr for connect; HANDLE* for accept
-  std::uint64_t aux = 0;      // file offset; sockaddr length for connect; accept_into_*
-  op_state* next = nullptr;   // a poller's own list: epoll, the descriptor's waiting
-                              // operations; io_uring, those to submit again
+  // File offset (append_offset: at the end of the file); sockaddr length
+  // for connect; accept_into_*. Once the operation has its record and
+  // waits for room in the queue: the record's error (record_outbox).
+  std::uint64_t aux = 0;
+  op_state* next = nullptr;  // a poller's own list: epoll, the descriptor's waiting
+                             // operations; io_uring, those to submit again; either,
+                             // the records waiting for room in the queue
 };
+
+/// A write's offset that means "at the end of the file", as
+/// 0xFFFFFFFF:0xFFFFFFFF in Offset/OffsetHigh does on Windows.
+inline constexpr std::uint64_t append_offset = ~std::uint64_t{0};
 
 /// A poller's own FIFO of operations, linked through op_state::next: no
 /// allocation, one list per operation at a time.

@@ -25,27 +25,40 @@ class engine_core;
 /// operation; the low bits tag the other requests.
 using inbox_item = std::uintptr_t;
 inline constexpr inbox_item inbox_tag_mask = 7;
-inline constexpr inbox_item inbox_cancel_one = 1;  // (OVERLAPPED* | 1): cancel that operation
-inline constexpr inbox_item inbox_cancel_fd = 2;   // (fd << 3 | 2): cancel all on fd
-// (unbind_ack* | 3): Unbind's cancel of all on ack->fd; the poller sets
-// ack->done once the kernel has it (docs/ENGINE.md, "Handles").
+// (poller_request* | 1): Cancel of one operation, found by its OVERLAPPED's
+// address only (the poller never reads through it); answered.
+inline constexpr inbox_item inbox_cancel_one = 1;
+// (fd << 3 | 2): cancel everything on fd; nobody waits for it (Close).
+inline constexpr inbox_item inbox_cancel_fd = 2;
+// (poller_request* | 3): Unbind's cancel of everything on request->fd;
+// answered once the kernel has it (docs/ENGINE.md, "Handles").
 inline constexpr inbox_item inbox_unbind = 3;
+// (poller_request* | 4): Cancel of everything on request->fd; answered with
+// how many operations it found.
+inline constexpr inbox_item inbox_cancel_all = 4;
 inline inbox_item cancel_fd_item(int fd) noexcept {
   return (static_cast<inbox_item>(static_cast<std::uint32_t>(fd)) << 3) | inbox_cancel_fd;
 }
 
-/// What Unbind waits on, on its own stack: the poller says when the cancel
-/// of everything on fd has reached the kernel, so that the host may close
-/// fd as soon as Unbind returns.
-struct alignas(8) unbind_ack {
+/// A request a thread waits on, on its own stack, until the poller answers
+/// (Cancel, Unbind): the poller's answer() is its last touch of it.
+struct alignas(8) poller_request {
   int fd = -1;
+  /// Cancel of one: the OVERLAPPED's address, a key compared with the
+  /// addresses of the operations the poller holds, never dereferenced.
+  const void* key = nullptr;
+  std::uint32_t found = 0;  // the answer: operations found (Cancel)
   std::atomic<std::uint32_t> done{0};
-  unbind_ack* next = nullptr;  // the poller's list of acks still to give
-  /// On the poller: the cancel is in the kernel.
-  void give() noexcept {
-    done.store(1, std::memory_order_release);
+  poller_request* next = nullptr;  // the poller's own list while it holds the request
+
+  /// On the poller: the answer is `n` operations found.
+  void answer(std::uint32_t n) noexcept {
+    found = n;
+    done.store(1, std::memory_order_release);  // pairs with answered()'s acquire
     os::futex_wake_one(done);
   }
+  /// On the waiting thread.
+  bool answered() const noexcept { return done.load(std::memory_order_acquire) != 0; }
 };
 
 /// What a backend needs to build a poller.

@@ -371,6 +371,90 @@ TEST_CASE(
   CHECK(std::memcmp(in, "NEW", 3) == 0);
 }
 
+TEST_CASE(
+    "io_uring: 2,000 completions at once into a CQ of 4 entries, while the poller is held: the "
+    "kernel keeps the excess, and each completes once") {
+  // Operations are not limited to what the CQ holds (an idle connection's
+  // receive would otherwise hold a slot others need); what overflows waits
+  // in the kernel (IORING_FEAT_NODROP) until the poller takes it.
+  constexpr std::size_t n = 2000;
+  std::atomic<bool> held{true};
+  fault_injector faults(
+      {{.which = call::uring_enter, .times = 1, .hold = &held, .thread = "iocm-poll-0"}});
+  log_lines log;
+  ledger done("fault: io_uring CQ overflow");
+  iocm::engine_config c = config_for(IOCM_BACKEND_URING, log);
+  c.ring_entries = 2;  // a CQ of 4 entries
+  iocm::engine engine(done, c);
+  struct let_go {
+    std::atomic<bool>& held;
+    ~let_go() { held.store(false, std::memory_order_release); }
+  } release_on_exit{held};
+  std::vector<std::unique_ptr<socket_pair>> pairs;
+  auto recvs = overlappeds(n);
+  std::vector<char> bytes(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    pairs.push_back(std::make_unique<socket_pair>());
+    REQUIRE(!engine.bind(pairs[i]->a.fd));
+    REQUIRE(done.took(engine.recv(pairs[i]->a.fd, &bytes[i], 1, *recvs[i]), *recvs[i]));
+  }
+  // Every receive is in the kernel once a Nop behind them all completes.
+  iocm::overlapped marker;
+  REQUIRE(done.took(engine.nop(pairs[0]->a.fd, marker), marker));
+  REQUIRE(done.wait_for(marker));
+  faults.arm();
+  iocm::overlapped wake;
+  REQUIRE(done.took(engine.nop(pairs[0]->a.fd, wake), wake));  // its next wait holds it
+  REQUIRE(fault_injector::wait_until([&] { return faults.fired(0); }, 1));
+  for (std::size_t i = 0; i < n; ++i) REQUIRE(::write(pairs[i]->b.fd, "z", 1) == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the kernel posts meanwhile
+  held.store(false, std::memory_order_release);
+  for (std::size_t i = 0; i < n; ++i) {
+    REQUIRE(done.wait_for(*recvs[i]));
+    CHECK(done.only(*recvs[i]).error == ERROR_SUCCESS);
+    CHECK(done.only(*recvs[i]).bytes == 1);
+    CHECK(bytes[i] == 'z');
+  }
+  REQUIRE(done.wait_for(wake));
+  CHECK(log.count(IOCM_LOG_ERROR) == 0);
+  for (auto& p : pairs) REQUIRE(!engine.unbind(p->a.fd));
+}
+
+TEST_CASE(
+    "epoll, Bind: a descriptor that cannot be made non-blocking is not bound (its error), and "
+    "is left as it was") {
+  // A blocking descriptor's read would stall every descriptor of the poller.
+  for (const int e : {EBADF, EIO}) {
+    CAPTURE(e);
+    log_lines log;
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    fd_guard r(fds[0]), w(fds[1]);
+    // F_GETFL goes through; F_SETFL is refused.
+    fault_injector faults({{.which = call::fcntl, .answer = -e, .fd = r.fd, .skip = 1}});
+    ledger done("fault: Bind's fcntl");
+    iocm::engine engine(done, config_for(IOCM_BACKEND_EPOLL, log));
+    faults.arm();
+    const std::error_code refused = engine.bind(r.fd);
+    CHECK(faults.fired(0) == 1);
+    REQUIRE(refused);  // else a read below would block the poller for good
+    CHECK(refused.value() ==
+          HRESULT_FROM_WIN32(e == EBADF ? ERROR_INVALID_HANDLE : iocm::win32_from_errno(e)));
+    CHECK((::fcntl(r.fd, F_GETFL) & O_NONBLOCK) == 0);
+    char in[4];
+    iocm::overlapped o;
+    CHECK(engine.read(r.fd, in, sizeof in, o).value() == HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE));
+    // Out of the epoll set too: a later Bind works, and so does the pipe.
+    faults.disarm();
+    REQUIRE(!engine.bind(r.fd));
+    REQUIRE(done.took(engine.read(r.fd, in, sizeof in, o), o));
+    REQUIRE(::write(w.fd, "ok", 2) == 2);
+    REQUIRE(done.wait_for(o));
+    CHECK(done.only(o).bytes == 2);
+    REQUIRE(!engine.unbind(r.fd));
+  }
+}
+
 TEST_CASE("epoll_wait: EINTR is retried; an unexpected error is said once and retried") {
   for (const int e : {EINTR, EBADF}) {
     CAPTURE(e);

@@ -41,6 +41,8 @@ enum class call : unsigned {
   accept4,
   connect,
   connect_result,
+  fcntl,
+  pwrite_append,
 };
 
 inline constexpr std::size_t no_cap = std::numeric_limits<std::size_t>::max();
@@ -258,6 +260,13 @@ struct fault_table_maker {
     };
     t.connect_result = [](int fd) {
       return fi::other(call::connect_result, fd, [&] { return fi::real().connect_result(fd); });
+    };
+    t.fcntl = [](int fd, int command, int argument) {
+      return fi::other(call::fcntl, fd, [&] { return fi::real().fcntl(fd, command, argument); });
+    };
+    t.pwrite_append = [](int fd, const void* buffer, size_t length) {
+      return fi::io(call::pwrite_append, fd, length,
+                    [&](size_t n) { return fi::real().pwrite_append(fd, buffer, n); });
     };
     return t;
   }

@@ -39,9 +39,7 @@ class guarded_overlappeds {
     REQUIRE(base_ != MAP_FAILED);
   }
   ~guarded_overlappeds() { ::munmap(base_, n_ * page); }
-  test_overlapped* at(std::size_t i) {
-    return new (base_ + i * page) test_overlapped();
-  }
+  test_overlapped* at(std::size_t i) { return new (base_ + i * page) test_overlapped(); }
   /// Called from OnComplete: the runtime frees the OVERLAPPED.
   void revoke(void* ov) { REQUIRE(::mprotect(ov, page, PROT_NONE) == 0); }
 
@@ -103,8 +101,8 @@ TEST_CASE(
   CHECK(book.report(ledger_name("cancel: freed OVERLAPPEDs").c_str()));
   CHECK(aborted.load() >= rounds / 2);  // the odd rounds end only by a cancel
   CHECK(found.load() >= aborted.load());
-  MESSAGE("cancels that found their operation: " << found.load() << ", not found: "
-                                                 << missed.load());
+  MESSAGE("cancels that found their operation: " << found.load()
+                                                 << ", not found: " << missed.load());
 }
 
 TEST_CASE(

@@ -47,8 +47,8 @@ TEST_CASE(
   // offset with the top bit set (negative as a Linux offset).
   char buf[4];
   test_overlapped* o = f.fresh();
-  for (const std::uint64_t offset : {~std::uint64_t{0}, ~std::uint64_t{0} - 1,
-                                     std::uint64_t{1} << 63}) {
+  for (const std::uint64_t offset :
+       {~std::uint64_t{0}, ~std::uint64_t{0} - 1, std::uint64_t{1} << 63}) {
     CAPTURE(offset);
     set_offset(o->ov, offset);
     CHECK(f.io->Read(as_handle(file.fd), buf, sizeof buf, &o->ov) == invalid);

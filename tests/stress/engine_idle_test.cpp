@@ -6,10 +6,10 @@
 // Run once per backend.
 #include <doctest/doctest.h>
 
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,8 +69,8 @@ TEST_CASE("20,000 idle connections on one poller: a new connection is still serv
     ::close(STDOUT_FILENO);
     for (std::size_t i = 0; i < idle; ++i) {
       const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&listener.addr),
-                              sizeof listener.addr) != 0)
+      if (fd < 0 ||
+          ::connect(fd, reinterpret_cast<sockaddr*>(&listener.addr), sizeof listener.addr) != 0)
         ::_exit(1);
     }
     char done = 1;
@@ -98,6 +98,7 @@ TEST_CASE("20,000 idle connections on one poller: a new connection is still serv
 
   // Declared before the engine, which delivers into them until it is gone.
   op_ledger book(idle + 3);
+  std::atomic<std::size_t> orderly{0};
   std::vector<std::unique_ptr<test_overlapped>> recvs;
   recvs.reserve(idle);
   iocm_config c = small_config();
@@ -106,8 +107,10 @@ TEST_CASE("20,000 idle connections on one poller: a new connection is still serv
   REQUIRE(f.manager->Bind(f.port, as_handle(listener.fd.fd)) == S_OK);
   // Each server end: bound, with a receive in flight that nothing will
   // complete.
-  f.runtime.hook = [&](DWORD, DWORD, void* ov) {
-    book.completed(static_cast<test_overlapped*>(ov)->tag);
+  f.runtime.hook = [&](DWORD error, DWORD bytes, void* ov) {
+    const std::uint64_t tag = static_cast<test_overlapped*>(ov)->tag;
+    if (tag < idle && error == ERROR_SUCCESS && bytes == 0) orderly.fetch_add(1);
+    book.completed(tag);
   };
   char sink[1];
   for (std::size_t i = 0; i < idle; ++i) {
@@ -123,12 +126,11 @@ TEST_CASE("20,000 idle connections on one poller: a new connection is still serv
   const auto start = std::chrono::steady_clock::now();
   HANDLE accepted = nullptr;
   test_overlapped* accept_op = f.fresh(idle);
-  REQUIRE(book.answered(
-      idle, f.io->Accept(as_handle(listener.fd.fd), &accepted, &accept_op->ov) ==
-                IOCM_E_IO_PENDING));
+  REQUIRE(book.answered(idle, f.io->Accept(as_handle(listener.fd.fd), &accepted, &accept_op->ov) ==
+                                  IOCM_E_IO_PENDING));
   fd_guard client(tcp_socket());
-  REQUIRE(::connect(client.fd, reinterpret_cast<sockaddr*>(&listener.addr),
-                    sizeof listener.addr) == 0);
+  REQUIRE(::connect(client.fd, reinterpret_cast<sockaddr*>(&listener.addr), sizeof listener.addr) ==
+          0);
   auto wait = [&](std::size_t id) {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (book.completed_count(id) == 0 && std::chrono::steady_clock::now() < deadline)
@@ -140,25 +142,33 @@ TEST_CASE("20,000 idle connections on one poller: a new connection is still serv
   REQUIRE(f.manager->Bind(f.port, accepted) == S_OK);
   char request[8] = {};
   test_overlapped* recv_op = f.fresh(idle + 1);
-  REQUIRE(book.answered(idle + 1, f.io->Recv(accepted, request, sizeof request, &recv_op->ov) ==
-                                      IOCM_E_IO_PENDING));
+  REQUIRE(book.answered(
+      idle + 1, f.io->Recv(accepted, request, sizeof request, &recv_op->ov) == IOCM_E_IO_PENDING));
   REQUIRE(::write(client.fd, "GET", 3) == 3);
   REQUIRE_MESSAGE(wait(idle + 1), "the new connection's request was not received within 10 s");
   CHECK(std::memcmp(request, "GET", 3) == 0);
   test_overlapped* send_op = f.fresh(idle + 2);
-  REQUIRE(book.answered(idle + 2, f.io->Send(accepted, "OK", 2, &send_op->ov) ==
-                                      IOCM_E_IO_PENDING));
+  REQUIRE(
+      book.answered(idle + 2, f.io->Send(accepted, "OK", 2, &send_op->ov) == IOCM_E_IO_PENDING));
   char reply[2] = {};
   REQUIRE(::read(client.fd, reply, 2) == 2);
   CHECK(std::memcmp(reply, "OK", 2) == 0);
-  const auto served =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                            start);
+  const auto served = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - start);
   MESSAGE("with " << idle << " idle connections, a new one was accepted and answered in "
                   << served.count() << " us");
   REQUIRE(wait(idle + 2));
 
-  // Every idle receive is still there: closing the port aborts each once.
+  // Every idle receive is still there. Now every idle client goes at once
+  // (the child ends): all the receives complete together, far more than a
+  // CQ holds, each exactly once, as an orderly close (0 bytes).
+  CHECK(book.completions() == 3);
+  ::kill(child, SIGKILL);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (book.completions() < idle + 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  CHECK(book.completions() == idle + 3);
+  CHECK(orderly.load() == idle);
   REQUIRE(f.io->Unbind(accepted) == S_OK);
   REQUIRE(f.manager->CloseIoCompletionPort(f.port) == S_OK);
   CHECK(book.count().completed == idle + 3);
