@@ -58,7 +58,9 @@ class op_ledger {
       stray_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    completed_[id].fetch_add(1, std::memory_order_relaxed);
+    // Release pairs with completed_count()'s acquire: what the completion
+    // wrote (an accepted socket, a buffer) is visible to whoever sees it.
+    completed_[id].fetch_add(1, std::memory_order_release);
     completions_.fetch_add(1, std::memory_order_release);
   }
   /// Completions so far (for waiting on them).

@@ -665,7 +665,7 @@ HRESULT engine_core::check_overlapped(OVERLAPPED* ov) const noexcept {
 HRESULT engine_core::admit(std::uint16_t slot, std::uint16_t counter, std::uint64_t open_state,
                            HRESULT port_gone, OVERLAPPED* ov) noexcept {
   pending_counter& pend = pending(slot, counter);
-  // (5) pairs with (6) in close_port: count first, then look at the port.
+  // (E1) pairs with (E2) in close_port: count first, then look at the port.
   // Either Close sees our count and waits for us, or we see it closing.
   pend.value.fetch_add(1, std::memory_order_seq_cst);
   if (ports_[slot].state.load(std::memory_order_seq_cst) != open_state) {

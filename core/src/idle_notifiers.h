@@ -46,7 +46,7 @@ class idle_notifiers {
       std::lock_guard lock(mutex_);
       me.state.store(park_word::parked, std::memory_order_relaxed);
       stack.push_back(&me);
-      // seq_cst RMW: (3) pairs with (4); either the producer sees parked_ > 0
+      // seq_cst RMW: (I1) pairs with (I2); either the producer sees parked_ > 0
       // or we see its record in the re-check below.
       parked_.fetch_add(1, std::memory_order_seq_cst);
     }
@@ -72,15 +72,15 @@ class idle_notifiers {
   /// Wakes the most recently parked notifier of `home`, else of another
   /// home, if any sleeps. Call after publishing work. Thread-safe.
   void wake_one(std::size_t home) noexcept {
-    // (4) pairs with (3): the record store before this load.
-    store_load_fence();
+    // (I2) pairs with (I1): the record store before this load.
+    store_load_fence(parked_);
     if (parked_.load(std::memory_order_relaxed) == 0) return;
     pop_and_wake(home);
   }
 
   /// Wakes every parked notifier (shutdown, retiring threads).
   void wake_all() noexcept {
-    store_load_fence();
+    store_load_fence(parked_);
     while (parked_.load(std::memory_order_relaxed) != 0)
       if (!pop_and_wake(0)) break;
   }

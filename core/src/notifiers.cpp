@@ -69,12 +69,12 @@ void engine_core::notifier_main(unsigned index) {
         me.words[2 * i + 1].store(w[1], std::memory_order_relaxed);
       }
       ++generation;
-      // (7) Release pairs with the thief's acquire load of claim: the words
+      // (E3) Release pairs with the thief's acquire load of claim: the words
       // above are visible to whoever sees this generation.
       me.claim.store(generation << 24 | std::uint64_t{n} << 12, std::memory_order_release);
-      // (8) pairs with (9): either we see a spinning notifier (it will find
+      // (E4) pairs with (E5): either we see a spinning notifier (it will find
       // the batch) or it sees the batch before it parks.
-      store_load_fence();
+      store_load_fence(spinning_);
       if (n == batch_size || spinning_.load(std::memory_order_relaxed) == 0) idle_.wake_one(home);
       me.busy.store(true, std::memory_order_relaxed);
       deliver_rest_of_batch();
@@ -104,7 +104,7 @@ void engine_core::notifier_main(unsigned index) {
       else
         cpu_relax();
     }
-    // (9) seq_cst RMW, then the predicate re-checks inside park().
+    // (E5) seq_cst RMW, then the predicate re-checks inside park().
     spinning_.fetch_sub(1, std::memory_order_seq_cst);
     if (!found) idle_.park(me.park, home, [&] { return work_waiting() || leave(); });
   }
@@ -142,7 +142,7 @@ bool engine_core::steal_one(const notifier_slot& self) noexcept {
   for (std::uint32_t i = 0; i < n; ++i) {
     notifier_slot& victim = notifiers_[i];
     if (&victim == &self) continue;
-    std::uint64_t w = victim.claim.load(std::memory_order_acquire);  // pairs with (7)
+    std::uint64_t w = victim.claim.load(std::memory_order_acquire);  // pairs with (E3)
     while (claim_next(w) < claim_count(w)) {
       const std::size_t k = claim_next(w);
       std::uint64_t words[2] = {victim.words[2 * k].load(std::memory_order_relaxed),
@@ -206,7 +206,7 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
   {
     std::lock_guard lock(bind_mutex_);
     if (!decode_port(port, slot, st) || (st & 3) != port_open_state) return E_INVALIDARG;
-    // (6) pairs with (5) in submit/post: from here no new operation is
+    // (E2) pairs with (E1) in submit/post: from here no new operation is
     // accepted on this port, and every accepted one is counted.
     ports_[slot].state.store((st & ~std::uint64_t{3}) | port_closing_state,
                              std::memory_order_seq_cst);

@@ -111,8 +111,8 @@ class poller {
   }
   /// A Post put a record into the queue: wakes a pump_wait that sleeps.
   void nudge() noexcept {
-    // Pairs with the fence in prepare_to_sleep, as submit's does.
-    store_load_fence();
+    // (P1) for a post: pairs with (P2) in prepare_to_sleep, as submit's does.
+    store_load_fence(sleeping_);
     wake_if_sleeping();
   }
   /// The io_uring setup the probe settled on (an iocm_ring_setup value; 0
@@ -145,10 +145,10 @@ class poller {
       wake_if_sleeping();  // it may be asleep with a full inbox only briefly; make sure
       return false;
     }
-    // (1) pairs with (2): our inbox store, then the sleeping flag; the poller
+    // (P1) pairs with (P2): our inbox store, then the sleeping flag; the poller
     // stores the flag, then looks at the inbox. Both sides need StoreLoad
     // order, or each could miss the other and the poller would sleep on work.
-    store_load_fence();
+    store_load_fence(sleeping_);
     wake_if_sleeping();
     return true;
   }
@@ -161,24 +161,24 @@ class poller {
 
   void wake_if_sleeping() noexcept {
     // Relaxed load first: the common case (poller awake) costs no RMW.
-    if (sleeping_.load(std::memory_order_relaxed) &&
-        sleeping_.exchange(false, std::memory_order_acq_rel))
+    if (sleeping_.load(std::memory_order_relaxed) != 0 &&
+        sleeping_.exchange(0, std::memory_order_acq_rel) != 0)
       wake();
   }
 
   /// The poller thread calls this before it sleeps in the kernel; false means
   /// work arrived and it must not sleep.
   bool prepare_to_sleep() noexcept {
-    sleeping_.store(true, std::memory_order_relaxed);
-    // (2) pairs with (1).
-    store_load_fence();
+    sleeping_.store(1, std::memory_order_relaxed);
+    // (P2) pairs with (P1).
+    store_load_fence(sleeping_);
     if (!inbox_.empty_approx()) {
-      sleeping_.store(false, std::memory_order_relaxed);
+      sleeping_.store(0, std::memory_order_relaxed);
       return false;
     }
     return true;
   }
-  void awake() noexcept { sleeping_.store(false, std::memory_order_relaxed); }
+  void awake() noexcept { sleeping_.store(0, std::memory_order_relaxed); }
   /// The thread calls this after pinning itself (or not).
   void record_pinning() noexcept {
     pinned_cpu_.store(os::pinned_cpu_of_current_thread(), std::memory_order_relaxed);
@@ -187,7 +187,9 @@ class poller {
   mpmc_queue<inbox_item> inbox_;
 
  private:
-  alignas(cache_line_size) std::atomic<bool> sleeping_{false};
+  // 1 while the poller sleeps, or is about to; the word of its sleep/wake
+  // handshake (fence.h).
+  alignas(cache_line_size) std::atomic<std::uint32_t> sleeping_{0};
   std::atomic<int> pinned_cpu_{-1};  // read by describe() only
 };
 

@@ -184,7 +184,7 @@ TEST_CASE("operations: unbound handle, null or misaligned or uninitialised OVERL
   CHECK(f.io->Cancel(as_handle(p.w), nullptr) == invalid_handle);  // not bound
   CHECK(f.io->Cancel(as_handle(p.r), &o->ov) == HRESULT_FROM_WIN32(ERROR_NOT_FOUND));
   // Nothing refused ever completes.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  f.settle();
   CHECK(f.runtime.count() == 0);
 }
 
@@ -202,7 +202,7 @@ TEST_CASE("an OVERLAPPED still in flight is refused; the first operation complet
   CHECK(f.manager->InitializeHostOverlapped(&o->ov) == HRESULT_FROM_WIN32(ERROR_BUSY));
   REQUIRE(::write(p.w, "abc", 3) == 3);
   REQUIRE(f.runtime.wait_for(1));
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  f.settle();
   CHECK(f.runtime.count() == 1);
   const auto c = f.runtime.only(&o->ov);
   CHECK(c.error == ERROR_SUCCESS);

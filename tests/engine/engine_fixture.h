@@ -142,6 +142,14 @@ struct engine_fixture {
     REQUIRE(manager->SetCLRIoCompletionManager(&runtime) == S_OK);
     REQUIRE(manager->CreateIoCompletionPort(&port) == S_OK);
   }
+  /// Releases the engine: every port closes, everything accepted is
+  /// delivered, every thread is joined. After this no OnComplete can come,
+  /// so what the runtime has seen is final ("nothing more arrives" checked
+  /// without a sleep).
+  void settle() {
+    io.reset();
+    manager.reset();
+  }
   test_overlapped* fresh(std::uint64_t tag = 0) {
     auto o = std::make_unique<test_overlapped>();
     o->tag = tag;

@@ -97,15 +97,16 @@ TEST_CASE("close: in-flight operations complete aborted before Close returns, no
   test_overlapped* late = f.fresh();
   CHECK(f.io->Recv(as_handle(pairs[0]->a), buf, sizeof buf, &late->ov) == invalid_handle);
   CHECK(f.io->Post(f.port, 0, 0, &late->ov) == E_INVALIDARG);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  CHECK(after_close.load() == 0);
-  CHECK(f.runtime.count() == 9);
   // Close gave the descriptors back as they came: blocking.
   CHECK_FALSE((::fcntl(pairs[0]->a, F_GETFL) & O_NONBLOCK) != 0);
   // A descriptor freed by Close can be bound again.
   HANDLE again = nullptr;
   REQUIRE(f.manager->CreateIoCompletionPort(&again) == S_OK);
   CHECK(f.manager->Bind(again, as_handle(pairs[0]->a)) == S_OK);
+  // Nothing of the closed port arrived after Close, then or ever.
+  f.settle();
+  CHECK(after_close.load() == 0);
+  CHECK(f.runtime.count() == 9);
 }
 
 TEST_CASE("unbind cancels what is in flight, restores blocking mode, and makes close safe") {
@@ -292,7 +293,7 @@ TEST_CASE("close from inside OnComplete does not deadlock, even with one notifie
     CHECK(seen_when_closed.load() == 41);
     CHECK(f.runtime.only(&pending_recv->ov).error == ERROR_OPERATION_ABORTED);
     for (auto* o : behind) CHECK(f.runtime.only(&o->ov).bytes == 2);
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    f.settle();
     CHECK(f.runtime.count() == 42);
   }
 }
@@ -339,7 +340,7 @@ TEST_CASE("close under load: every accepted operation completes exactly once, no
   REQUIRE(f.manager->CloseIoCompletionPort(f.port) == S_OK);
   closed.store(true);
   for (auto& t : threads) t.join();
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  f.settle();  // before the pools go; nothing can arrive after this
   CHECK(after_close.load() == 0);
   CHECK(accepted.load() + refused.load() == producers * per_producer);
   CHECK(static_cast<int>(f.runtime.count()) == accepted.load());
@@ -349,7 +350,6 @@ TEST_CASE("close under load: every accepted operation completes exactly once, no
     delivered += h.load();
   }
   CHECK(delivered == accepted.load());
-  f.manager.reset();  // before the pools go
 }
 
 TEST_CASE("thread limits: blocking callbacks use up to max, GetAvailableThreads = max - busy") {

@@ -14,7 +14,8 @@ namespace iocm {
 inline constexpr std::size_t cache_line_size = 64;
 #elif defined(__aarch64__)
 // Neoverse and Apple cores move lines in 64-byte units but prefetch pairs;
-// 64 keeps records four to a line, which the completion path relies on.
+// 64: a completion record (16 bytes) and its sequence word fill a 32-byte
+// lane slot, two slots to a line, which the completion path relies on.
 inline constexpr std::size_t cache_line_size = 64;
 #elif defined(__powerpc64__)
 inline constexpr std::size_t cache_line_size = 128;

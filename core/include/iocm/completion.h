@@ -19,7 +19,8 @@ struct completion {
 };
 
 static_assert(sizeof(void*) == 8, "iocm targets 64-bit Linux");
-static_assert(sizeof(completion) == 16, "a completion record is 16 bytes: four to a cache line");
+static_assert(sizeof(completion) == 16,
+              "a completion record is 16 bytes: with its sequence word, two to a cache line");
 static_assert(alignof(completion) == 8, "records pack without padding");
 static_assert(offsetof(completion, error) == 0 && offsetof(completion, bytes) == 4 &&
                   offsetof(completion, overlapped) == 8,

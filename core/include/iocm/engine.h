@@ -86,8 +86,11 @@ using port_handle = hosting::HANDLE;
 class engine {
  public:
   /// Starts pollers and notifiers. Throws std::system_error (in
-  /// hresult_category()) if the config is invalid or io_uring is refused;
-  /// for a bad value, what() names it.
+  /// hresult_category()) if the config is invalid (what() names the value),
+  /// if io_uring is asked for (IOCM_BACKEND_URING) and refused, or if the
+  /// engine cannot start (out of memory). With the default backend a
+  /// refused io_uring is not an error: the engine uses epoll and says why
+  /// once through the config's log.
   explicit engine(completion_handler& handler,
                   const engine_config& config = default_engine_config());
   /// Closes every port (in-flight operations complete aborted) and joins

@@ -148,12 +148,16 @@ struct IIocmHostIo : IUnknown {
   /// full.
   virtual HRESULT Unbind(HANDLE hHandle) = 0;  // slot 3
   /// read(2) at the 64-bit offset in Offset/OffsetHigh (ignored by pipes and
-  /// sockets). End of file: ERROR_HANDLE_EOF with 0 bytes; a pipe whose
+  /// sockets; on a file, an offset with the top bit set is refused with
+  /// ERROR_INVALID_PARAMETER). End of file: ERROR_HANDLE_EOF with 0 bytes; a pipe whose
   /// writers are gone: ERROR_BROKEN_PIPE; a socket's orderly close: success,
   /// 0 bytes. A short read is a success with the bytes read.
   virtual HRESULT Read(HANDLE hHandle, void* pBuffer, DWORD cbLength,
                        OVERLAPPED* pOverlapped) = 0;  // slot 4
   /// write(2) at the offset in Offset/OffsetHigh (ignored by pipes, sockets).
+  /// On a file, 0xFFFFFFFF:0xFFFFFFFF writes at the end of the file, as on
+  /// Windows; any other offset with the top bit set is refused with
+  /// ERROR_INVALID_PARAMETER. The descriptor's file position is never used.
   virtual HRESULT Write(HANDLE hHandle, const void* pBuffer, DWORD cbLength,
                         OVERLAPPED* pOverlapped) = 0;  // slot 5
   /// recv(2) on a socket: orderly close is success with 0 bytes.
@@ -176,12 +180,16 @@ struct IIocmHostIo : IUnknown {
   virtual HRESULT Post(HANDLE hPort, DWORD dwErrorCode, DWORD dwBytes,
                        OVERLAPPED* pOverlapped) = 0;  // slot 10
   /// CancelIoEx: with pOverlapped, cancels that operation on hHandle; with
-  /// null, every operation on hHandle. Cancelled operations complete with
-  /// ERROR_OPERATION_ABORTED (one that already finished keeps its result).
-  /// S_OK when there was something to cancel; HRESULT_FROM_WIN32(
-  /// ERROR_NOT_FOUND) when pOverlapped is not in flight on hHandle.
+  /// null, every operation on hHandle. pOverlapped is only a key: it is never
+  /// read or written, so it may have completed and been freed already.
+  /// Returns once the handle's poller has looked: S_OK when it found
+  /// something to cancel, which then completes with ERROR_OPERATION_ABORTED
+  /// (unless the kernel finished it first: it keeps its result);
+  /// HRESULT_FROM_WIN32(ERROR_NOT_FOUND) when nothing matched (with
+  /// pOverlapped: it is not in flight on hHandle's poller).
   virtual HRESULT Cancel(HANDLE hHandle, OVERLAPPED* pOverlapped) = 0;  // slot 11
-  /// A kernel no-op through the handle's poller: completes with 0, 0.
+  /// Completes with 0, 0 through the handle's poller, for measuring: a kernel
+  /// no-op with io_uring; the epoll poller completes it without a syscall.
   virtual HRESULT Nop(HANDLE hHandle, OVERLAPPED* pOverlapped) = 0;  // slot 12
 
  protected:

@@ -77,11 +77,11 @@ class lane {
     const ring r = view();
     const std::uint64_t pos = tail_.load(std::memory_order_relaxed);  // our own store
     slot_type& s = r.at(pos);
-    // (1) acquire pairs with (4): the consumer that freed the slot has
+    // (L1) acquire pairs with (L4): the consumer that freed the slot has
     // finished reading the old value before we overwrite it.
     if (s.seq.load(std::memory_order_acquire) != pos) return false;  // full
     std::memcpy(s.value, &item, sizeof(T));
-    s.seq.store(pos + 1, std::memory_order_release);  // (2) pairs with (3)
+    s.seq.store(pos + 1, std::memory_order_release);  // (L2) pairs with (L3)
     // Relaxed: tail only feeds size_approx() and the next owner, who gets it
     // through the token hand-off's acquire.
     tail_.store(pos + 1, std::memory_order_relaxed);
@@ -94,7 +94,7 @@ class lane {
     const ring r = view();
     const std::uint64_t pos = tail_.load(std::memory_order_relaxed);
     std::size_t k = 0;
-    // (1) as in enqueue_one_owned. Reading every sequence first lets the
+    // (L1) as in enqueue_one_owned. Reading every sequence first lets the
     // misses overlap instead of waiting for each in turn.
     while (k < n && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
     if (k == 0) return 0;
@@ -111,7 +111,7 @@ class lane {
     std::size_t k;
     for (;;) {
       k = 0;
-      // (1') acquire pairs with (4), as in enqueue_one_owned.
+      // (L1') acquire pairs with (L4), as in enqueue_one_owned.
       while (k < n && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
       if (k == 0) {
         const std::uint64_t seq = r.at(pos).seq.load(std::memory_order_acquire);
@@ -136,7 +136,7 @@ class lane {
     std::uint64_t pos = head_.load(std::memory_order_relaxed);
     for (;;) {
       slot_type& s = r.at(pos);
-      // (3) acquire pairs with (2): the value is visible once published.
+      // (L3) acquire pairs with (L2): the value is visible once published.
       const std::int64_t d = position_diff(s.seq.load(std::memory_order_acquire), pos + 1);
       if (d < 0) return false;  // not yet published: empty
       if (d > 0) {
@@ -147,7 +147,7 @@ class lane {
       if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed,
                                       std::memory_order_relaxed)) {
         std::memcpy(&out, s.value, sizeof(T));
-        s.seq.store(pos + r.mask + 1, std::memory_order_release);  // (4) pairs with (1)
+        s.seq.store(pos + r.mask + 1, std::memory_order_release);  // (L4) pairs with (L1)
         return true;
       }
     }
@@ -161,7 +161,7 @@ class lane {
     std::size_t k;
     for (;;) {
       k = 0;
-      // (3) acquire pairs with (2)/(2'): the value is visible once its
+      // (L3) acquire pairs with (L2)/(L2'): the value is visible once its
       // sequence says published.
       while (k < max && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k + 1) ++k;
       if (k == 0) {
@@ -177,7 +177,7 @@ class lane {
         break;
     }
     for (std::size_t i = 0; i < k; ++i) std::memcpy(&out[i], r.at(pos + i).value, sizeof(T));
-    // (4) release pairs with (1)/(1'). Last to first: the producer, which
+    // (L4) release pairs with (L1)/(L1'). Last to first: the producer, which
     // checks from its tail forward, sees the run free all at once instead of
     // chasing us slot by slot.
     for (std::size_t i = k; i-- > 0;)
@@ -239,7 +239,7 @@ class lane {
     const ring r = view();
     for (std::size_t i = 0; i < k; ++i) std::memcpy(r.at(pos + i).value, &items[i], sizeof(T));
     for (std::size_t i = k; i-- > 0;)
-      r.at(pos + i).seq.store(pos + i + 1, std::memory_order_release);  // (2) pairs with (3)
+      r.at(pos + i).seq.store(pos + i + 1, std::memory_order_release);  // (L2) pairs with (L3)
   }
 
   // Read-only after construction, read by everyone: its own line, so that
