@@ -203,7 +203,7 @@ TEST_CASE("unbind is not held up by a full completion ring or a stalled notifier
   char buf[32][8];
   std::vector<std::unique_ptr<socket_pair>> pairs;
   for (int i = 0; i < 32; ++i) pairs.push_back(std::make_unique<socket_pair>());
-  SUBCASE("a ring with room for 4 completions and 32 receives: most wait in the poller") {
+  SUBCASE("a CQ of 4 entries and 32 receives in the kernel") {
     iocm_config c = with_threads(2);
     c.pollers = 1;
     c.ring_entries = 2;  // a CQ of 4 entries (with io_uring)
@@ -215,12 +215,13 @@ TEST_CASE("unbind is not held up by a full completion ring or a stalled notifier
       REQUIRE(f.io->Recv(as_handle(pairs[i]->a), buf[i], sizeof buf[i], &recvs.back()->ov) ==
               IOCM_E_IO_PENDING);
     }
-    REQUIRE(f.io->Unbind(as_handle(pairs[0]->a)) == S_OK);   // one in the kernel
-    REQUIRE(f.io->Unbind(as_handle(pairs[31]->a)) == S_OK);  // one waiting for room
+    REQUIRE(f.io->Unbind(as_handle(pairs[0]->a)) == S_OK);  // the first
+    REQUIRE(f.io->Unbind(as_handle(pairs[31]->a)) == S_OK);  // the last
     REQUIRE(f.runtime.wait_for(2));
     CHECK(f.runtime.only(&recvs[0]->ov).error == ERROR_OPERATION_ABORTED);
     CHECK(f.runtime.only(&recvs[31]->ov).error == ERROR_OPERATION_ABORTED);
-    // The others are all still there: data completes each, as room frees.
+    // The others are all still there: data completes each (together more
+    // completions than the CQ holds).
     for (int i = 1; i < 31; ++i) REQUIRE(::write(pairs[i]->b, "x", 1) == 1);
     REQUIRE(f.runtime.wait_for(32));
     for (int i = 1; i < 31; ++i) CHECK(f.runtime.only(&recvs[i]->ov).bytes == 1);
