@@ -173,12 +173,25 @@ bool load_topology(const char* spec, topology& out, std::string& why) {
   } else if (!s.empty()) {
     why = "is neither synthetic:<description> nor xml:<path>";
     return false;
+  } else {
+    // hwloc itself reads these in place of discovering the machine: the
+    // same limits apply to them.
+    auto within = [&why](const char* variable, bool (*check)(const char*, std::string&)) {
+      const char* value = std::getenv(variable);
+      std::string what;
+      if (value == nullptr || check(value, what)) return true;
+      why = "comes from " + std::string(variable) + "=\"" + value + "\", which " + what;
+      return false;
+    };
+    if (!within("HWLOC_SYNTHETIC", synthetic_within_limits) ||
+        !within("HWLOC_XMLFILE", xml_within_limits))
+      return false;
   }
   if (hwloc_topology_load(g.t) != 0) {
     why = "could not be loaded by hwloc (" + std::string(std::strerror(errno)) + ")";
     return false;
   }
-  if (!s.empty()) {
+  if (!s.empty() || hwloc_topology_is_thissystem(g.t) == 0) {
     const auto cpus = static_cast<std::uint64_t>(hwloc_get_nbobjs_by_type(g.t, HWLOC_OBJ_PU));
     const auto nodes =
         static_cast<std::uint64_t>(hwloc_get_nbobjs_by_type(g.t, HWLOC_OBJ_NUMANODE));

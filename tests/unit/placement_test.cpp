@@ -248,6 +248,28 @@ TEST_CASE("descriptions above the limits are refused at once, naming the value a
   CHECK(load("synthetic:(memory=1GB) pack:2 [numa(memory=2GB)] core:4 pu:2").pus.size() == 16);
 }
 
+TEST_CASE("hwloc's own HWLOC_SYNTHETIC and HWLOC_XMLFILE are held to the same limits") {
+  // hwloc reads them in place of discovering this machine.
+  topology t;
+  std::string why;
+  ::setenv("HWLOC_SYNTHETIC", "pack:1000 numa:1000 core:1000 pu:1000", 1);
+  CHECK_FALSE(os::load_topology("", t, why));
+  CHECK(why ==
+        "comes from HWLOC_SYNTHETIC=\"pack:1000 numa:1000 core:1000 pu:1000\", which describes "
+        "1000000000000 CPUs (the product of its arities), above the limit of 4096");
+  ::setenv("HWLOC_SYNTHETIC", "pack:2 numa:513 pu:1", 1);
+  CHECK_FALSE(os::load_topology("", t, why));
+  CHECK(why == "describes 1026 NUMA nodes, above the limit of 1024");
+  ::unsetenv("HWLOC_SYNTHETIC");
+  ::setenv("HWLOC_XMLFILE", "/dev/zero", 1);
+  CHECK_FALSE(os::load_topology("", t, why));
+  CHECK(why ==
+        "comes from HWLOC_XMLFILE=\"/dev/zero\", which names an XML description that is "
+        "not a regular file");
+  ::unsetenv("HWLOC_XMLFILE");
+  CHECK(load("").this_machine);
+}
+
 TEST_CASE("XML descriptions above the limits are refused") {
   char dir[] = "/tmp/iocm-placement-XXXXXX";
   REQUIRE(::mkdtemp(dir) != nullptr);
