@@ -1,4 +1,5 @@
-// The real system calls behind the poller's syscall table (syscalls.h).
+// The real system calls behind the poller's syscall table (syscalls.h), and,
+// in the test-only build (IOCM_SYSCALL_SEAMS), the seam that replaces it.
 #include "syscalls.h"
 
 #include <fcntl.h>
@@ -87,12 +88,16 @@ constexpr syscall_table real{
                 int argument) { return or_errno(::fcntl(fd, command, argument)); },
 };
 
+#ifdef IOCM_SYSCALL_SEAMS
 std::atomic<const syscall_table*> installed{nullptr};
+#endif
 
 }  // namespace
 
 const syscall_table& linux_syscalls() noexcept { return real; }
 
+#ifdef IOCM_SYSCALL_SEAMS
+// The test-only build (iocm_fault_seams): a test may install a table.
 const syscall_table& syscalls_in_use() noexcept {
   const syscall_table* t = installed.load(std::memory_order_acquire);
   return t != nullptr ? *t : real;
@@ -101,5 +106,9 @@ const syscall_table& syscalls_in_use() noexcept {
 void use_syscalls(const syscall_table* table) noexcept {
   installed.store(table, std::memory_order_release);
 }
+#else
+// The library hosts link: always the real table, and nothing replaces it.
+const syscall_table& syscalls_in_use() noexcept { return real; }
+#endif
 
 }  // namespace iocm::detail

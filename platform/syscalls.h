@@ -3,10 +3,12 @@
 // calls (tests/fault/). Every entry answers like a raw system call: a result
 // >= 0, or -errno; none of them leaves its answer in errno.
 //
-// A poller reads the table in use when it is built and keeps it; a test
-// installs its own before it creates an engine and restores the real one
-// after the engine is gone. The cost on the hot path is one indirect call
-// per system call.
+// A poller reads the table in use when it is built and keeps it. The cost
+// on the hot path is one indirect call per system call. Only the test-only
+// build of the engine (the iocm_fault_seams library, compiled with
+// IOCM_SYSCALL_SEAMS) can replace the table: a test installs its own before
+// it creates an engine and restores the real one after the engine is gone.
+// The library hosts link has no use_syscalls; its table is the real one.
 #pragma once
 
 #include <liburing.h>
@@ -62,10 +64,12 @@ struct syscall_table {
 /// The real system calls.
 const syscall_table& linux_syscalls() noexcept;
 /// The table pollers built from now on use: the real one, unless a test
-/// installed another.
+/// installed another (IOCM_SYSCALL_SEAMS only).
 const syscall_table& syscalls_in_use() noexcept;
+#ifdef IOCM_SYSCALL_SEAMS
 /// Installs `table` for pollers built from now on (and the io_uring probe);
 /// null restores the real one. `table` must outlive those pollers.
 void use_syscalls(const syscall_table* table) noexcept;
+#endif
 
 }  // namespace iocm::detail

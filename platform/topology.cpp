@@ -5,11 +5,14 @@
 #include <linux/mempolicy.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <new>
@@ -72,6 +75,73 @@ class node_resource final : public std::pmr::memory_resource {
   int node_;
 };
 
+/// Checks the size of a synthetic description before hwloc builds it: each
+/// arity is the number of objects under one object of the level above, and
+/// their product is the number of CPUs (the last level is the PUs). Parsed
+/// as hwloc 2 parses it: an optional "(attributes)" of the root, then levels
+/// "[type:]count[(attributes)]", and memory children "[...]" that are not a
+/// level. What does not parse is left to hwloc, which refuses it.
+bool synthetic_within_limits(const char* description, std::string& why) {
+  const char* p = description;
+  auto skip_past = [&p](char close) {
+    const char* end = std::strchr(p, close);
+    p = end != nullptr ? end + 1 : p + std::strlen(p);
+  };
+  if (*p == '(') skip_past(')');
+  std::uint64_t cpus = 1;
+  bool overflow = false;
+  for (;;) {
+    while (*p == ' ') ++p;
+    if (*p == '\0') break;
+    if (*p == '[') {
+      skip_past(']');
+      continue;
+    }
+    const char* level = p;
+    if (*p < '0' || *p > '9') {
+      const char* colon = std::strchr(p, ':');
+      if (colon == nullptr) return true;
+      p = colon + 1;
+    }
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(p, &end, 0);  // base 0, as hwloc reads it
+    if (end == p) return true;
+    if (n > max_synthetic_arity) {
+      why = "puts " + std::to_string(n) + " objects under one object (\"" +
+            std::string(level, static_cast<const char*>(end)) + "\"), above the limit of " +
+            std::to_string(max_synthetic_arity);
+      return false;
+    }
+    if (n != 0 && cpus > UINT64_MAX / n) overflow = true;
+    cpus *= n;
+    p = end;
+    if (*p == '(') skip_past(')');
+  }
+  if (overflow || cpus > max_described_cpus) {
+    why = "describes " + (overflow ? "more than 2^64" : std::to_string(cpus)) +
+          " CPUs (the product of its arities), above the limit of " +
+          std::to_string(max_described_cpus);
+    return false;
+  }
+  return true;
+}
+
+/// Checks an XML description's file before hwloc reads all of it.
+bool xml_within_limits(const char* path, std::string& why) {
+  struct stat st {};
+  if (::stat(path, &st) != 0) return true;  // hwloc says why it cannot read it
+  if (!S_ISREG(st.st_mode)) {
+    why = "names an XML description that is not a regular file";
+    return false;
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > max_topology_xml_bytes) {
+    why = "names an XML file of " + std::to_string(st.st_size) + " bytes, above the limit of " +
+          std::to_string(max_topology_xml_bytes) + " (16 MiB)";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int current_cpu() noexcept { return ::sched_getcpu(); }
@@ -87,6 +157,7 @@ bool load_topology(const char* spec, topology& out, std::string& why) {
   // that naming one is told apart from naming a CPU the machine lacks.
   hwloc_topology_set_flags(g.t, HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED);
   if (starts_with(s, "synthetic:")) {
+    if (!synthetic_within_limits(s.c_str() + 10, why)) return false;
     if (hwloc_topology_set_synthetic(g.t, s.c_str() + 10) != 0) {
       why =
           "is not a synthetic topology hwloc understands (e.g. synthetic:pack:2 numa:2 core:4 "
@@ -94,6 +165,7 @@ bool load_topology(const char* spec, topology& out, std::string& why) {
       return false;
     }
   } else if (starts_with(s, "xml:")) {
+    if (!xml_within_limits(s.c_str() + 4, why)) return false;
     if (hwloc_topology_set_xml(g.t, s.c_str() + 4) != 0) {
       why = "names an XML file hwloc cannot read (" + std::string(std::strerror(errno)) + ")";
       return false;
@@ -101,10 +173,38 @@ bool load_topology(const char* spec, topology& out, std::string& why) {
   } else if (!s.empty()) {
     why = "is neither synthetic:<description> nor xml:<path>";
     return false;
+  } else {
+    // hwloc itself reads these in place of discovering the machine: the
+    // same limits apply to them.
+    auto within = [&why](const char* variable, bool (*check)(const char*, std::string&)) {
+      const char* value = std::getenv(variable);
+      std::string what;
+      if (value == nullptr || check(value, what)) return true;
+      why = "comes from " + std::string(variable) + "=\"" + value + "\", which " + what;
+      return false;
+    };
+    if (!within("HWLOC_SYNTHETIC", synthetic_within_limits) ||
+        !within("HWLOC_XMLFILE", xml_within_limits))
+      return false;
   }
   if (hwloc_topology_load(g.t) != 0) {
     why = "could not be loaded by hwloc (" + std::string(std::strerror(errno)) + ")";
     return false;
+  }
+  if (!s.empty() || hwloc_topology_is_thissystem(g.t) == 0) {
+    const auto cpus = static_cast<std::uint64_t>(hwloc_get_nbobjs_by_type(g.t, HWLOC_OBJ_PU));
+    const auto nodes =
+        static_cast<std::uint64_t>(hwloc_get_nbobjs_by_type(g.t, HWLOC_OBJ_NUMANODE));
+    if (cpus > max_described_cpus) {
+      why = "describes " + std::to_string(cpus) + " CPUs, above the limit of " +
+            std::to_string(max_described_cpus);
+      return false;
+    }
+    if (nodes > max_described_nodes) {
+      why = "describes " + std::to_string(nodes) + " NUMA nodes, above the limit of " +
+            std::to_string(max_described_nodes);
+      return false;
+    }
   }
   out = topology{};
   out.this_machine = s.empty() && hwloc_topology_is_thissystem(g.t) != 0;

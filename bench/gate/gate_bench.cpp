@@ -42,6 +42,16 @@ constexpr std::size_t batch = 32;
 // does not depend on it and a small ring keeps the warm-up short.
 constexpr std::size_t capacity = 1024;
 
+// The gate's own test (bench/gate/CMakeLists.txt) builds this program a
+// second time with IOCM_PERF_GATE_SLOWDOWN=n: n more instructions before
+// every queue call measured here, a regression the gate must report. The
+// queue itself has no such hook.
+inline void slowdown() noexcept {
+#ifdef IOCM_PERF_GATE_SLOWDOWN
+  for (int i = 0; i < IOCM_PERF_GATE_SLOWDOWN; ++i) asm volatile("nop");
+#endif
+}
+
 struct outcome {
   std::uint64_t records = 0;  // that came out
   std::uint64_t sum = 0;      // of their fields, to check against what went in
@@ -103,7 +113,10 @@ outcome pair_token(std::uint64_t iterations, std::uint64_t& first, std::uint64_t
   per = 1;
   return measure(iterations, first, [&](std::uint64_t i, outcome& o) {
     completion out;
-    if (!q.try_enqueue(producer, record(i)) || !q.try_dequeue(consumer, out)) return;
+    slowdown();
+    if (!q.try_enqueue(producer, record(i))) return;
+    slowdown();
+    if (!q.try_dequeue(consumer, out)) return;
     ++o.records;
     o.sum += weigh(out);
   });
@@ -117,7 +130,10 @@ outcome pair_shared(std::uint64_t iterations, std::uint64_t& first, std::uint64_
   per = 1;
   return measure(iterations, first, [&](std::uint64_t i, outcome& o) {
     completion out;
-    if (!q.try_enqueue(record(i)) || !q.try_dequeue(out)) return;
+    slowdown();
+    if (!q.try_enqueue(record(i))) return;
+    slowdown();
+    if (!q.try_dequeue(out)) return;
     ++o.records;
     o.sum += weigh(out);
   });
@@ -133,7 +149,9 @@ outcome batch_through(Queue& q, Producer& producer, Consumer& consumer, std::uin
   per = batch;
   return measure(iterations, first, [&](std::uint64_t i, outcome& o) {
     completion out[batch];
+    slowdown();
     if (q.try_enqueue_bulk(producer, batch_of(i), batch) != batch) return;
+    slowdown();
     const std::size_t n = q.try_dequeue_bulk(consumer, out, batch);
     o.records += n;
     for (std::size_t k = 0; k < n; ++k) o.sum += weigh(out[k]);

@@ -50,10 +50,24 @@ void block_sigpipe() noexcept;
 /// The CPU the calling thread runs on now, or -1.
 int current_cpu() noexcept;
 
+/// The most a described topology may ask for (docs/NUMA.md). hwloc's time to
+/// build a topology grows with the square of the widest level, and without
+/// bounds a one-line description (pack:1000 numa:1000 core:1000 pu:1000)
+/// keeps creation busy for minutes and more; within them hwloc loads in
+/// under a second.
+/// A synthetic description's arities are checked before hwloc sees it; an
+/// XML file's size before it is read, and its CPUs and nodes once loaded.
+inline constexpr std::uint64_t max_described_cpus = 4096;
+inline constexpr std::uint64_t max_described_nodes = 1024;
+/// Objects under any one object of a synthetic description.
+inline constexpr std::uint64_t max_synthetic_arity = 1024;
+inline constexpr std::uint64_t max_topology_xml_bytes = 16 << 20;
+
 /// Loads a topology: null or "" for this machine (as hwloc discovers it,
 /// restricted to the CPUs this process may use), "synthetic:<description>"
 /// or "xml:<path>" for a described one. False, with the reason in *why,
-/// when the description cannot be loaded.
+/// when the description cannot be loaded or asks for more than the limits
+/// above.
 bool load_topology(const char* spec, topology& out, std::string& why);
 /// NUMA nodes this process can bind memory to: online, and allowed by its
 /// cpuset (cpuset.mems); sorted.

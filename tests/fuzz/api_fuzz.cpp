@@ -23,6 +23,7 @@
 // - threaded: the engine's own poller and notifier threads, as a host sees
 //   them; one input may take different interleavings on different runs.
 #include <fcntl.h>
+#include <liburing.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -138,6 +139,27 @@ int temp_file() {
 
 HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<std::intptr_t>(fd)); }
 
+/// Whether io_uring can be set up here, asked once of liburing itself (not
+/// of the engine). Where it cannot (a kernel without it, io_uring_disabled,
+/// a seccomp filter), inputs for io_uring run on epoll, said once on stderr;
+/// where it can, an engine that refuses io_uring is a failure.
+bool uring_settable() {
+  static const bool settable = [] {
+    io_uring ring{};
+    const int r = io_uring_queue_init(2, &ring, 0);
+    if (r == 0) {
+      io_uring_queue_exit(&ring);
+      return true;
+    }
+    std::fprintf(stderr,
+                 "api_fuzz: io_uring cannot be set up here (io_uring_queue_init: %s); inputs "
+                 "for io_uring run on epoll\n",
+                 std::strerror(-r));
+    return false;
+  }();
+  return settable;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -163,10 +185,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.backend = (mode & 1) == 0 ? IOCM_BACKEND_URING : IOCM_BACKEND_EPOLL;
   if (clr.pumped) config.flags = IOCM_PUMPED;
   IHostIoCompletionManager* manager = nullptr;
-  if (iocm_create_host_io_completion_manager(&config, &manager) != S_OK) {
-    // io_uring may be refused here; epoll always works.
+  if (config.backend == IOCM_BACKEND_URING && !uring_settable())
     config.backend = IOCM_BACKEND_EPOLL;
-    if (iocm_create_host_io_completion_manager(&config, &manager) != S_OK) std::abort();
+  if (const HRESULT hr = iocm_create_host_io_completion_manager(&config, &manager); hr != S_OK) {
+    std::fprintf(stderr, "api_fuzz: creating a%s engine on %s failed (0x%08x)\n",
+                 clr.pumped ? " pumped" : "",
+                 config.backend == IOCM_BACKEND_URING ? "io_uring" : "epoll",
+                 static_cast<unsigned>(hr));
+    std::abort();
   }
   void* p = nullptr;
   if (manager->QueryInterface(IID_IIocmHostIo, &p) != S_OK) std::abort();

@@ -1,7 +1,12 @@
-# Installs the built tree into a scratch prefix, then builds and runs a
-# separate host project against it: once with find_package(iocm), once with
-# pkg-config alone. Run by ctest with -DBUILD_DIR, -DSOURCE_DIR, -DWORK_DIR.
+# Configures, builds and installs iocm from a fresh build tree, configured
+# once as a packager would (the library alone: no tests, no benchmarks), into
+# a scratch prefix. Then builds and runs separate host projects against that
+# prefix: find_package(iocm) with iocm::iocm; find_package(iocm) with only
+# iocm::queue, the header-only target, which must bring its include
+# directory; and pkg-config alone.
+# Run by ctest with -DSOURCE_DIR, -DWORK_DIR, -DGENERATOR, -DCXX.
 file(REMOVE_RECURSE "${WORK_DIR}")
+set(build "${WORK_DIR}/build")
 set(prefix "${WORK_DIR}/prefix")
 
 function(run)
@@ -12,7 +17,10 @@ function(run)
   message(STATUS "${out}")
 endfunction()
 
-run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${build}" -G "${GENERATOR}" -DCMAKE_CXX_COMPILER=${CXX}
+    -DCMAKE_BUILD_TYPE=Release -DIOCM_BUILD_TESTS=OFF -DIOCM_BUILD_BENCH=OFF -DIOCM_WERROR=ON)
+run(${CMAKE_COMMAND} --build "${build}" --parallel 2)
+run(${CMAKE_COMMAND} --install "${build}" --prefix "${prefix}")
 foreach(f include/iocm/host_io.h include/iocm/engine.h include/iocm/version.h include/iocm/mpmc_queue.h
           lib/libiocm.a lib/cmake/iocm/iocmConfig.cmake lib/pkgconfig/iocm.pc)
   if(NOT EXISTS "${prefix}/${f}")
@@ -27,7 +35,13 @@ run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/package/host" -B "${WORK_DIR}/cmake
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/cmake-host")
 run("${WORK_DIR}/cmake-host/host")
 
-# 2. pkg-config: a static link needs --static for liburing.
+# 2. CMake: find_package(iocm) -> iocm::queue alone.
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/package/queue_host" -B "${WORK_DIR}/queue-host"
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build "${WORK_DIR}/queue-host")
+run("${WORK_DIR}/queue-host/queue_host")
+
+# 3. pkg-config: a static link needs --static for liburing.
 set(ENV{PKG_CONFIG_PATH} "${prefix}/lib/pkgconfig")
 execute_process(COMMAND pkg-config --cflags --libs --static iocm OUTPUT_VARIABLE flags
                 RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)

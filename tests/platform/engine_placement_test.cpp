@@ -280,6 +280,38 @@ TEST_CASE("bad placement values are refused with a message naming the value") {
   CHECK(sink.all().find("cpus=\"1-0\"") != std::string::npos);
 }
 
+TEST_CASE("a described machine too large to build is refused at once, naming the limit") {
+  // hwloc would spend minutes and more building it (docs/NUMA.md, the limits).
+  constexpr const char* huge = "synthetic:pack:1000 numa:1000 core:1000 pu:1000";
+  const std::string expected =
+      "describes 1000000000000 CPUs (the product of its arities), above "
+      "the limit of 4096";
+  const auto start = std::chrono::steady_clock::now();
+  {
+    scoped_env env("IOCM_TOPOLOGY", huge);
+    log_sink sink;
+    engine_config c = logged(sink);
+    hosting::IHostIoCompletionManager* m = nullptr;
+    CHECK(iocm_create_host_io_completion_manager(&c, &m) == hosting::E_INVALIDARG);
+    CHECK(m == nullptr);
+    CHECK(sink.all().find(std::string("IOCM_TOPOLOGY=\"") + huge + "\" " + expected) !=
+          std::string::npos);
+  }
+  log_sink sink;
+  engine_config c = logged(sink);
+  c.topology = huge;
+  ledger l(0);
+  try {
+    engine e(l, c);
+    FAIL("the engine was created");
+  } catch (const std::system_error& ex) {
+    CHECK(ex.code().value() == static_cast<int>(hosting::E_INVALIDARG));
+    CHECK(std::string(ex.what()).find(std::string("topology=\"") + huge + "\" " + expected) !=
+          std::string::npos);
+  }
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+}
+
 TEST_CASE("a config of the first layout (0.1.0, without the placement fields) still works") {
   // What a program built against the 0.1.0 header has: 44 bytes, then
   // whatever follows them in its memory.

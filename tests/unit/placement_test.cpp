@@ -2,8 +2,13 @@
 // synthetic topologies and an XML export with Linux-style CPU numbering and
 // a restricted allowed set. White-box: asserts the plan itself.
 #include <doctest/doctest.h>
+#include <hwloc.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <string>
@@ -215,6 +220,83 @@ TEST_CASE("bad topology descriptions are refused with a reason") {
   CHECK_FALSE(why.empty());
   CHECK_FALSE(os::load_topology("lstopo", t, why));
   CHECK(why.find("neither") != std::string::npos);
+}
+
+TEST_CASE("descriptions above the limits are refused at once, naming the value and the limit") {
+  const auto start = std::chrono::steady_clock::now();
+  topology t;
+  std::string why;
+  // Without the limits, hwloc spends minutes and more building this one.
+  CHECK_FALSE(os::load_topology("synthetic:pack:1000 numa:1000 core:1000 pu:1000", t, why));
+  CHECK(why ==
+        "describes 1000000000000 CPUs (the product of its arities), above the limit of 4096");
+  CHECK_FALSE(
+      os::load_topology("synthetic:pack:1000 numa:1000 core:1000 pu:1000 1000 1000 1000", t, why));
+  CHECK(why.find("describes more than 2^64 CPUs") != std::string::npos);
+  // One wide level is slow too: hwloc's time grows with its square.
+  CHECK_FALSE(os::load_topology("synthetic:core:2048 pu:1", t, why));
+  CHECK(why == "puts 2048 objects under one object (\"core:2048\"), above the limit of 1024");
+  CHECK_FALSE(
+      os::load_topology("synthetic:(memory=1GB) pack:0x10 [numa] core:0x10 pu:0x11", t, why));
+  CHECK(why.find("describes 4352 CPUs") != std::string::npos);
+  // Within the arities but past the nodes: counted once loaded.
+  CHECK_FALSE(os::load_topology("synthetic:pack:2 numa:513 pu:1", t, why));
+  CHECK(why == "describes 1026 NUMA nodes, above the limit of 1024");
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+  // At the limits: accepted.
+  CHECK(load("synthetic:pack:4 [numa] core:1024 pu:1").pus.size() == 4096);
+  CHECK(load("synthetic:(memory=1GB) pack:2 [numa(memory=2GB)] core:4 pu:2").pus.size() == 16);
+}
+
+TEST_CASE("hwloc's own HWLOC_SYNTHETIC and HWLOC_XMLFILE are held to the same limits") {
+  // hwloc reads them in place of discovering this machine.
+  topology t;
+  std::string why;
+  ::setenv("HWLOC_SYNTHETIC", "pack:1000 numa:1000 core:1000 pu:1000", 1);
+  CHECK_FALSE(os::load_topology("", t, why));
+  CHECK(why ==
+        "comes from HWLOC_SYNTHETIC=\"pack:1000 numa:1000 core:1000 pu:1000\", which describes "
+        "1000000000000 CPUs (the product of its arities), above the limit of 4096");
+  ::setenv("HWLOC_SYNTHETIC", "pack:2 numa:513 pu:1", 1);
+  CHECK_FALSE(os::load_topology("", t, why));
+  CHECK(why == "describes 1026 NUMA nodes, above the limit of 1024");
+  ::unsetenv("HWLOC_SYNTHETIC");
+  ::setenv("HWLOC_XMLFILE", "/dev/zero", 1);
+  CHECK_FALSE(os::load_topology("", t, why));
+  CHECK(why ==
+        "comes from HWLOC_XMLFILE=\"/dev/zero\", which names an XML description that is "
+        "not a regular file");
+  ::unsetenv("HWLOC_XMLFILE");
+  CHECK(load("").this_machine);
+}
+
+TEST_CASE("XML descriptions above the limits are refused") {
+  char dir[] = "/tmp/iocm-placement-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string big = std::string(dir) + "/big.xml", many = std::string(dir) + "/many.xml";
+  topology t;
+  std::string why;
+  // A file above 16 MiB is not read at all.
+  FILE* f = std::fopen(big.c_str(), "w");
+  REQUIRE(f != nullptr);
+  REQUIRE(::ftruncate(::fileno(f), (16 << 20) + 1) == 0);
+  std::fclose(f);
+  CHECK_FALSE(os::load_topology(("xml:" + big).c_str(), t, why));
+  CHECK(why == "names an XML file of 16777217 bytes, above the limit of 16777216 (16 MiB)");
+  CHECK_FALSE(os::load_topology("xml:/dev/zero", t, why));
+  CHECK(why == "names an XML description that is not a regular file");
+  // An export of a machine with 4224 CPUs: counted once loaded.
+  hwloc_topology_t h = nullptr;
+  REQUIRE(hwloc_topology_init(&h) == 0);
+  REQUIRE(hwloc_topology_set_synthetic(h, "pack:2 numa:2 core:32 pu:33") == 0);
+  REQUIRE(hwloc_topology_load(h) == 0);
+  REQUIRE(hwloc_topology_export_xml(h, many.c_str(), 0) == 0);
+  hwloc_topology_destroy(h);
+  CHECK_FALSE(os::load_topology(("xml:" + many).c_str(), t, why));
+  CHECK(why == "describes 4224 CPUs, above the limit of 4096");
+  std::remove(big.c_str());
+  std::remove(many.c_str());
+  ::rmdir(dir);
 }
 
 TEST_CASE("what cannot be applied makes one warning naming the CPUs and nodes") {

@@ -223,14 +223,7 @@ class lane {
     std::uint64_t mask;
     slot_type& at(std::uint64_t pos) const noexcept { return slots[pos & mask]; }
   };
-  ring view() const noexcept {
-#ifdef IOCM_PERF_GATE_SLOWDOWN
-    // A deliberate slowdown of every lane operation, for scripts/perf-gate's
-    // own test only (bench/gate): the gate must report it as a regression.
-    for (int i = 0; i < IOCM_PERF_GATE_SLOWDOWN; ++i) asm volatile("nop");
-#endif
-    return ring{slots_, mask_};
-  }
+  ring view() const noexcept { return ring{slots_, mask_}; }
 
   /// Writes k claimed slots, then publishes them last to first: a consumer
   /// reading from head finds the first slot published only when the whole

@@ -1,6 +1,7 @@
 # Runs the command after `--` and checks its exit status (EXPECT_EXIT) and
 # that its output matches EXPECT_REGEX: how the perf gate's tests check for
-# exit 1 (a regression) and 2 (a harness error), which CTest alone cannot.
+# exit 1 (a regression) and 2 (a harness error), and the io_uring_refused
+# tests for exit 77 (skipped), which CTest alone cannot.
 set(command "")
 set(after_separator FALSE)
 math(EXPR last "${CMAKE_ARGC} - 1")
