@@ -377,7 +377,8 @@ class uring_poller final : public threaded_poller {
   void prepare_operation(op_state& op) noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room was checked
     ++inflight_;
-    op.epoch = cancels_on(op.fd);
+    if (op.kind != op_kind::nop && op.kind != op_kind::connect)
+      op.epoch = cancels_on(op.fd);  // what to_retry compares; never retried otherwise
     if (!core_.port_open(op.port_slot)) {
       // Its port is closing: complete it aborted, through the ring like any
       // other, so backpressure and ordering stay uniform.
