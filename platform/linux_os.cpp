@@ -75,15 +75,6 @@ int pinned_cpu_of_current_thread() noexcept {
   return -1;
 }
 
-bool set_nonblocking(int fd, bool& changed) noexcept {
-  changed = false;
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0) return false;
-  if ((flags & O_NONBLOCK) != 0) return true;
-  changed = ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
-  return changed;
-}
-
 void clear_nonblocking(int fd) noexcept {
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0 && (flags & O_NONBLOCK) != 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);

@@ -134,7 +134,7 @@ class uring_poller final : public threaded_poller {
     if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
     bool progress = take_inbox() != 0;
     progress = harvest() != 0 || progress;
-    publish();
+    publish();  // what take_inbox aborted, and what is still held
     return progress;
   }
 
@@ -145,7 +145,6 @@ class uring_poller final : public threaded_poller {
     bool progress = pass();
     flush();                                // what the pass prepared goes to the kernel now
     progress = harvest() != 0 || progress;  // and what finished inline comes back
-    publish();
     return progress || lane_full_;
   }
 
@@ -421,7 +420,8 @@ class uring_poller final : public threaded_poller {
   }
 
   /// Empties the CQ, harvest_batch CQEs at a time: operations' records into
-  /// the outbox, answers to their requests; returns how many CQEs.
+  /// the lane (the outbox keeps what has no room), answers to their
+  /// requests; returns how many CQEs.
   unsigned harvest() noexcept {
     unsigned total = 0;
     for (;;) {
@@ -431,6 +431,9 @@ class uring_poller final : public threaded_poller {
       io_uring_cq_advance(&ring_, n);
       inflight_ -= n;
       total += n;
+      // Each batch out at once: notifiers start on it, and records spill
+      // into the operations only when the lane really is full.
+      if (n != 0) publish();
       if (n < harvest_batch) return total;
     }
   }

@@ -35,7 +35,8 @@ struct binding {
 
 class handle_table {
  public:
-  static constexpr int max_fd = fd_table<int>::max_fd;  // fds at or above this are refused at Bind
+  using entries = fd_table<std::atomic<std::uint64_t>>;
+  static constexpr int max_fd = entries::max_fd;  // fds at or above this are refused at Bind
 
   /// The binding word of fd, or 0. Lock-free; any thread.
   std::uint64_t lookup(int fd) const noexcept {
@@ -59,7 +60,7 @@ class handle_table {
   }
 
  private:
-  fd_table<std::atomic<std::uint64_t>> entries_;
+  entries entries_;
 };
 
 }  // namespace iocm::detail

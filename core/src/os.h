@@ -34,10 +34,8 @@ bool pin_current_thread(int cpu) noexcept;
 /// The one CPU the calling thread's affinity mask allows, or -1 when it
 /// allows several (unpinned) or cannot be read.
 int pinned_cpu_of_current_thread() noexcept;
-/// Sets O_NONBLOCK on fd (the epoll backend needs it); *changed says
-/// whether it was clear before. False if refused.
-bool set_nonblocking(int fd, bool& changed) noexcept;
-/// Clears O_NONBLOCK on fd again; best effort (fd may be closed already).
+/// Clears O_NONBLOCK on fd again (the epoll poller sets it at Bind, through
+/// its syscall table); best effort (fd may be closed already).
 void clear_nonblocking(int fd) noexcept;
 /// Whether io_uring can really be used here (a probe creates a ring); when
 /// not, *why says why in a sentence.

@@ -215,7 +215,7 @@ TEST_CASE("unbind is not held up by a full completion ring or a stalled notifier
       REQUIRE(f.io->Recv(as_handle(pairs[i]->a), buf[i], sizeof buf[i], &recvs.back()->ov) ==
               IOCM_E_IO_PENDING);
     }
-    REQUIRE(f.io->Unbind(as_handle(pairs[0]->a)) == S_OK);  // the first
+    REQUIRE(f.io->Unbind(as_handle(pairs[0]->a)) == S_OK);   // the first
     REQUIRE(f.io->Unbind(as_handle(pairs[31]->a)) == S_OK);  // the last
     REQUIRE(f.runtime.wait_for(2));
     CHECK(f.runtime.only(&recvs[0]->ov).error == ERROR_OPERATION_ABORTED);
