@@ -732,12 +732,12 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   return IOCM_E_IO_PENDING;
 }
 
-bool engine_core::queue_request(poller& p, inbox_item item) noexcept {
-  for (int i = 0; !p.submit(item); ++i) {
-    if (i == full_inbox_retries) return false;
+bool engine_core::queue_request_waiting(poller& p, inbox_item item) noexcept {
+  for (int i = 0;; ++i) {
     wait_for_inbox();
+    if (p.submit(item)) return true;
+    if (i == full_inbox_retries) return false;
   }
-  return true;
 }
 
 HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov) noexcept {

@@ -216,8 +216,12 @@ class engine_core {
   /// bind lock held: a pump that empties the inbox may want it.
   void wait_for_inbox() noexcept;
   /// Puts `item` in p's inbox, waiting for room up to full_inbox_retries
-  /// times; false when it stayed full.
-  bool queue_request(poller& p, inbox_item item) noexcept;
+  /// times; false when it stayed full. The first try is inline: it is every
+  /// submission's path.
+  bool queue_request(poller& p, inbox_item item) noexcept {
+    return p.submit(item) || queue_request_waiting(p, item);
+  }
+  bool queue_request_waiting(poller& p, inbox_item item) noexcept;
 
   // A pumped engine's pump: one owner at a time (pump_owned_), which is the
   // thread on which on_notifier_thread() is true.
