@@ -35,14 +35,12 @@
 #include <new>
 #include <thread>
 
-#include "engine_core.h"
 #include "fd_table.h"
 #include "iocm/detail/backoff.h"
 #include "iocm/win32_errors.h"
 #include "op_state.h"
 #include "os.h"
 #include "poller.h"
-#include "pollers.h"
 #include "record_outbox.h"
 #include "syscalls.h"
 #include "threaded_poller.h"
@@ -57,11 +55,16 @@ constexpr int max_events = 1024;
 constexpr unsigned take_batch = 64;
 constexpr std::uint64_t wake_key = ~std::uint64_t{0};  // epoll data of the eventfd
 
+/// This backend's fields of an operation (op_state::scratch).
+struct op_fields {
+  bool connecting;  // a connect said EINPROGRESS: its answer comes as an edge
+};
+
 class epoll_poller final : public threaded_poller {
  public:
   explicit epoll_poller(poller_setup setup)
       : threaded_poller(setup, "iocm-epoll"),
-        core_(*setup.core),
+        host_(*setup.host),
         completions_(std::move(setup.completions)),
         sys_(syscalls_in_use()) {}
 
@@ -151,7 +154,7 @@ class epoll_poller final : public threaded_poller {
   void loop() override {
     backoff full_wait;
     for (;;) {
-      if (!outbox_.publish(core_, completions_)) {
+      if (!outbox_.publish(host_, completions_)) {
         // The lane is full: no readiness work until it drains, but requests
         // are still taken (an Unbind waits for its cancel). Their records
         // wait in the operations themselves (complete()).
@@ -163,7 +166,7 @@ class epoll_poller final : public threaded_poller {
       bool progress = take_inbox() != 0;
       if (waiting_ != 0) progress = wait_events(0) != 0 || progress;
       progress = progress || !outbox_.empty();
-      if (stopping() && waiting_ == 0 && outbox_.empty() && inbox_.empty_approx()) break;
+      if (stopping() && waiting_ == 0 && outbox_.empty() && inbox_.empty()) break;
       if (progress) {
         worked();
         continue;
@@ -175,9 +178,9 @@ class epoll_poller final : public threaded_poller {
         wait_events(1);
         continue;
       }
-      if (!prepare_to_sleep()) continue;
+      if (!inbox_.prepare_to_sleep()) continue;
       wait_events(-1);  // readiness, or an eventfd write (submit, stop)
-      awake();
+      inbox_.awake();
     }
   }
 
@@ -187,7 +190,7 @@ class epoll_poller final : public threaded_poller {
     // Records the queue has no room for yet wait here: the pump delivers,
     // then passes again.
     const bool held = !outbox_.empty();
-    outbox_.publish(core_, completions_);
+    outbox_.publish(host_, completions_);
     return progress || held;
   }
 
@@ -213,7 +216,7 @@ class epoll_poller final : public threaded_poller {
   /// Takes up to take_batch requests from the inbox; returns how many.
   unsigned take_inbox() {
     inbox_item items[take_batch];
-    const std::size_t n = inbox_.try_dequeue_bulk(items, take_batch);
+    const std::size_t n = inbox_.take(items, take_batch);
     for (std::size_t i = 0; i < n; ++i) take(items[i]);
     return static_cast<unsigned>(n);
   }
@@ -240,8 +243,8 @@ class epoll_poller final : public threaded_poller {
     auto* ov = reinterpret_cast<OVERLAPPED*>(item);
     op_state& op = *state_of(ov);
     op.next = nullptr;
-    op.stage = 0;
-    if (!core_.port_open(op.port_slot)) {
+    start_backend_fields<op_fields>(op);
+    if (!host_.port_open(op.port_slot)) {
       op.kind = op_kind::aborted;
       complete(op, 0);
       return;
@@ -314,7 +317,7 @@ class epoll_poller final : public threaded_poller {
           r = sys_.accept4(op.fd, SOCK_CLOEXEC);
           break;
         case op_kind::connect:
-          if (op.stage != 0) {
+          if (backend_fields<op_fields>(op).connecting) {
             r = sys_.connect_result(op.fd);  // -EINPROGRESS: a spurious edge, keep waiting
             break;
           }
@@ -324,7 +327,8 @@ class epoll_poller final : public threaded_poller {
           // one goes on: still connecting, or done.
           if (r == -EALREADY && interrupted) r = -EINPROGRESS;
           if (r == -EISCONN && interrupted) r = 0;
-          if (r == -EINPROGRESS) op.stage = 1;  // the answer comes as EPOLLOUT
+          if (r == -EINPROGRESS)
+            backend_fields<op_fields>(op).connecting = true;  // answered by EPOLLOUT
           break;
         default:
           break;
@@ -400,7 +404,7 @@ class epoll_poller final : public threaded_poller {
     return n;
   }
 
-  engine_core& core_;
+  poller_host& host_;
   completion_queue::producer_token completions_;
   const syscall_table& sys_;
   int epoll_fd_ = -1;

@@ -1,4 +1,5 @@
-// The poller backends platform/ provides; backend.cpp picks one.
+// The poller backends platform/ provides; backends.cpp lists them for the
+// engine core (backend.h).
 #pragma once
 
 #include <memory>

@@ -11,9 +11,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "engine_core.h"
+#include "completion_queue.h"
 #include "iocm/completion.h"
 #include "op_state.h"
+#include "poller.h"
 
 namespace iocm::detail {
 
@@ -32,11 +33,10 @@ class record_outbox {
 
   /// Publishes what it can, in order; true once nothing is left (false: the
   /// lane is full for now).
-  bool publish(engine_core& core, completion_queue::producer_token& lane) noexcept {
+  bool publish(poller_host& host, completion_queue::producer_token& lane) noexcept {
     for (;;) {
       while (published_ < count_) {
-        const std::size_t placed =
-            core.queue_publish(lane, buffer_ + published_, count_ - published_);
+        const std::size_t placed = host.publish(lane, buffer_ + published_, count_ - published_);
         if (placed == 0) return false;
         published_ += placed;
       }

@@ -15,7 +15,6 @@
 #include <optional>
 #include <thread>
 
-#include "engine_core.h"
 #include "iocm/detail/backoff.h"
 #include "os.h"
 #include "poller.h"
@@ -26,7 +25,7 @@ class threaded_poller : public poller {
  public:
   threaded_poller(const poller_setup& setup, const char* name_prefix)
       : poller(setup.inbox_capacity, setup.inbox_memory),
-        log_to_(*setup.core),
+        host_(*setup.host),
         index_(setup.index),
         cpu_(setup.cpu),
         prefix_(name_prefix) {}
@@ -114,7 +113,7 @@ class threaded_poller : public poller {
     reported_ |= 1u << f;
     char line[512];
     std::snprintf(line, sizeof line, "%s-%u: %s", prefix_, index_, text);
-    log_to_.log(level, line);
+    host_.log(level, line);
   }
   /// "<call> failed: Bad address (EFAULT); retrying", once; no allocation.
   void report_failure_once(fault f, const char* call, int error) noexcept {
@@ -152,7 +151,7 @@ class threaded_poller : public poller {
 
   static constexpr unsigned idle_poll_limit = 512;  // empty rounds before the poller sleeps
 
-  const engine_core& log_to_;
+  const poller_host& host_;
   const unsigned index_;
   const int cpu_;
   unsigned reported_ = 0;  // the faults already reported, a bit each

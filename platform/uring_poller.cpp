@@ -33,16 +33,15 @@
 #include <new>
 #include <thread>
 
-#include "engine_core.h"
 #include "fd_table.h"
 #include "iocm/detail/backoff.h"
 #include "op_state.h"
 #include "os.h"
 #include "poller.h"
-#include "pollers.h"
 #include "record_outbox.h"
 #include "syscalls.h"
 #include "threaded_poller.h"
+#include "uring_setup.h"
 
 namespace iocm::detail {
 
@@ -59,39 +58,20 @@ constexpr std::uint64_t tag_cancel = 2;  // a cancel nobody waits for (Close)
 constexpr std::uint64_t tag_answer_one = 3;
 constexpr std::uint64_t tag_answer_all = 4;
 constexpr unsigned harvest_batch = 64;
-constexpr unsigned submit_batch = 64;
 
-/// Tries one ring setup; 0 or -errno.
-int try_setup(const syscall_table& sys, io_uring& ring, std::uint32_t entries,
-              std::uint32_t level) {
-  io_uring_params p{};
-  switch (level) {
-    case IOCM_RING_DEFER_TASKRUN:
-      p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-      break;
-    case IOCM_RING_COOP_TASKRUN:
-      p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-      break;
-    default:
-      break;
-  }
-  p.flags |= IORING_SETUP_CQSIZE;
-  p.cq_entries = entries * 2;
-  const int r = sys.uring_setup(entries, &ring, &p);
-  if (r == 0 && (p.features & IORING_FEAT_NODROP) == 0) {
-    // Without NODROP an overflowing CQ loses completions; iocm also never
-    // lets it overflow, but refuses to run on a kernel that old (< 5.5).
-    io_uring_queue_exit(&ring);
-    return -ENOSYS;
-  }
-  return r;
-}
+/// This backend's fields of an operation (op_state::scratch).
+struct op_fields {
+  // The descriptor's cancel count when the operation was submitted: an
+  // -EINTR is retried only if no cancel on the descriptor came since.
+  std::uint32_t epoch;
+};
+constexpr unsigned submit_batch = 64;
 
 class uring_poller final : public threaded_poller {
  public:
   explicit uring_poller(poller_setup setup)
       : threaded_poller(setup, "iocm-poll"),
-        core_(*setup.core),
+        host_(*setup.host),
         ring_entries_(setup.ring_entries),
         requested_setup_(setup.ring_setup),
         completions_(std::move(setup.completions)),
@@ -139,7 +119,7 @@ class uring_poller final : public threaded_poller {
   }
 
   /// The records made so far into the lane; lane_full_ while some wait.
-  void publish() noexcept { lane_full_ = !outbox_.publish(core_, completions_); }
+  void publish() noexcept { lane_full_ = !outbox_.publish(host_, completions_); }
 
   bool pump_pass() noexcept override {
     bool progress = pass();
@@ -169,7 +149,7 @@ class uring_poller final : public threaded_poller {
     for (;;) {
       const bool progress = pass();
       if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_.empty() &&
-          outbox_.empty() && inbox_.empty_approx())
+          outbox_.empty() && inbox_.empty())
         break;
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
@@ -192,9 +172,9 @@ class uring_poller final : public threaded_poller {
         continue;
       }
       if (keep_polling()) continue;
-      if (!prepare_to_sleep()) continue;
+      if (!inbox_.prepare_to_sleep()) continue;
       enter_kernel(true);  // an eventfd write (submit, stop) ends it
-      awake();
+      inbox_.awake();
     }
     // Only the wake-up read is left: cancel it so the ring exits cleanly.
     if (io_uring_sqe* sqe = wake_armed_ ? io_uring_get_sqe(&ring_) : nullptr) {
@@ -280,7 +260,7 @@ class uring_poller final : public threaded_poller {
       ++handled;
     }
     inbox_item items[submit_batch];
-    const std::size_t n = inbox_.try_dequeue_bulk(items, sqes < submit_batch ? sqes : submit_batch);
+    const std::size_t n = inbox_.take(items, sqes < submit_batch ? sqes : submit_batch);
     for (std::size_t i = 0; i < n; ++i) take(items[i]);
     return handled + static_cast<unsigned>(n);
   }
@@ -315,7 +295,7 @@ class uring_poller final : public threaded_poller {
   /// connecting fails.
   bool to_retry(const op_state& op, std::int32_t res) const noexcept {
     return res == -EINTR && op.kind != op_kind::nop && op.kind != op_kind::aborted &&
-           op.kind != op_kind::connect && op.epoch == cancels_on(op.fd);
+           op.kind != op_kind::connect && backend_fields<op_fields>(op).epoch == cancels_on(op.fd);
   }
 
   /// Cancel, Close and Unbind's cancel of everything on fd, in the kernel
@@ -378,8 +358,9 @@ class uring_poller final : public threaded_poller {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room was checked
     ++inflight_;
     if (op.kind != op_kind::nop && op.kind != op_kind::connect)
-      op.epoch = cancels_on(op.fd);  // what to_retry compares; never retried otherwise
-    if (!core_.port_open(op.port_slot)) {
+      start_backend_fields<op_fields>(op).epoch =
+          cancels_on(op.fd);  // what to_retry compares; never retried otherwise
+    if (!host_.port_open(op.port_slot)) {
       // Its port is closing: complete it aborted, through the ring like any
       // other, so backpressure and ordering stay uniform.
       op.kind = op_kind::aborted;
@@ -466,24 +447,12 @@ class uring_poller final : public threaded_poller {
   }
 
   /// Creates the ring (probing setups) and the wake-up eventfd. A pumped
-  /// engine's prepare() has already settled on a setup any thread may enter.
+  /// engine's ring setup is already plain (uring_check_options): any thread may enter it.
   hosting::HRESULT set_up() noexcept override {
-    int r = -EINVAL;
-    if (requested_setup_ == IOCM_RING_PROBE) {
-      for (std::uint32_t level :
-           {IOCM_RING_DEFER_TASKRUN, IOCM_RING_COOP_TASKRUN, IOCM_RING_PLAIN}) {
-        r = try_setup(sys_, ring_, ring_entries_, level);
-        if (r == 0) {
-          setup_used_ = level;
-          break;
-        }
-        if (r == -ENOMEM) break;
-      }
-    } else {
-      r = try_setup(sys_, ring_, ring_entries_, requested_setup_);
-      setup_used_ = requested_setup_;
-    }
-    if (r != 0) return r == -ENOMEM ? E_OUTOFMEMORY : HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
+    if (const hosting::HRESULT hr =
+            create_ring(sys_, ring_, ring_entries_, requested_setup_, setup_used_);
+        FAILED(hr))
+      return hr;
     ring_ready_ = true;
     // Blocking: io_uring answers a read on an O_NONBLOCK descriptor with
     // -EAGAIN instead of waiting for it.
@@ -491,7 +460,7 @@ class uring_poller final : public threaded_poller {
     return event_fd_ >= 0 ? S_OK : E_OUTOFMEMORY;
   }
 
-  engine_core& core_;
+  poller_host& host_;
   const std::uint32_t ring_entries_;
   const std::uint32_t requested_setup_;
   completion_queue::producer_token completions_;
@@ -518,13 +487,6 @@ class uring_poller final : public threaded_poller {
 
 std::unique_ptr<poller> make_uring_poller(poller_setup setup) {
   return std::make_unique<uring_poller>(std::move(setup));
-}
-
-int probe_uring() noexcept {
-  io_uring ring{};
-  const int r = try_setup(syscalls_in_use(), ring, 2, IOCM_RING_PLAIN);
-  if (r == 0) io_uring_queue_exit(&ring);
-  return r;
 }
 
 }  // namespace iocm::detail

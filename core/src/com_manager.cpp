@@ -156,7 +156,7 @@ iocm::hosting::HRESULT iocm_describe_placement(const iocm_config* config, char* 
   if (text == nullptr && size != 0) return E_POINTER;
   iocm::detail::engine_setup setup;
   std::string why;
-  const HRESULT hr = iocm::detail::engine_core::prepare(config, setup, why);
+  const HRESULT hr = iocm::detail::prepare_setup(config, setup, why);
   std::string out;
   try {
     out =

@@ -80,9 +80,10 @@ HRESULT prepare_overlapped(OVERLAPPED* ov) noexcept {
 }
 
 /// Forwards the runtime-side callback to the handler; owned by impl, so
-/// reference counting is a formality.
-struct engine::impl final : ICLRIoCompletionManager {
-  explicit impl(completion_handler& h) : handler(h) {}
+/// reference counting is a formality. Hidden: not part of what libiocm.so
+/// exports, though its name matches iocm::engine::* (cmake/iocm.map).
+struct [[gnu::visibility("hidden")]] engine::impl final : ICLRIoCompletionManager {
+  explicit impl(completion_handler & h) : handler(h) {}
   HRESULT QueryInterface(const IID& riid, void** ppv) override {
     if (ppv == nullptr) return E_POINTER;
     if (riid == IID_IUnknown || riid == IID_ICLRIoCompletionManager) {

@@ -63,4 +63,10 @@ class handle_table {
   entries entries_;
 };
 
+/// The descriptor a HANDLE names, or -1 when it cannot be one iocm binds.
+inline int fd_of(const void* handle) noexcept {
+  const auto v = reinterpret_cast<std::intptr_t>(handle);
+  return v < 0 || v >= handle_table::max_fd ? -1 : static_cast<int>(v);
+}
+
 }  // namespace iocm::detail

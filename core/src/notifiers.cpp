@@ -1,15 +1,16 @@
-// Notifier threads (dequeue a batch, call OnComplete for each record) and
-// CloseIoCompletionPort, whose wait is tied to what notifiers deliver.
+// The notifier pool (notifiers.h): the notifier threads' loop, batch
+// sharing and stealing, and the thread limits.
+#include "notifiers.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <new>
 #include <thread>
-#include <vector>
 
-#include "engine_core.h"
 #include "iocm/detail/backoff.h"
 #include "iocm/detail/fence.h"
+#include "os.h"
 
 namespace iocm::detail {
 
@@ -23,8 +24,108 @@ std::uint64_t claim_count(std::uint64_t w) noexcept { return (w >> 12) & claim_f
 
 }  // namespace
 
-void engine_core::notifier_main(unsigned index) {
-  tl_engine_ = this;
+notifier_pool::notifier_pool(completion_queue& queue, const placement_plan& plan,
+                             const placement_reach& reach, delivery& deliver,
+                             std::uint32_t min_threads, std::uint32_t max_threads,
+                             std::uint32_t spin, bool threads)
+    : queue_(queue),
+      plan_(plan),
+      reach_(reach),
+      delivery_(deliver),
+      spin_(spin),
+      threads_(threads),
+      min_threads_(min_threads),
+      max_threads_(max_threads),
+      slots_(new notifier_slot[max_notifiers]),
+      idle_(max_notifiers, plan.shards.size()) {}
+
+HRESULT notifier_pool::start() noexcept {
+  std::lock_guard lock(threads_mutex_);
+  return spawn_locked(max_threads_.load(std::memory_order_relaxed));
+}
+
+void notifier_pool::stop() noexcept {
+  stopping_.store(true, std::memory_order_release);
+  idle_.wake_all();
+  // Not under threads_mutex_: a leaving notifier takes it to mark itself gone.
+  for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i) {
+    // A thread parked between our wake_all and its own check is woken again
+    // here until it has seen stopping_.
+    while (slots_[i].running.load(std::memory_order_acquire)) {
+      idle_.wake_all();
+      std::this_thread::yield();
+    }
+    if (slots_[i].thread.joinable()) slots_[i].thread.join();
+  }
+}
+
+HRESULT notifier_pool::spawn_locked(unsigned upto) noexcept {
+  if (!threads_) return S_OK;  // a pumped engine: the limits are kept, and govern no thread
+  for (unsigned i = 0; i < upto; ++i) {
+    notifier_slot& slot = slots_[i];
+    if (slot.running.load(std::memory_order_acquire)) continue;
+    if (slot.thread.joinable()) slot.thread.join();  // a retired thread: reuse its slot
+    try {
+      // Made here, not on the new thread: an allocation that fails must be
+      // an HRESULT for the caller, not an exception on a thread of ours.
+      slot.token = queue_.make_consumer(plan_.notifier_shard(i));
+    } catch (const std::exception&) {
+      return E_OUTOFMEMORY;
+    }
+    slot.running.store(true, std::memory_order_release);
+    slot.cpu.store(-2, std::memory_order_relaxed);
+    try {
+      slot.thread = std::thread([this, i] { notifier_main(i); });
+    } catch (const std::exception&) {
+      // std::system_error when the kernel refuses a thread, std::bad_alloc
+      // when the thread's state cannot be allocated: both are out of memory.
+      slot.running.store(false, std::memory_order_release);
+      return E_OUTOFMEMORY;
+    }
+    if (i + 1 > spawned_.load(std::memory_order_relaxed))
+      spawned_.store(i + 1, std::memory_order_release);  // thieves scan this many slots
+  }
+  return S_OK;
+}
+
+HRESULT notifier_pool::set_max_threads(DWORD n) noexcept {
+  std::lock_guard lock(threads_mutex_);
+  if (n == 0 || n < min_threads_.load(std::memory_order_relaxed) || n > max_notifiers)
+    return E_INVALIDARG;
+  max_threads_.store(n, std::memory_order_release);
+  idle_.wake_all();  // threads above the new maximum see it and leave
+  return spawn_locked(n);
+}
+
+HRESULT notifier_pool::get_max_threads(DWORD* n) noexcept {
+  if (n == nullptr) return E_POINTER;
+  *n = max_threads_.load(std::memory_order_acquire);
+  return S_OK;
+}
+
+HRESULT notifier_pool::set_min_threads(DWORD n) noexcept {
+  std::lock_guard lock(threads_mutex_);
+  if (n == 0 || n > max_threads_.load(std::memory_order_relaxed)) return E_INVALIDARG;
+  min_threads_.store(n, std::memory_order_release);
+  return S_OK;
+}
+
+HRESULT notifier_pool::get_min_threads(DWORD* n) noexcept {
+  if (n == nullptr) return E_POINTER;
+  *n = min_threads_.load(std::memory_order_acquire);
+  return S_OK;
+}
+
+HRESULT notifier_pool::get_available_threads(DWORD* n) noexcept {
+  if (n == nullptr) return E_POINTER;
+  const std::uint32_t busy = this->busy();
+  const std::uint32_t max = max_threads_.load(std::memory_order_acquire);
+  *n = busy >= max ? 0 : max - busy;
+  return S_OK;
+}
+
+void notifier_pool::notifier_main(unsigned index) {
+  const delivery* outer = delivery_.enter_thread();
   char name[16];
   std::snprintf(name, sizeof name, "iocm-notify-%u", index);
   os::name_current_thread(name);
@@ -32,12 +133,12 @@ void engine_core::notifier_main(unsigned index) {
   const unsigned home = plan_.notifier_shard(index);
   if (const int cpu = plan_.notifier_cpu(index); reach_.can_pin(cpu)) os::pin_current_thread(cpu);
 
-  notifier_slot& me = notifiers_[index];
+  notifier_slot& me = slots_[index];
   me.cpu.store(os::pinned_cpu_of_current_thread(), std::memory_order_relaxed);
   auto& token = me.token;
   completion records[batch_size];
-  delivery_context ctx{&me, records, &token};
-  tl_delivery_ = &ctx;
+  batch_context ctx{&me, records, &token};
+  tl_batch_ = &ctx;
   std::uint64_t generation = me.claim.load(std::memory_order_relaxed) >> 24;
   auto leave = [&] {
     return stopping_.load(std::memory_order_acquire) ||
@@ -55,7 +156,7 @@ void engine_core::notifier_main(unsigned index) {
       // when nobody sleeps.
       if (idle_.parked() != 0 && !queue_.empty_approx()) idle_.wake_one(home);
       me.busy.store(true, std::memory_order_relaxed);
-      deliver(records[0]);
+      delivery_.deliver(records[0]);
       me.busy.store(false, std::memory_order_relaxed);
       continue;
     }
@@ -95,7 +196,7 @@ void engine_core::notifier_main(unsigned index) {
     }
     spinning_.fetch_add(1, std::memory_order_relaxed);
     bool found = false;
-    for (std::uint32_t i = 0; i < config_.notifier_spin && !found; ++i) {
+    for (std::uint32_t i = 0; i < spin_ && !found; ++i) {
       found = work_waiting() || leave();  // a long spin must not delay shutdown
       // Polite spinning: a host thread pinned to our CPU may be the one that
       // produces our work; let it run now and then.
@@ -108,12 +209,12 @@ void engine_core::notifier_main(unsigned index) {
     spinning_.fetch_sub(1, std::memory_order_seq_cst);
     if (!found) idle_.park(me.park, home, [&] { return work_waiting() || leave(); });
   }
-  tl_delivery_ = nullptr;
-  tl_engine_ = nullptr;
+  tl_batch_ = nullptr;
+  delivery::leave_thread(outer);
 }
 
-void engine_core::deliver_rest_of_batch() noexcept {
-  delivery_context& ctx = *tl_delivery_;
+void notifier_pool::deliver_rest_of_batch() noexcept {
+  batch_context& ctx = *tl_batch_;
   std::atomic<std::uint64_t>& claim = ctx.slot->claim;
   std::uint64_t w = claim.load(std::memory_order_relaxed);
   // A CAS, not fetch_add: `next` must never run past `count` (Close may call
@@ -123,24 +224,24 @@ void engine_core::deliver_rest_of_batch() noexcept {
     if (!claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
                                      std::memory_order_relaxed))
       continue;
-    deliver(ctx.records[claim_next(w)]);
+    delivery_.deliver(ctx.records[claim_next(w)]);
     w = claim.load(std::memory_order_relaxed);
   }
 }
 
-bool engine_core::stealable() const noexcept {
+bool notifier_pool::stealable() const noexcept {
   const std::uint32_t n = spawned_.load(std::memory_order_acquire);
   for (std::uint32_t i = 0; i < n; ++i) {
-    const std::uint64_t w = notifiers_[i].claim.load(std::memory_order_relaxed);
+    const std::uint64_t w = slots_[i].claim.load(std::memory_order_relaxed);
     if (claim_next(w) < claim_count(w)) return true;
   }
   return false;
 }
 
-bool engine_core::steal_one(const notifier_slot& self) noexcept {
+bool notifier_pool::steal_one(const notifier_slot& self) noexcept {
   const std::uint32_t n = spawned_.load(std::memory_order_acquire);
   for (std::uint32_t i = 0; i < n; ++i) {
-    notifier_slot& victim = notifiers_[i];
+    notifier_slot& victim = slots_[i];
     if (&victim == &self) continue;
     std::uint64_t w = victim.claim.load(std::memory_order_acquire);  // pairs with (E3)
     while (claim_next(w) < claim_count(w)) {
@@ -156,7 +257,7 @@ bool engine_core::steal_one(const notifier_slot& self) noexcept {
         std::memcpy(&record, words, sizeof record);
         notifier_slot& me = const_cast<notifier_slot&>(self);
         me.busy.store(true, std::memory_order_relaxed);
-        deliver(record);
+        delivery_.deliver(record);
         me.busy.store(false, std::memory_order_relaxed);
         return true;
       }
@@ -165,99 +266,41 @@ bool engine_core::steal_one(const notifier_slot& self) noexcept {
   return false;
 }
 
-void engine_core::deliver(const completion& record) noexcept {
-  auto* ov = static_cast<OVERLAPPED*>(record.overlapped);
-  op_state* op = state_of(ov);
-  const std::uint16_t slot = op->port_slot;
-  const std::uint16_t counter = op->counter;
-  ov->Internal = record.error;
-  ov->InternalHigh = record.bytes;
-  // Release: the runtime may reuse the OVERLAPPED from inside OnComplete
-  // (InitializeHostOverlapped, then a new submission); from here on we do
-  // not touch it.
-  op->phase.store(op_state::idle, std::memory_order_release);
-  const current_record outer = tl_current_;
-  tl_current_ = {this, slot, counter, false};
-  clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
-  // Release pairs with pending_total's acquire: OnComplete has returned.
-  if (!tl_current_.settled) pending(slot, counter).value.fetch_sub(1, std::memory_order_release);
-  tl_current_ = outer;
-}
-
-bool engine_core::help_deliver() noexcept {
-  // A pumped engine's waits deliver on this thread unless another pumps.
-  if (pumped_) return pump_help();
-  if (!on_notifier_thread() || tl_delivery_ == nullptr) return false;
+bool notifier_pool::help_deliver() noexcept {
+  if (!delivery_.on_delivering_thread() || tl_batch_ == nullptr) return false;
   // We may be the only notifier (or all others may be busy): deliver the
   // rest of our batch and whatever is queued, nested, so that the caller
   // makes progress instead of waiting for itself.
   deliver_rest_of_batch();
-  if (steal_one(*tl_delivery_->slot)) return true;
+  if (steal_one(*tl_batch_->slot)) return true;
   completion record;
-  if (!queue_.try_dequeue(*tl_delivery_->token, record)) return false;
-  deliver(record);
+  if (!queue_.try_dequeue(*tl_batch_->token, record)) return false;
+  delivery_.deliver(record);
   return true;
 }
 
-HRESULT engine_core::close_port(HANDLE port) noexcept {
-  std::uint16_t slot;
-  std::uint64_t st;
-  std::vector<int> made_nonblocking;  // restored once nothing on them is left
-  {
-    std::lock_guard lock(bind_mutex_);
-    if (!decode_port(port, slot, st) || (st & 3) != port_open_state) return E_INVALIDARG;
-    // (E2) pairs with (E1) in submit/post: from here no new operation is
-    // accepted on this port, and every accepted one is counted.
-    ports_[slot].state.store((st & ~std::uint64_t{3}) | port_closing_state,
-                             std::memory_order_seq_cst);
-    if (default_port_ == port) default_port_ = nullptr;
-  }
-  // Unbind the port's handles and cancel what the kernel holds for them;
-  // operations still in an inbox are aborted by the poller (port_open). No
-  // new binding can join the port now. An inbox without room is waited for
-  // without the bind lock: in a pumped engine only the pump empties it, and
-  // the pump's OnComplete may want that lock (a Bind after an Accept).
-  for (int next = 0; next < handle_table::max_fd;) {
-    {
-      std::lock_guard lock(bind_mutex_);
-      next = handles_.for_each_bound(next, [&](int fd, std::atomic<std::uint64_t>& entry) {
-        const binding b = binding::unpack(entry.load(std::memory_order_relaxed));
-        if (b.port_slot != slot) return true;
-        poller& p = *pollers_[b.poller];
-        if (!p.submit(cancel_fd_item(fd))) return false;  // this one and the rest after a wait
-        entry.store(0, std::memory_order_release);
-        p.forget_handle(fd, b);
-        // Not blocking again yet: the operations the cancel aborts may still
-        // be tried before it, and must not block the poller.
-        if (b.made_nonblocking) {
-          try {
-            made_nonblocking.push_back(fd);
-          } catch (const std::bad_alloc&) {  // left non-blocking; nothing else is lost
-          }
-        }
-        return true;
-      });
-    }
-    if (next < handle_table::max_fd) wait_for_inbox();
-  }
+std::uint32_t notifier_pool::alive() const noexcept {
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i)
+    n += slots_[i].running.load(std::memory_order_relaxed) ? 1 : 0;
+  return n;
+}
 
-  // Wait until every accepted operation of the port has been delivered. The
-  // record this thread is delivering right now (Close called from inside
-  // OnComplete) cannot finish before we return; count it as done. Only a
-  // record of this engine: a callback of another engine may close our port.
-  const bool inside_own =
-      tl_current_.engine == this && tl_current_.port_slot == slot && !tl_current_.settled;
-  const std::int64_t self = inside_own ? 1 : 0;
-  wait_delivering([&] { return pending_total(slot) <= self; });
-  if (inside_own) {
-    pending(slot, tl_current_.counter).value.fetch_sub(1, std::memory_order_release);
-    tl_current_.settled = true;
+std::uint32_t notifier_pool::busy() const noexcept {
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i)
+    n += slots_[i].busy.load(std::memory_order_relaxed) ? 1 : 0;
+  return n;
+}
+
+std::string notifier_pool::describe() const {
+  std::string out;
+  for (std::uint32_t i = 0; i < spawned_.load(std::memory_order_acquire); ++i) {
+    if (!slots_[i].running.load(std::memory_order_acquire)) continue;
+    const int cpu = slots_[i].cpu.load(std::memory_order_relaxed);
+    out += "notifier " + std::to_string(i) + " found " + describe_pinning(cpu) + "\n";
   }
-  std::lock_guard lock(bind_mutex_);
-  for (const int fd : made_nonblocking) restore_blocking_locked(fd);
-  ports_[slot].state.store(st & ~std::uint64_t{3},
-                           std::memory_order_release);  // free, same generation
-  return S_OK;
+  return out;
 }
 
 }  // namespace iocm::detail

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <type_traits>
 
 #include "iocm/completion.h"
 #include "iocm/host_io.h"
@@ -41,9 +42,10 @@ struct op_state {
   std::int32_t fd = -1;
   std::uint32_t length = 0;   // bytes asked for (end-of-file needs it)
   std::uint16_t counter = 0;  // which pending counter of the port counts it
-  std::uint8_t stage = 0;     // epoll backend: 1 once a connect is in progress
-  std::uint32_t epoch = 0;    // io_uring backend: cancels on its descriptor before it
-  void* buffer = nullptr;     // data; the sockaddr for connect; HANDLE* for accept
+  // The backend's own fields for this operation (backend_fields): only the
+  // poller that holds the operation touches them.
+  alignas(8) std::byte scratch[8]{};
+  void* buffer = nullptr;  // data; the sockaddr for connect; HANDLE* for accept
   // File offset (append_offset: at the end of the file); sockaddr length
   // for connect; accept_into_*. Once the operation has its record and
   // waits for room in the queue: the record's error (record_outbox).
@@ -52,6 +54,27 @@ struct op_state {
                              // operations; io_uring, those to submit again; either,
                              // the records waiting for room in the queue
 };
+
+/// The backend's own per-operation fields, kept in op_state::scratch: a
+/// trivially copyable struct of the backend's (uring_poller: the cancel
+/// epoch; epoll_poller: a connect's stage). start_backend_fields() begins
+/// its life when the poller takes the operation; backend_fields() reads it.
+template <class T>
+T& start_backend_fields(op_state& op) noexcept {
+  static_assert(sizeof(T) <= sizeof(op.scratch) && alignof(T) <= alignof(std::uint64_t),
+                "a backend's fields fit op_state::scratch");
+  static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
+                "nothing ends their life: trivial types only");
+  return *::new (static_cast<void*>(op.scratch)) T{};
+}
+template <class T>
+T& backend_fields(op_state& op) noexcept {
+  return *std::launder(reinterpret_cast<T*>(op.scratch));
+}
+template <class T>
+const T& backend_fields(const op_state& op) noexcept {
+  return *std::launder(reinterpret_cast<const T*>(op.scratch));
+}
 
 /// A write's offset that means "at the end of the file", as
 /// 0xFFFFFFFF:0xFFFFFFFF in Offset/OffsetHigh does on Windows.

@@ -37,9 +37,6 @@ int pinned_cpu_of_current_thread() noexcept;
 /// Clears O_NONBLOCK on fd again (the epoll poller sets it at Bind, through
 /// its syscall table); best effort (fd may be closed already).
 void clear_nonblocking(int fd) noexcept;
-/// Whether io_uring can really be used here (a probe creates a ring); when
-/// not, *why says why in a sentence.
-bool uring_available(std::string& why);
 
 /// Blocks SIGPIPE in the calling thread: a write the poller issues to a
 /// pipe or socket whose reader is gone must fail with EPIPE, not kill the

@@ -290,4 +290,10 @@ std::string describe_plan(const placement_plan& plan, const placement_reach& rea
   return out;
 }
 
+std::string describe_pinning(int cpu) {
+  return cpu >= 0    ? "pinned to CPU " + std::to_string(cpu)
+         : cpu == -1 ? std::string("not pinned")
+                     : std::string("not started yet");
+}
+
 }  // namespace iocm::detail

@@ -116,6 +116,9 @@ std::string unreachable_warning(const placement_plan& plan, const placement_reac
 std::string describe_plan(const placement_plan& plan, const placement_reach& reach,
                           unsigned max_threads);
 
+/// Where a thread found itself: "pinned to CPU 3", "not pinned" (cpu -1)
+/// or "not started yet" (cpu -2).
+std::string describe_pinning(int cpu);
 const char* placement_name(std::uint32_t policy) noexcept;
 
 }  // namespace iocm::detail

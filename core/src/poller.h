@@ -1,83 +1,84 @@
-// The poller interface the engine core declares and platform/ implements:
-// one pinned thread per CPU that takes submissions from its inbox to the
-// kernel and harvests the kernel's completions into the completion queue.
+// The poller interface the engine core declares and platform/ implements
+// (one poller per placed CPU: a pinned thread that takes requests from its
+// inbox to the kernel and harvests the kernel's completions into its lane
+// of the completion queue), and the little of the engine a poller may see
+// (poller_host). The backends themselves, and which to use, are platform/'s
+// (backend.h).
+//
+// What may block: nothing the engine calls on a poller waits for the
+// kernel, except stop_and_join (until the kernel has given back every
+// operation) and a pumped engine's pump_wait (its sleep). Requests are
+// queued, never run on the caller's thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 
+#include "completion_queue.h"
 #include "handle_table.h"
-#include "iocm/cache_line.h"
-#include "iocm/completion.h"
-#include "iocm/detail/fence.h"
+#include "idle_notifiers.h"
+#include "inbox.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
-#include "iocm/mpmc_queue.h"
-#include "iocm/sharded_queue.h"
-#include "os.h"
+#include "port_table.h"
 
 namespace iocm::detail {
 
-class engine_core;
+/// Says a line through the config's log callback, or on stderr.
+struct log_sink {
+  void (*callback)(void* context, std::uint32_t level, const char* message) = nullptr;
+  void* context = nullptr;
+  void say(std::uint32_t level, const char* text) const noexcept;
+};
 
-/// One request in a poller's inbox. An OVERLAPPED* (8-aligned) submits its
-/// operation; the low bits tag the other requests.
-using inbox_item = std::uintptr_t;
-inline constexpr inbox_item inbox_tag_mask = 7;
-// (poller_request* | 1): Cancel of one operation, found by its OVERLAPPED's
-// address only (the poller never reads through it); answered.
-inline constexpr inbox_item inbox_cancel_one = 1;
-// (fd << 3 | 2): cancel everything on fd; nobody waits for it (Close).
-inline constexpr inbox_item inbox_cancel_fd = 2;
-// (poller_request* | 3): Unbind's cancel of everything on request->fd;
-// answered once the kernel has it (docs/ENGINE.md, "Handles").
-inline constexpr inbox_item inbox_unbind = 3;
-// (poller_request* | 4): Cancel of everything on request->fd; answered with
-// how many operations it found.
-inline constexpr inbox_item inbox_cancel_all = 4;
-inline inbox_item cancel_fd_item(int fd) noexcept {
-  return (static_cast<inbox_item>(static_cast<std::uint32_t>(fd)) << 3) | inbox_cancel_fd;
-}
+/// What a poller may ask of the engine: to publish the records it made,
+/// whether a port still accepts operations, and to log. Thread-safe.
+class poller_host {
+ public:
+  poller_host(completion_queue& queue, idle_notifiers& idle, const port_table& ports,
+              log_sink log) noexcept
+      : queue_(queue), idle_(idle), ports_(ports), log_(log) {}
 
-/// A request a thread waits on, on its own stack, until the poller answers
-/// (Cancel, Unbind): the poller's answer() is its last touch of it.
-struct alignas(8) poller_request {
-  int fd = -1;
-  /// Cancel of one: the OVERLAPPED's address, a key compared with the
-  /// addresses of the operations the poller holds, never dereferenced.
-  const void* key = nullptr;
-  std::uint32_t found = 0;  // the answer: operations found (Cancel)
-  std::atomic<std::uint32_t> done{0};
-  poller_request* next = nullptr;  // the poller's own list while it holds the request
-
-  /// On the poller: the answer is `n` operations found.
-  void answer(std::uint32_t n) noexcept {
-    found = n;
-    done.store(1, std::memory_order_release);  // pairs with answered()'s acquire
-    os::futex_wake_one(done);
+  /// Publishes records through the poller's own lane, then wakes a
+  /// notifier if one sleeps. Returns how many fit.
+  std::size_t publish(completion_queue::producer_token& lane, const completion* records,
+                      std::size_t n) noexcept {
+    const std::size_t placed = queue_.try_enqueue_bulk(lane, records, n);
+    if (placed != 0) idle_.wake_one(lane.shard());
+    return placed;
   }
-  /// On the waiting thread.
-  bool answered() const noexcept { return done.load(std::memory_order_acquire) != 0; }
+  /// False once the port is closing: its operations still in an inbox
+  /// complete aborted.
+  bool port_open(std::uint16_t slot) const noexcept { return ports_.is_open(slot); }
+  /// For an answer of the kernel iocm does not expect; pollers say each
+  /// kind once.
+  void log(std::uint32_t level, const char* text) const noexcept { log_.say(level, text); }
+
+ private:
+  completion_queue& queue_;
+  idle_notifiers& idle_;
+  const port_table& ports_;
+  const log_sink log_;
 };
 
 /// What a backend needs to build a poller.
 struct poller_setup {
-  engine_core* core = nullptr;
+  poller_host* host = nullptr;
   unsigned index = 0;
   int cpu = -1;  // -1: do not pin
   std::uint32_t ring_entries = 256;
-  std::uint32_t ring_setup = 0;                // iocm_ring_setup
-  std::uint32_t backend = IOCM_BACKEND_URING;  // which poller make_poller builds
+  std::uint32_t ring_setup = 0;  // iocm_ring_setup (io_uring)
   std::size_t inbox_capacity = 4096;
   std::pmr::memory_resource* inbox_memory = nullptr;  // the poller's node; null: default
-  sharded_queue<mpmc_queue<completion>>::producer_token completions;  // own lane, own node's shard
+  completion_queue::producer_token completions;       // own lane, own node's shard
 };
 
 class poller {
  public:
   explicit poller(std::size_t inbox_capacity, std::pmr::memory_resource* memory = nullptr)
-      : inbox_(queue_options{inbox_capacity, 0, 64, memory, 0}) {}
+      : inbox_(inbox_capacity, memory) {}
   virtual ~poller() = default;
   poller(const poller&) = delete;
   poller& operator=(const poller&) = delete;
@@ -101,19 +102,16 @@ class poller {
   /// Sleeps in the kernel for up to timeout_ms (IOCM_INFINITE: no limit)
   /// until a completion comes or a submitter or poster wakes it; returns at
   /// once when the inbox or `records` already holds something.
-  void pump_wait(std::uint32_t timeout_ms,
-                 const sharded_queue<mpmc_queue<completion>>& records) noexcept {
+  void pump_wait(std::uint32_t timeout_ms, const completion_queue& records) noexcept {
     // The same handshake as the poller thread's sleep: a submitter (or a
     // poster, nudge) either sees the flag and wakes us, or we see its work.
-    if (!prepare_to_sleep()) return;
+    if (!inbox_.prepare_to_sleep()) return;
     if (records.empty_approx()) pump_sleep(timeout_ms);
-    awake();
+    inbox_.awake();
   }
   /// A Post put a record into the queue: wakes a pump_wait that sleeps.
   void nudge() noexcept {
-    // (P1) for a post: pairs with (P2) in prepare_to_sleep, as submit's does.
-    store_load_fence(sleeping_);
-    wake_if_sleeping();
+    inbox_.nudge([this] { wake(); });
   }
   /// The io_uring setup the probe settled on (an iocm_ring_setup value; 0
   /// for epoll).
@@ -141,16 +139,7 @@ class poller {
   /// Queues a request from any thread; false if the inbox is full. Wakes the
   /// poller only if it is asleep. Thread-safe, lock-free.
   bool submit(inbox_item item) noexcept {
-    if (!inbox_.try_enqueue(item)) {
-      wake_if_sleeping();  // it may be asleep with a full inbox only briefly; make sure
-      return false;
-    }
-    // (P1) pairs with (P2): our inbox store, then the sleeping flag; the poller
-    // stores the flag, then looks at the inbox. Both sides need StoreLoad
-    // order, or each could miss the other and the poller would sleep on work.
-    store_load_fence(sleeping_);
-    wake_if_sleeping();
-    return true;
+    return inbox_.push(item, [this] { wake(); });
   }
 
  protected:
@@ -159,42 +148,15 @@ class poller {
   /// pump_wait's sleep in the kernel, which wake() ends.
   virtual void pump_sleep(std::uint32_t timeout_ms) noexcept = 0;
 
-  void wake_if_sleeping() noexcept {
-    // Relaxed load first: the common case (poller awake) costs no RMW.
-    if (sleeping_.load(std::memory_order_relaxed) != 0 &&
-        sleeping_.exchange(0, std::memory_order_acq_rel) != 0)
-      wake();
-  }
-
-  /// The poller thread calls this before it sleeps in the kernel; false means
-  /// work arrived and it must not sleep.
-  bool prepare_to_sleep() noexcept {
-    sleeping_.store(1, std::memory_order_relaxed);
-    // (P2) pairs with (P1).
-    store_load_fence(sleeping_);
-    if (!inbox_.empty_approx()) {
-      sleeping_.store(0, std::memory_order_relaxed);
-      return false;
-    }
-    return true;
-  }
-  void awake() noexcept { sleeping_.store(0, std::memory_order_relaxed); }
   /// The thread calls this after pinning itself (or not).
   void record_pinning() noexcept {
     pinned_cpu_.store(os::pinned_cpu_of_current_thread(), std::memory_order_relaxed);
   }
 
-  mpmc_queue<inbox_item> inbox_;
+  poller_inbox inbox_;
 
  private:
-  // 1 while the poller sleeps, or is about to; the word of its sleep/wake
-  // handshake (fence.h).
-  alignas(cache_line_size) std::atomic<std::uint32_t> sleeping_{0};
   std::atomic<int> pinned_cpu_{-1};  // read by describe() only
 };
-
-/// Builds a poller of the backend platform/backend.cpp picks. Throws
-/// std::bad_alloc.
-std::unique_ptr<poller> make_poller(poller_setup setup);
 
 }  // namespace iocm::detail

@@ -233,7 +233,7 @@ TEST_CASE(
     "start-up with the Nth allocation failing: a clean HRESULT and no leak, for every N, "
     "threaded and pumped") {
   // The engine's own start-up (engine_core::create: queue shards, pollers
-  // and their rings, notifiers, threads), after prepare() has read the
+  // and their rings, notifiers, threads), after prepare_setup() has read the
   // config and the topology. hwloc's topology discovery is left out: after
   // one failed allocation there, hwloc 2.9 trips an assertion of its own in
   // the next discovery (components.c, hwloc_components_init).
@@ -246,7 +246,7 @@ TEST_CASE(
       c.pollers = 1;
       c.flags = IOCM_PUMPED;
     }
-    REQUIRE(iocm::detail::engine_core::prepare(&c, setup, why) == S_OK);
+    REQUIRE(iocm::detail::prepare_setup(&c, setup, why) == S_OK);
     auto start_and_stop = [&](HRESULT& hr) {
       hr = S_OK;
       auto core = iocm::detail::engine_core::create(setup, &hr);

@@ -1,8 +1,11 @@
 // A minimal host: creates the manager through the C entry point, posts one
-// completion and one nop, waits for both, and checks the version.
+// completion and one nop, waits for both, and checks the version; then the
+// same through the C++ face (iocm::engine), which must link from the shared
+// library as from the static one.
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -10,6 +13,7 @@
 #include <iocm/engine.h>
 #include <iocm/host_io.h>
 #include <iocm/version.h>
+#include <iocm/win32_errors.h>
 
 using namespace iocm::hosting;
 
@@ -26,6 +30,30 @@ struct runtime final : ICLRIoCompletionManager {
   }
   std::atomic<int> done{0};
 };
+
+struct handler final : iocm::completion_handler {
+  void on_complete(std::uint32_t, std::uint32_t, OVERLAPPED*) noexcept override {
+    done.fetch_add(1);
+  }
+  std::atomic<int> done{0};
+};
+
+/// The C++ face: an engine, a port, one Post delivered; errors through
+/// the library's own category and errno table.
+int cpp_face() {
+  handler h;
+  iocm::engine e(h);
+  iocm::overlapped o;
+  const auto port = e.create_port();
+  if (e.post(port, 0, 7, o)) return 20;
+  for (int i = 0; i < 10000 && h.done.load() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (h.done.load() != 1) return 21;
+  if (e.close_port(port)) return 22;
+  if (e.close_port(port).category() != iocm::hresult_category()) return 23;  // closed already
+  if (iocm::win32_from_errno(ECANCELED) != 995) return 24;
+  return 0;
+}
 
 int main() {
   if (std::strcmp(iocm_version(), IOCM_VERSION_STRING) != 0) return 10;
@@ -50,5 +78,6 @@ int main() {
   io->Release();
   m->Release();
   std::printf("iocm %s: %d completions\n", iocm_version(), rt.done.load());
-  return rt.done.load() == 2 ? 0 : 16;
+  if (rt.done.load() != 2) return 16;
+  return cpp_face();
 }

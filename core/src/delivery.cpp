@@ -1,0 +1,29 @@
+// Delivery of one completion record to the runtime (delivery.h).
+#include "delivery.h"
+
+namespace iocm::detail {
+
+using namespace hosting;
+
+delivery::~delivery() {
+  if (auto* clr = clr_.load(std::memory_order_acquire)) clr->Release();
+}
+
+HRESULT delivery::set_clr(ICLRIoCompletionManager* clr) noexcept {
+  if (clr == nullptr) return E_POINTER;
+  ICLRIoCompletionManager* expected = nullptr;
+  clr->AddRef();
+  // acq_rel: the runtime's object is fully built before notifiers call it.
+  if (!clr_.compare_exchange_strong(expected, clr, std::memory_order_acq_rel)) {
+    clr->Release();
+    return expected == clr ? S_OK : HOST_E_INVALIDOPERATION;  // set once
+  }
+  return S_OK;
+}
+
+void delivery::settle_current() noexcept {
+  ports_.delivered(static_cast<std::uint16_t>(tl_current_.port_slot), tl_current_.counter);
+  tl_current_.settled = true;
+}
+
+}  // namespace iocm::detail

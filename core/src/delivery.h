@@ -1,0 +1,96 @@
+// Delivery of one completion record to the runtime: OnComplete, then the
+// record's port counts it as delivered. And what each thread knows about
+// the delivering it does: which engine's records it delivers (a notifier
+// thread, or the thread that owns a pumped engine's pump), and which record
+// it is inside OnComplete for, so that a Close called from inside that
+// OnComplete can account for it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "iocm/completion.h"
+#include "iocm/hosting.h"
+#include "op_state.h"
+#include "port_table.h"
+
+namespace iocm::detail {
+
+class delivery {
+ public:
+  explicit delivery(port_table& ports) noexcept : ports_(ports) {}
+  ~delivery();  // releases the runtime's callback object
+  delivery(const delivery&) = delete;
+  delivery& operator=(const delivery&) = delete;
+
+  /// The runtime's callback object, set once (AddRef'd). E_POINTER;
+  /// HOST_E_INVALIDOPERATION for a second, different one. Thread-safe.
+  hosting::HRESULT set_clr(hosting::ICLRIoCompletionManager* clr) noexcept;
+  bool has_clr() const noexcept { return clr_.load(std::memory_order_acquire) != nullptr; }
+
+  /// Calls OnComplete for `record` on this thread, then counts it delivered
+  /// on its port (unless a Close inside that OnComplete already did).
+  /// Inline: every notifier and the pump call it per record.
+  void deliver(const completion& record) noexcept {
+    auto* ov = static_cast<hosting::OVERLAPPED*>(record.overlapped);
+    op_state* op = state_of(ov);
+    const std::uint16_t slot = op->port_slot;
+    const std::uint16_t counter = op->counter;
+    ov->Internal = record.error;
+    ov->InternalHigh = record.bytes;
+    // Release: the runtime may reuse the OVERLAPPED from inside OnComplete
+    // (InitializeHostOverlapped, then a new submission); from here on we do
+    // not touch it.
+    op->phase.store(op_state::idle, std::memory_order_release);
+    const current_record outer = tl_current_;
+    tl_current_ = {this, slot, counter, false};
+    clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
+    if (!tl_current_.settled) ports_.delivered(slot, counter);
+    tl_current_ = outer;
+  }
+
+  /// True while this thread is inside OnComplete for a record of port
+  /// `slot` of this engine that no Close has settled yet.
+  bool inside_record_of(std::uint16_t slot) const noexcept {
+    return tl_current_.owner == this && tl_current_.port_slot == slot && !tl_current_.settled;
+  }
+  /// Close from inside that OnComplete: the record cannot finish before
+  /// Close returns, so Close counts it delivered now.
+  void settle_current() noexcept;
+
+  // --- Which engine a thread delivers for: threads may deliver for several
+  // --- engines, nested (a callback of one engine that pumps another).
+  /// True on a thread that delivers this engine's records now.
+  bool on_delivering_thread() const noexcept { return tl_owner_ == this; }
+  /// The calling thread delivers for this engine from now on; returns whom
+  /// it delivered for before (for leave_thread).
+  const delivery* enter_thread() noexcept {
+    const delivery* outer = tl_owner_;
+    tl_owner_ = this;
+    return outer;
+  }
+  static void leave_thread(const delivery* outer) noexcept { tl_owner_ = outer; }
+
+ private:
+  /// The record this thread is inside OnComplete for. A record is its
+  /// engine's, whose Close alone may settle it.
+  struct current_record {
+    const delivery* owner = nullptr;
+    int port_slot = -1;
+    std::uint16_t counter = 0;
+    bool settled = false;  // Close already counted it delivered
+  };
+
+  port_table& ports_;
+  std::atomic<hosting::ICLRIoCompletionManager*> clr_{nullptr};
+
+  static thread_local const delivery* tl_owner_;
+  static thread_local current_record tl_current_;
+};
+
+// Inline and constant-initialized: every unit reads them without a TLS
+// wrapper call.
+inline thread_local const delivery* delivery::tl_owner_ = nullptr;
+inline thread_local delivery::current_record delivery::tl_current_{};
+
+}  // namespace iocm::detail
