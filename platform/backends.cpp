@@ -11,13 +11,16 @@ namespace iocm::detail {
 
 namespace {
 
+void epoll_defaults(iocm_config&) {}                 // it has no options
 bool epoll_available(std::string&) { return true; }  // Linux has had epoll since 2.6
 bool epoll_check_options(iocm_config&, std::string&) { return true; }  // it has none
 
 // Constant-initialized: no order-of-initialization question at start-up.
 constexpr poller_backend all_backends[] = {
-    {"uring", IOCM_BACKEND_URING, uring_available, uring_check_options, make_uring_poller},
-    {"epoll", IOCM_BACKEND_EPOLL, epoll_available, epoll_check_options, make_epoll_poller},
+    {"uring", IOCM_BACKEND_URING, uring_defaults, uring_available, uring_check_options,
+     make_uring_poller},
+    {"epoll", IOCM_BACKEND_EPOLL, epoll_defaults, epoll_available, epoll_check_options,
+     make_epoll_poller},
 };
 
 }  // namespace

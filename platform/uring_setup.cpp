@@ -42,6 +42,11 @@ int try_setup(const syscall_table& sys, io_uring& ring, std::uint32_t entries,
 
 }  // namespace
 
+void uring_defaults(iocm_config& c) {
+  c.ring_entries = 256;
+  c.ring_setup = IOCM_RING_PROBE;
+}
+
 bool uring_check_options(iocm_config& c, std::string& why) {
   const std::uint32_t entries = c.ring_entries;
   if (entries < 2 || entries > max_ring_entries || !std::has_single_bit(entries)) {

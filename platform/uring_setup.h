@@ -14,6 +14,9 @@
 
 namespace iocm::detail {
 
+/// io_uring's defaults: a 256-entry ring, the fastest setup the kernel
+/// accepts (IOCM_RING_PROBE).
+void uring_defaults(iocm_config& config);
 /// The backend registry's check of io_uring's options: ring_entries and
 /// ring_setup, and a pumped engine's ring (any thread may enter it: plain).
 bool uring_check_options(iocm_config& config, std::string& why);

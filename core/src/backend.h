@@ -1,8 +1,8 @@
 // The poller backends, as the engine core sees them: a registry that
 // platform/ fills (platform/backends.cpp). Each backend says its name, how
 // to tell whether it can run here (by really trying: io_uring creates a
-// ring), how to check the config options that are its own, and how to build
-// a poller.
+// ring), the defaults of the config options that are its own and how to
+// check them, and how to build a poller.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,8 @@ namespace iocm::detail {
 struct poller_backend {
   const char* name;  // IOCM_BACKEND's value for it: "uring", "epoll"
   std::uint32_t id;  // its iocm_backend
+  /// Fills in the defaults of this backend's options (iocm_config_init).
+  void (*set_defaults)(iocm_config& config);
   /// Whether it can run here; when not, *why says why in a sentence.
   bool (*available)(std::string& why);
   /// Checks the options of `config` that are this backend's, and settles

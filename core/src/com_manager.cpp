@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "backend.h"
 #include "engine_core.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
@@ -121,12 +122,12 @@ void iocm_config_init_sized(iocm_config* config, std::uint32_t size) noexcept {
   if (config == nullptr || (size != sizeof(iocm_config) && size != IOCM_CONFIG_SIZE_V1)) return;
   iocm_config defaults{};
   defaults.struct_size = size;
-  defaults.ring_entries = 256;
   defaults.queue_capacity = 4096;
   defaults.inbox_capacity = 4096;
   defaults.notifier_spin = 256;
   defaults.max_ports = 64;
-  defaults.ring_setup = IOCM_RING_PROBE;
+  for (const iocm::detail::poller_backend& b : iocm::detail::poller_backends())
+    b.set_defaults(defaults);            // their own options (io_uring: the ring)
   std::memcpy(config, &defaults, size);  // no byte past the caller's layout
 }
 
