@@ -52,6 +52,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.realpath(__file__))
+# The build tree: configured into <build>/bench, this script finds the
+# programs it runs by their place in that tree (tool()).
+BUILD_DIR = os.path.dirname(HERE)
 SOURCE_DIR = "@PROJECT_SOURCE_DIR@"
 sys.path.insert(0, os.path.join(SOURCE_DIR, "scripts"))
 import bench_table  # noqa: E402
@@ -73,8 +76,9 @@ def fail(message, status=2):
     sys.exit(status)
 
 
-def tool(name):
-    path = os.path.join(HERE, name)
+def tool(relative):
+    """A program of the build tree, named by its path there (bench/iocm-engine-bench)."""
+    path = os.path.join(BUILD_DIR, relative)
     if not os.access(path, os.X_OK):
         fail(f"{path} is missing; build the release preset first", 1)
     return path
@@ -318,7 +322,7 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
         for s in servers:
             ports[s] = free_port()
             if s == "iocm":
-                cmd = [tool("hosts/iocm-plaintext"), "--port", str(ports[s]), "--cpus", cpu_list,
+                cmd = [tool("examples/iocm-plaintext"), "--port", str(ports[s]), "--cpus", cpu_list,
                        "--quiet"]
             else:
                 mask = ["0"] * (max(cpus) + 1)
@@ -520,7 +524,7 @@ def commit_of():
 
 def main(argv):
     if argv[:1] == ["topology"]:
-        os.execv(tool("iocm-topology"), [tool("iocm-topology"), "topology"] + argv[1:])
+        os.execv(tool("bench/iocm-topology"), [tool("bench/iocm-topology"), "topology"] + argv[1:])
     subs, o = parse(argv)
     rounds, wrk_seconds, fio_seconds = MODES[o["mode"]]
     rounds = o["repetitions"] or rounds
@@ -542,7 +546,7 @@ def main(argv):
         have = suites.setdefault(suite, {"context": data.get("context", {}), "benchmarks": []})
         have["benchmarks"] += data.get("benchmarks", [])
 
-    engine_bin, asio_bin = tool("iocm-engine-bench"), tool("iocm-asio-uring-bench")
+    engine_bin, asio_bin = tool("bench/iocm-engine-bench"), tool("bench/iocm-asio-uring-bench")
     def engine_run(step, scenarios, name):
         add(step, run_gbench(engine_bin, f"^engine/({scenarios})/", flt, rounds,
                              os.path.join(out, f"{name}.raw.json"), log, progress, step))
@@ -550,7 +554,7 @@ def main(argv):
     topology_text = None
     for sub in subs:
         if sub == "queue":
-            add("queue", run_gbench(tool("iocm-queue-bench"), "^queue/", flt,
+            add("queue", run_gbench(tool("bench/iocm-queue-bench"), "^queue/", flt,
                                     rounds, os.path.join(out, "queue.raw.json"), log, progress, "queue"))
         elif sub == "engine":
             engine_run("engine", "nop|post|post_latency", "engine")
@@ -570,7 +574,7 @@ def main(argv):
             errors += errs
             cdf.update(c)
         elif sub == "topology":
-            r = subprocess.run([tool("iocm-topology"), "topology"], capture_output=True, text=True)
+            r = subprocess.run([tool("bench/iocm-topology"), "topology"], capture_output=True, text=True)
             topology_text = r.stdout if r.returncode == 0 else r.stderr
             with open(os.path.join(out, "topology.txt"), "w") as f:
                 f.write(topology_text)
