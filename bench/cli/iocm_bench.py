@@ -524,7 +524,7 @@ def commit_of():
 
 def main(argv):
     if argv[:1] == ["topology"]:
-        os.execv(tool("bench/iocm-topology"), [tool("bench/iocm-topology"), "topology"] + argv[1:])
+        os.execv(tool("tools/iocm-topology"), [tool("tools/iocm-topology"), "topology"] + argv[1:])
     subs, o = parse(argv)
     rounds, wrk_seconds, fio_seconds = MODES[o["mode"]]
     rounds = o["repetitions"] or rounds
@@ -574,7 +574,7 @@ def main(argv):
             errors += errs
             cdf.update(c)
         elif sub == "topology":
-            r = subprocess.run([tool("bench/iocm-topology"), "topology"], capture_output=True, text=True)
+            r = subprocess.run([tool("tools/iocm-topology"), "topology"], capture_output=True, text=True)
             topology_text = r.stdout if r.returncode == 0 else r.stderr
             with open(os.path.join(out, "topology.txt"), "w") as f:
                 f.write(topology_text)
