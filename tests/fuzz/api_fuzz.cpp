@@ -4,7 +4,7 @@
 // real kernel objects; the harness itself plays the sockets' peer (sends,
 // drains, shuts down), between calls.
 //
-// The ledger (tests/op_ledger.h, one id per OVERLAPPED): every call that
+// The ledger (tests/support/op_ledger.h, one id per OVERLAPPED): every call that
 // answered IOCM_E_IO_PENDING must get exactly one OnComplete, and a refused
 // call none. It is checked when the engine has been released (which closes
 // every port and delivers what was in flight), and any mismatch aborts,
@@ -37,7 +37,7 @@
 
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
-#include "op_ledger.h"
+#include "support/op_ledger.h"
 
 using namespace iocm::hosting;
 

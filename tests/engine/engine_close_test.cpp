@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/watchdog.h"
+#include "support/engine_fixture.h"
+#include "support/watchdog.h"
 
 using namespace iocm_test;
 

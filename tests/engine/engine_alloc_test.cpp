@@ -14,10 +14,10 @@
 #include <new>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
 #include "engine_core.h"
 #include "iocm/detail/backoff.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
 
 extern "C" {
 void* __libc_malloc(std::size_t);

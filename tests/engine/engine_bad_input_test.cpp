@@ -7,7 +7,7 @@
 
 #include <thread>
 
-#include "engine/engine_fixture.h"
+#include "support/engine_fixture.h"
 
 using namespace iocm_test;
 

@@ -13,11 +13,11 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
-#include "engine/watchdog.h"
 #include "iocm/engine.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
+#include "support/op_ledger.h"
+#include "support/watchdog.h"
 
 using namespace iocm_test;
 using namespace std::chrono_literals;

@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
+#include "support/op_ledger.h"
 
 using namespace iocm_test;
 using namespace std::chrono_literals;

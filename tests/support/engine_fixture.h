@@ -125,7 +125,7 @@ inline host_io_ptr io_of(IHostIoCompletionManager* m) {
   return host_io_ptr(static_cast<IIocmHostIo*>(p));
 }
 
-/// A ledger's name (tests/op_ledger.h): what the test did, and the backend
+/// A ledger's name (tests/support/op_ledger.h): what the test did, and the backend
 /// it ran on (the IOCM_BACKEND the test's CTest entry sets).
 inline std::string ledger_name(const char* what) {
   const char* backend = std::getenv("IOCM_BACKEND");

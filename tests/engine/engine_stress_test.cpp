@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/op_ledger.h"
 
 using namespace iocm_test;
 
