@@ -23,7 +23,6 @@
 // - threaded: the engine's own poller and notifier threads, as a host sees
 //   them; one input may take different interleavings on different runs.
 #include <fcntl.h>
-#include <liburing.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,11 +32,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "support/op_ledger.h"
+#include "support/skip.h"
 
 using namespace iocm::hosting;
 
@@ -145,16 +146,12 @@ HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<std::intp
 /// where it can, an engine that refuses io_uring is a failure.
 bool uring_settable() {
   static const bool settable = [] {
-    io_uring ring{};
-    const int r = io_uring_queue_init(2, &ring, 0);
-    if (r == 0) {
-      io_uring_queue_exit(&ring);
-      return true;
-    }
+    const std::string why = iocm_test::io_uring_unavailable();
+    if (why.empty()) return true;
     std::fprintf(stderr,
-                 "api_fuzz: io_uring cannot be set up here (io_uring_queue_init: %s); inputs "
-                 "for io_uring run on epoll\n",
-                 std::strerror(-r));
+                 "api_fuzz: io_uring cannot be set up here (%s); inputs for io_uring run on "
+                 "epoll\n",
+                 why.c_str());
     return false;
   }();
   return settable;
