@@ -35,6 +35,7 @@
 #include <string>
 #include <thread>
 
+#include "iocm/engine.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "support/op_ledger.h"
@@ -47,9 +48,9 @@ namespace {
 constexpr int slots = 16, sockets = 3, ports_max = 3;
 constexpr std::uint32_t buffer_bytes = 256;
 
-struct slot {
-  OVERLAPPED ov{};
-  alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
+/// An OVERLAPPED with its host area (iocm::overlapped, as in the tests:
+/// tests/support/overlapped.h), and the buffer of its operation.
+struct slot : iocm::overlapped {
   unsigned char buffer[buffer_bytes]{};
 };
 
@@ -212,7 +213,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   HANDLE ports[ports_max] = {};
 
   for (auto* s = ring; s != ring + slots; ++s) {
-    std::memset(s, 0, sizeof *s);
+    s->ov = OVERLAPPED{};
+    std::memset(s->host_area, 0, sizeof s->host_area);
+    std::memset(s->buffer, 0, sizeof s->buffer);
     if (manager->InitializeHostOverlapped(&s->ov) != S_OK) std::abort();
   }
   auto ov_of = [&](unsigned k) -> OVERLAPPED* {
