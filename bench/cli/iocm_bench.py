@@ -58,6 +58,7 @@ BUILD_DIR = os.path.dirname(HERE)
 SOURCE_DIR = "@PROJECT_SOURCE_DIR@"
 sys.path.insert(0, os.path.join(SOURCE_DIR, "scripts"))
 import bench_table  # noqa: E402
+import gbench  # noqa: E402
 
 SUBCOMMANDS = ("queue", "engine", "file", "net", "topology")
 # Queue depths of engine/file_randread_qd<N> and widths of engine/echo_c<N>
@@ -125,34 +126,26 @@ def run_gbench(binary, pattern, user_filter, rounds, out_json, log, progress, st
     pattern (a POSIX extended regex: what Google Benchmark uses here) and
     user_filter (a Python regex); returns its parsed JSON, or None when no
     name matches."""
-    listed = subprocess.run([binary, "--benchmark_list_tests", f"--benchmark_filter={pattern}"],
-                            capture_output=True, text=True).stdout.split()
+    _, listed = gbench.list_benchmarks(binary, pattern)
     names = [n for n in listed if re.search(user_filter, n)]
     if not names:
         return None
-    name_filter = pattern if len(names) == len(listed) else \
-        "^(" + "|".join(re.escape(n) for n in names) + ")$"
+    name_filter = pattern if len(names) == len(listed) else gbench.exact_filter(names)
     progress.begin(step, len(names) * rounds)
-    cmd = [binary, f"--benchmark_filter={name_filter}", f"--benchmark_repetitions={rounds}",
-           "--benchmark_enable_random_interleaving=true", f"--benchmark_out={out_json}",
-           "--benchmark_out_format=json", "--benchmark_counters_tabular=true"]
-    with open(log, "a") as logf:
-        logf.write("$ " + " ".join(cmd) + "\n")
-        logf.flush()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in p.stdout:
-            logf.write(line)
-            m = bench_table.NAME.match(line)
-            if m and not line.split()[0].endswith(("_mean", "_median", "_stddev", "_cv")):
-                progress.advance(m.group(0))
-        p.wait()
+
+    def advance(line):
+        m = bench_table.NAME.match(line)
+        if m and not line.split()[0].endswith(("_mean", "_median", "_stddev", "_cv")):
+            progress.advance(m.group(0))
+
+    status = gbench.run(binary, name_filter, rounds, out_json, log,
+                        extra_args=["--benchmark_counters_tabular=true"], on_line=advance)
     progress.end()
     try:
-        with open(out_json) as f:
-            return json.load(f)
+        return gbench.load(out_json)
     except (OSError, json.JSONDecodeError):
         return {"benchmarks": [], "context": {},
-                "iocm_bench_error": f"{os.path.basename(binary)} exited {p.returncode}"}
+                "iocm_bench_error": f"{os.path.basename(binary)} exited {status}"}
 
 
 def entry(name, rep, items_per_second=None, **extra):
