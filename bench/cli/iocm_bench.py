@@ -61,10 +61,10 @@ import bench_table  # noqa: E402
 import gbench  # noqa: E402
 
 SUBCOMMANDS = ("queue", "engine", "file", "net", "topology")
-# Queue depths of engine/file_randread_qd<N> and widths of engine/echo_c<N>
-# (bench/engine/bench_io.h).
-FILE_DEPTHS = (1, 16, 64)
-ECHO_WIDTHS = (1, 16, 64)
+# Queue depths of engine/file_randread_qd<N> and widths of engine/echo_c<N>:
+# bench/CMakeLists.txt sets them, for the benchmarks too (bench_io.h).
+FILE_DEPTHS = tuple(int(n) for n in "@IOCM_BENCH_FILE_DEPTHS@".split(";"))
+ECHO_WIDTHS = tuple(int(n) for n in "@IOCM_BENCH_ECHO_WIDTHS@".split(";"))
 MODES = {  # rounds, wrk seconds, fio seconds
     "quick": (1, 2, 1),
     "default": (3, 4, 2),
