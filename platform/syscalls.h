@@ -1,6 +1,6 @@
 // The system calls the pollers make, behind one table of function pointers,
 // so that tests can make any of them fail, or come back short, on chosen
-// calls (tests/fault/). Every entry answers like a raw system call: a result
+// calls (tests/engine/engine_fault_test.cpp). Every entry answers like a raw system call: a result
 // >= 0, or -errno; none of them leaves its answer in errno.
 //
 // A poller reads the table in use when it is built and keeps it. The cost

@@ -52,15 +52,19 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.realpath(__file__))
+# The build tree: configured into <build>/bench, this script finds the
+# programs it runs by their place in that tree (tool()).
+BUILD_DIR = os.path.dirname(HERE)
 SOURCE_DIR = "@PROJECT_SOURCE_DIR@"
 sys.path.insert(0, os.path.join(SOURCE_DIR, "scripts"))
 import bench_table  # noqa: E402
+import gbench  # noqa: E402
 
 SUBCOMMANDS = ("queue", "engine", "file", "net", "topology")
-# Queue depths of engine/file_randread_qd<N> and widths of engine/echo_c<N>
-# (bench/engine/bench_io.h).
-FILE_DEPTHS = (1, 16, 64)
-ECHO_WIDTHS = (1, 16, 64)
+# Queue depths of engine/file_randread_qd<N> and widths of engine/echo_c<N>:
+# bench/CMakeLists.txt sets them, for the benchmarks too (bench_io.h).
+FILE_DEPTHS = tuple(int(n) for n in "@IOCM_BENCH_FILE_DEPTHS@".split(";"))
+ECHO_WIDTHS = tuple(int(n) for n in "@IOCM_BENCH_ECHO_WIDTHS@".split(";"))
 MODES = {  # rounds, wrk seconds, fio seconds
     "quick": (1, 2, 1),
     "default": (3, 4, 2),
@@ -73,8 +77,9 @@ def fail(message, status=2):
     sys.exit(status)
 
 
-def tool(name):
-    path = os.path.join(HERE, name)
+def tool(relative):
+    """A program of the build tree, named by its path there (bench/iocm-engine-bench)."""
+    path = os.path.join(BUILD_DIR, relative)
     if not os.access(path, os.X_OK):
         fail(f"{path} is missing; build the release preset first", 1)
     return path
@@ -121,34 +126,26 @@ def run_gbench(binary, pattern, user_filter, rounds, out_json, log, progress, st
     pattern (a POSIX extended regex: what Google Benchmark uses here) and
     user_filter (a Python regex); returns its parsed JSON, or None when no
     name matches."""
-    listed = subprocess.run([binary, "--benchmark_list_tests", f"--benchmark_filter={pattern}"],
-                            capture_output=True, text=True).stdout.split()
+    _, listed = gbench.list_benchmarks(binary, pattern)
     names = [n for n in listed if re.search(user_filter, n)]
     if not names:
         return None
-    name_filter = pattern if len(names) == len(listed) else \
-        "^(" + "|".join(re.escape(n) for n in names) + ")$"
+    name_filter = pattern if len(names) == len(listed) else gbench.exact_filter(names)
     progress.begin(step, len(names) * rounds)
-    cmd = [binary, f"--benchmark_filter={name_filter}", f"--benchmark_repetitions={rounds}",
-           "--benchmark_enable_random_interleaving=true", f"--benchmark_out={out_json}",
-           "--benchmark_out_format=json", "--benchmark_counters_tabular=true"]
-    with open(log, "a") as logf:
-        logf.write("$ " + " ".join(cmd) + "\n")
-        logf.flush()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in p.stdout:
-            logf.write(line)
-            m = bench_table.NAME.match(line)
-            if m and not line.split()[0].endswith(("_mean", "_median", "_stddev", "_cv")):
-                progress.advance(m.group(0))
-        p.wait()
+
+    def advance(line):
+        m = bench_table.NAME.match(line)
+        if m and not line.split()[0].endswith(("_mean", "_median", "_stddev", "_cv")):
+            progress.advance(m.group(0))
+
+    status = gbench.run(binary, name_filter, rounds, out_json, log,
+                        extra_args=["--benchmark_counters_tabular=true"], on_line=advance)
     progress.end()
     try:
-        with open(out_json) as f:
-            return json.load(f)
+        return gbench.load(out_json)
     except (OSError, json.JSONDecodeError):
         return {"benchmarks": [], "context": {},
-                "iocm_bench_error": f"{os.path.basename(binary)} exited {p.returncode}"}
+                "iocm_bench_error": f"{os.path.basename(binary)} exited {status}"}
 
 
 def entry(name, rep, items_per_second=None, **extra):
@@ -318,7 +315,7 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
         for s in servers:
             ports[s] = free_port()
             if s == "iocm":
-                cmd = [tool("hosts/iocm-plaintext"), "--port", str(ports[s]), "--cpus", cpu_list,
+                cmd = [tool("examples/iocm-plaintext"), "--port", str(ports[s]), "--cpus", cpu_list,
                        "--quiet"]
             else:
                 mask = ["0"] * (max(cpus) + 1)
@@ -520,7 +517,7 @@ def commit_of():
 
 def main(argv):
     if argv[:1] == ["topology"]:
-        os.execv(tool("iocm-topology"), [tool("iocm-topology"), "topology"] + argv[1:])
+        os.execv(tool("tools/iocm-topology"), [tool("tools/iocm-topology"), "topology"] + argv[1:])
     subs, o = parse(argv)
     rounds, wrk_seconds, fio_seconds = MODES[o["mode"]]
     rounds = o["repetitions"] or rounds
@@ -542,7 +539,7 @@ def main(argv):
         have = suites.setdefault(suite, {"context": data.get("context", {}), "benchmarks": []})
         have["benchmarks"] += data.get("benchmarks", [])
 
-    engine_bin, asio_bin = tool("iocm-engine-bench"), tool("iocm-asio-uring-bench")
+    engine_bin, asio_bin = tool("bench/iocm-engine-bench"), tool("bench/iocm-asio-uring-bench")
     def engine_run(step, scenarios, name):
         add(step, run_gbench(engine_bin, f"^engine/({scenarios})/", flt, rounds,
                              os.path.join(out, f"{name}.raw.json"), log, progress, step))
@@ -550,7 +547,7 @@ def main(argv):
     topology_text = None
     for sub in subs:
         if sub == "queue":
-            add("queue", run_gbench(tool("iocm-queue-bench"), "^queue/", flt,
+            add("queue", run_gbench(tool("bench/iocm-queue-bench"), "^queue/", flt,
                                     rounds, os.path.join(out, "queue.raw.json"), log, progress, "queue"))
         elif sub == "engine":
             engine_run("engine", "nop|post|post_latency", "engine")
@@ -570,7 +567,7 @@ def main(argv):
             errors += errs
             cdf.update(c)
         elif sub == "topology":
-            r = subprocess.run([tool("iocm-topology"), "topology"], capture_output=True, text=True)
+            r = subprocess.run([tool("tools/iocm-topology"), "topology"], capture_output=True, text=True)
             topology_text = r.stdout if r.returncode == 0 else r.stderr
             with open(os.path.join(out, "topology.txt"), "w") as f:
                 f.write(topology_text)

@@ -18,9 +18,13 @@
 
 namespace iocm_bench {
 
-/// Queue depths of file_randread_qd<N>, and connections of echo_c<N>.
-inline constexpr int file_depths[] = {1, 16, 64};
-inline constexpr int echo_widths[] = {1, 16, 64};
+/// Queue depths of file_randread_qd<N>, and connections of echo_c<N>: set in
+/// bench/CMakeLists.txt only, which gives iocm-bench the same lists.
+#if !defined(IOCM_BENCH_FILE_DEPTHS) || !defined(IOCM_BENCH_ECHO_WIDTHS)
+#error "IOCM_BENCH_FILE_DEPTHS and IOCM_BENCH_ECHO_WIDTHS come from bench/CMakeLists.txt"
+#endif
+inline constexpr int file_depths[] = {IOCM_BENCH_FILE_DEPTHS};
+inline constexpr int echo_widths[] = {IOCM_BENCH_ECHO_WIDTHS};
 
 /// Reads per benchmark iteration (every implementation).
 inline constexpr int reads_per_iteration = 1 << 13;

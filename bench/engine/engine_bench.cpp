@@ -32,6 +32,7 @@
 #include "bench_io.h"
 #include "bench_threads.h"
 #include "iocm/detail/backoff.h"
+#include "iocm/engine.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "iocm/mpmc_queue.h"
@@ -45,11 +46,16 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
+/// The T (derived from iocm::overlapped, the OVERLAPPED with iocm's host
+/// area) whose OVERLAPPED is at ov: its first member, at the same address.
+template <class T>
+T* holder_of(void* ov) noexcept {
+  return static_cast<T*>(static_cast<iocm::overlapped*>(ov));
+}
+
 // Cache-line aligned, like the peers' jobs (post_peers.cpp): a slot the
 // notifier completes never shares a line with the one the host posts next.
-struct alignas(64) slot {
-  OVERLAPPED ov{};
-  alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
+struct alignas(64) slot : iocm::overlapped {
   std::atomic<bool> busy{false};
   clock_type::time_point sent{};
 };
@@ -62,7 +68,7 @@ struct bench_runtime final : ICLRIoCompletionManager {
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
   HRESULT OnComplete(DWORD error, DWORD n, void* ov) override {
-    auto* s = static_cast<slot*>(ov);
+    auto* s = holder_of<slot>(ov);
     if (error == 0) bytes.fetch_add(n, std::memory_order_relaxed);
     if (record_latency) latency_ns = (clock_type::now() - s->sent).count();
     // Counted before the slot is freed, so the final tally sees it.
@@ -279,9 +285,7 @@ class echo_runtime final : public ICLRIoCompletionManager {
  public:
   enum step : unsigned { client_send, client_recv, server_recv, server_send };
   struct conn {
-    struct op {
-      OVERLAPPED ov{};
-      alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
+    struct op : iocm::overlapped {
       conn* owner = nullptr;
       step what{};
       std::uint32_t done = 0;  // bytes so far of this 64-byte transfer
@@ -328,7 +332,7 @@ class echo_runtime final : public ICLRIoCompletionManager {
 
   HRESULT OnComplete(DWORD error, DWORD bytes, void* ov) override {
     completed_.fetch_add(1, std::memory_order_relaxed);
-    auto& o = *static_cast<conn::op*>(ov);
+    auto& o = *holder_of<conn::op>(ov);
     conn& k = *o.owner;
     if (error != 0 || bytes == 0) {
       // The server's last receive, aborted when the engine closes, is expected.

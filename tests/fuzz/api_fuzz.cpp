@@ -4,7 +4,7 @@
 // real kernel objects; the harness itself plays the sockets' peer (sends,
 // drains, shuts down), between calls.
 //
-// The ledger (tests/op_ledger.h, one id per OVERLAPPED): every call that
+// The ledger (tests/support/op_ledger.h, one id per OVERLAPPED): every call that
 // answered IOCM_E_IO_PENDING must get exactly one OnComplete, and a refused
 // call none. It is checked when the engine has been released (which closes
 // every port and delivers what was in flight), and any mismatch aborts,
@@ -23,7 +23,6 @@
 // - threaded: the engine's own poller and notifier threads, as a host sees
 //   them; one input may take different interleavings on different runs.
 #include <fcntl.h>
-#include <liburing.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,11 +32,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 
+#include "iocm/engine.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
-#include "op_ledger.h"
+#include "support/op_ledger.h"
+#include "support/skip.h"
 
 using namespace iocm::hosting;
 
@@ -46,9 +48,9 @@ namespace {
 constexpr int slots = 16, sockets = 3, ports_max = 3;
 constexpr std::uint32_t buffer_bytes = 256;
 
-struct slot {
-  OVERLAPPED ov{};
-  alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
+/// An OVERLAPPED with its host area (iocm::overlapped, as in the tests:
+/// tests/support/overlapped.h), and the buffer of its operation.
+struct slot : iocm::overlapped {
   unsigned char buffer[buffer_bytes]{};
 };
 
@@ -145,16 +147,12 @@ HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<std::intp
 /// where it can, an engine that refuses io_uring is a failure.
 bool uring_settable() {
   static const bool settable = [] {
-    io_uring ring{};
-    const int r = io_uring_queue_init(2, &ring, 0);
-    if (r == 0) {
-      io_uring_queue_exit(&ring);
-      return true;
-    }
+    const std::string why = iocm_test::io_uring_unavailable();
+    if (why.empty()) return true;
     std::fprintf(stderr,
-                 "api_fuzz: io_uring cannot be set up here (io_uring_queue_init: %s); inputs "
-                 "for io_uring run on epoll\n",
-                 std::strerror(-r));
+                 "api_fuzz: io_uring cannot be set up here (%s); inputs for io_uring run on "
+                 "epoll\n",
+                 why.c_str());
     return false;
   }();
   return settable;
@@ -215,7 +213,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   HANDLE ports[ports_max] = {};
 
   for (auto* s = ring; s != ring + slots; ++s) {
-    std::memset(s, 0, sizeof *s);
+    s->ov = OVERLAPPED{};
+    std::memset(s->host_area, 0, sizeof s->host_area);
+    std::memset(s->buffer, 0, sizeof s->buffer);
     if (manager->InitializeHostOverlapped(&s->ov) != S_OK) std::abort();
   }
   auto ov_of = [&](unsigned k) -> OVERLAPPED* {

@@ -1,4 +1,4 @@
-// The op-id ledger's own counting (tests/op_ledger.h): a check that could
+// The op-id ledger's own counting (tests/support/op_ledger.h): a check that could
 // not see a loss would make every test that keeps one worthless.
 #include <doctest/doctest.h>
 
@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "op_ledger.h"
+#include "support/op_ledger.h"
 
 using iocm_test::op_ledger;
 

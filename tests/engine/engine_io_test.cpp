@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
 
 using namespace iocm_test;
 

@@ -15,8 +15,8 @@
 
 #include "iocm/completion.h"
 #include "iocm/detail/backoff.h"
-#include "queue_variants.h"
-#include "record.h"
+#include "support/queue_variants.h"
+#include "support/record.h"
 
 using iocm::completion;
 

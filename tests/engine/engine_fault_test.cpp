@@ -22,11 +22,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/kernel_objects.h"
-#include "fault/fault_injector.h"
+#include "fault_injector.h"
 #include "iocm/engine.h"
 #include "iocm/win32_errors.h"
-#include "op_ledger.h"
+#include "support/kernel_objects.h"
+#include "support/op_ledger.h"
 
 using namespace iocm_test;
 using namespace iocm::hosting;
@@ -39,7 +39,7 @@ struct seen_completion {
   const OVERLAPPED* ov;
 };
 
-/// Records every completion, and keeps the op-id ledger (tests/op_ledger.h)
+/// Records every completion, and keeps the op-id ledger (tests/support/op_ledger.h)
 /// with an id per OVERLAPPED: the test counts what the engine accepted
 /// (took()), OnComplete what it delivered; the ledger is reported and
 /// checked when this goes, after the engine (declared after it) is gone.

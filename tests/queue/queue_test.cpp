@@ -11,8 +11,8 @@
 
 #include "iocm/completion.h"
 #include "iocm/mpmc_queue.h"
-#include "queue_variants.h"
-#include "record.h"
+#include "support/queue_variants.h"
+#include "support/record.h"
 
 using iocm::completion;
 using iocm_test::make_record;

@@ -13,11 +13,11 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
-#include "engine/watchdog.h"
 #include "iocm/engine.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
+#include "support/op_ledger.h"
+#include "support/watchdog.h"
 
 using namespace iocm_test;
 using namespace std::chrono_literals;
@@ -50,7 +50,7 @@ struct pumped_fixture {
     for (std::size_t i = 0; i < n; ++i) engine.fresh(i);
     engine.runtime.hook = [this](DWORD, DWORD, void* ov) {
       if (std::this_thread::get_id() != owner) off_thread.fetch_add(1);
-      book.completed(static_cast<test_overlapped*>(ov)->tag);
+      book.completed(holder_of<test_overlapped>(ov)->tag);
     };
   }
   test_overlapped& ov(std::size_t i) { return *engine.overlappeds[i]; }
@@ -114,7 +114,7 @@ TEST_CASE("a pumped engine delivers one producer's posts in order, the same on e
     // A completion re-posts its OVERLAPPED once: those come after.
     std::size_t reposted = 0;
     auto repost = [&](DWORD, DWORD bytes, void* pv) {
-      auto* o = static_cast<test_overlapped*>(pv);
+      auto* o = holder_of<test_overlapped>(pv);
       order.push_back(o->tag);
       f.book.completed(o->tag);
       if (bytes == 0 && o->tag % 3 == 0 && reposted < 50) {
@@ -226,7 +226,7 @@ TEST_CASE("Close from inside OnComplete during a pump: the rest of the batch is 
   HRESULT closed = E_FAIL;
   std::size_t seen_before_close = 0;
   e.runtime.hook = [&](DWORD, DWORD, void* pv) {
-    auto* o = static_cast<test_overlapped*>(pv);
+    auto* o = holder_of<test_overlapped>(pv);
     f.book.completed(o->tag);
     if (o->tag == 0) {
       // The pump's batch holds the second port's posts behind this one.
@@ -268,7 +268,7 @@ TEST_CASE("the last Release inside OnComplete during a pump") {
   m->Release();
   IIocmPump* last = pump.release();
   runtime.hook = [&](DWORD, DWORD, void* pv) {
-    const std::size_t tag = static_cast<test_overlapped*>(pv)->tag;
+    const std::size_t tag = holder_of<test_overlapped>(pv)->tag;
     book.completed(tag);
     if (tag == 3) last->Release();  // the engine goes away once this pump returns
   };
@@ -318,7 +318,7 @@ TEST_CASE("pump misuse: nested, concurrent, on a threaded engine, bad configs") 
   auto& e = f.engine;
   HRESULT nested = S_OK;
   e.runtime.hook = [&](DWORD, DWORD, void* pv) {
-    f.book.completed(static_cast<test_overlapped*>(pv)->tag);
+    f.book.completed(holder_of<test_overlapped>(pv)->tag);
     nested = f.pump->Pump(0, nullptr);
   };
   f.book.answered(0, e.io->Post(e.port, 0, 0, &f.ov(0).ov) == IOCM_E_IO_PENDING);
@@ -329,7 +329,7 @@ TEST_CASE("pump misuse: nested, concurrent, on a threaded engine, bad configs") 
   std::atomic<bool> started{false};
   DWORD other_got = 0;
   e.runtime.hook = [&](DWORD, DWORD, void* pv) {
-    f.book.completed(static_cast<test_overlapped*>(pv)->tag);
+    f.book.completed(holder_of<test_overlapped>(pv)->tag);
   };
   std::thread other([&] {
     started.store(true);
@@ -423,7 +423,7 @@ TEST_CASE(
   std::atomic<int> stage{0};
   std::atomic<HRESULT> bind_result{E_FAIL};
   e.runtime.hook = [&](DWORD, DWORD, void* ov) {
-    const auto tag = static_cast<test_overlapped*>(ov)->tag;
+    const auto tag = holder_of<test_overlapped>(ov)->tag;
     f.book.completed(tag);
     if (tag != 0) return;
     stage.store(1);

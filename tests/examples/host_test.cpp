@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/kernel_objects.h"
+#include "support/kernel_objects.h"
 
 extern char** environ;
 

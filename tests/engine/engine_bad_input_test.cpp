@@ -7,7 +7,7 @@
 
 #include <thread>
 
-#include "engine/engine_fixture.h"
+#include "support/engine_fixture.h"
 
 using namespace iocm_test;
 
@@ -178,8 +178,10 @@ TEST_CASE("operations: unbound handle, null or misaligned or uninitialised OVERL
   auto* misaligned = reinterpret_cast<OVERLAPPED*>(raw + 4);
   CHECK(f.io->Nop(as_handle(p.r), misaligned) == E_INVALIDARG);
   CHECK(f.manager->InitializeHostOverlapped(misaligned) == E_INVALIDARG);
-  test_overlapped never_initialised;
-  CHECK(f.io->Nop(as_handle(p.r), &never_initialised.ov) ==
+  // An OVERLAPPED and host area that InitializeHostOverlapped never saw (an
+  // iocm::overlapped is constructed ready): zeroes.
+  alignas(8) unsigned char never_initialised[sizeof(iocm::overlapped)]{};
+  CHECK(f.io->Nop(as_handle(p.r), reinterpret_cast<OVERLAPPED*>(never_initialised)) ==
         HRESULT_FROM_WIN32(ERROR_INVALID_PARAMETER));
   CHECK(f.io->Cancel(as_handle(p.w), nullptr) == invalid_handle);  // not bound
   CHECK(f.io->Cancel(as_handle(p.r), &o->ov) == HRESULT_FROM_WIN32(ERROR_NOT_FOUND));

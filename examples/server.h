@@ -1,7 +1,10 @@
 // What the example hosts share: they play the runtime (implement
 // ICLRIoCompletionManager) and drive a TCP server through iocm's hosting ABI
 // only: a manager from iocm_create_host_io_completion_manager, a port, Bind,
-// and the operations of IIocmHostIo. Each connection runs one operation at a
+// and the operations of IIocmHostIo. Their OVERLAPPEDs, each with the host
+// area after it that GetHostOverlappedSize asks for, are iocm::overlapped
+// (iocm/engine.h), and are given to InitializeHostOverlapped as a runtime
+// does before their first use. Each connection runs one operation at a
 // time: Recv, then the protocol turns the bytes it has into a reply, Send
 // (repeated until every byte went), then Recv again.
 //
@@ -33,17 +36,20 @@
 #include <string>
 #include <string_view>
 
+#include "iocm/engine.h"  // iocm::overlapped
 #include "iocm/host_io.h"
 
 namespace iocm_host {
 
 using namespace iocm::hosting;
 
-/// An OVERLAPPED with the host area after it, and what to do when it ends.
+/// An OVERLAPPED with the host area after it (iocm::overlapped), and what to
+/// do when it ends. The OVERLAPPED comes first: OnComplete's pointer is the
+/// operation's.
 struct operation {
-  OVERLAPPED ov{};
-  alignas(8) unsigned char host_area[IOCM_HOST_OVERLAPPED_SIZE]{};
+  iocm::overlapped overlapped;
   void (*done)(operation*, DWORD error, DWORD bytes) = nullptr;
+  OVERLAPPED* ov() noexcept { return &overlapped.ov; }
 };
 
 inline HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd)); }
@@ -207,7 +213,7 @@ class server {
         a->self = this;
         a->op.done = &server::accepted;
       }
-      if (a == nullptr || FAILED(manager_->InitializeHostOverlapped(&a->op.ov)) ||
+      if (a == nullptr || FAILED(manager_->InitializeHostOverlapped(a->op.ov())) ||
           !post_accept(a)) {
         delete a;
         std::fprintf(stderr, "%s: could not start accepting\n", name_);
@@ -292,7 +298,7 @@ class server {
   /// Submits an accept on a prepared accept_op (reused after each one).
   bool post_accept(accept_op* a) {
     outstanding_.fetch_add(1);
-    if (io_->Accept(as_handle(listener_), &a->accepted, &a->op.ov) == IOCM_E_IO_PENDING)
+    if (io_->Accept(as_handle(listener_), &a->accepted, a->op.ov()) == IOCM_E_IO_PENDING)
       return true;
     release();
     return false;
@@ -317,8 +323,8 @@ class server {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto* c = new (std::nothrow) connection{};
     if (c == nullptr || FAILED(manager_->Bind(port_, as_handle(fd))) ||
-        FAILED(manager_->InitializeHostOverlapped(&c->recv_op.ov)) ||
-        FAILED(manager_->InitializeHostOverlapped(&c->send_op.ov))) {
+        FAILED(manager_->InitializeHostOverlapped(c->recv_op.ov())) ||
+        FAILED(manager_->InitializeHostOverlapped(c->send_op.ov()))) {
       delete c;
       ::close(fd);
       return;
@@ -349,14 +355,14 @@ class server {
       close(c);
       return;
     }
-    if (io_->Recv(as_handle(c->fd), in.bytes + in.end, buffer::capacity - in.end, &c->recv_op.ov) !=
-        IOCM_E_IO_PENDING) {
+    if (io_->Recv(as_handle(c->fd), in.bytes + in.end, buffer::capacity - in.end,
+                  c->recv_op.ov()) != IOCM_E_IO_PENDING) {
       close(c);
       return;
     }
     // Shutdown cancels the receives it finds in flight; one submitted after
     // it looked must cancel itself (the store and this load are seq_cst).
-    if (stopping_.load()) io_->Cancel(as_handle(c->fd), &c->recv_op.ov);
+    if (stopping_.load()) io_->Cancel(as_handle(c->fd), c->recv_op.ov());
   }
 
   static void received(operation* op, DWORD error, DWORD bytes) {
@@ -385,8 +391,8 @@ class server {
   }
 
   void send_rest(connection* c) {
-    if (io_->Send(as_handle(c->fd), c->out.data + c->sent, c->out.size - c->sent, &c->send_op.ov) !=
-        IOCM_E_IO_PENDING)
+    if (io_->Send(as_handle(c->fd), c->out.data + c->sent, c->out.size - c->sent,
+                  c->send_op.ov()) != IOCM_E_IO_PENDING)
       close(c);
   }
 
@@ -442,7 +448,7 @@ class server {
       listener_ = -1;
       std::unique_lock lock(mutex_);
       for (connection* c = live_; c != nullptr; c = c->next)
-        io_->Cancel(as_handle(c->fd), &c->recv_op.ov);
+        io_->Cancel(as_handle(c->fd), c->recv_op.ov());
       if (!drained_.wait_for(lock, std::chrono::seconds(10),
                              [&] { return outstanding_.load() == 0; })) {
         std::fprintf(stderr, "%s: %ld operations still in flight after 10 s; exiting\n", name_,

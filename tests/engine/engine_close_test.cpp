@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/watchdog.h"
+#include "support/engine_fixture.h"
+#include "support/watchdog.h"
 
 using namespace iocm_test;
 
@@ -310,7 +310,7 @@ TEST_CASE("close under load: every accepted operation completes exactly once, no
   std::vector<std::atomic<int>> hits(producers * per_producer);
   f.runtime.hook = [&](DWORD, DWORD, void* ov) {
     if (closed.load()) after_close.fetch_add(1);
-    hits[static_cast<test_overlapped*>(ov)->tag].fetch_add(1);
+    hits[holder_of<test_overlapped>(ov)->tag].fetch_add(1);
   };
   std::latch start(producers + 1);
   std::vector<std::thread> threads;

@@ -14,10 +14,10 @@
 #include <new>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
 #include "engine_core.h"
 #include "iocm/detail/backoff.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
 
 extern "C" {
 void* __libc_malloc(std::size_t);
@@ -113,13 +113,11 @@ struct counting_runtime final : ICLRIoCompletionManager {
   ULONG Release() override { return 1; }
   HRESULT OnComplete(DWORD error, DWORD, void* ov) override {
     if (error != 0 && error != 7) bad.fetch_add(1, std::memory_order_relaxed);
-    static_cast<slot*>(ov)->busy.store(false, std::memory_order_release);
+    holder_of<slot>(ov)->busy.store(false, std::memory_order_release);
     done.fetch_add(1, std::memory_order_relaxed);
     return S_OK;
   }
-  struct slot {
-    OVERLAPPED ov{};
-    alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
+  struct slot : iocm::overlapped {
     std::atomic<bool> busy{false};
   };
   std::atomic<std::uint64_t> done{0}, bad{0};

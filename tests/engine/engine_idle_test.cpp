@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
+#include "support/op_ledger.h"
 
 using namespace iocm_test;
 using namespace std::chrono_literals;
@@ -108,7 +108,7 @@ TEST_CASE("20,000 idle connections on one poller: a new connection is still serv
   // Each server end: bound, with a receive in flight that nothing will
   // complete.
   f.runtime.hook = [&](DWORD error, DWORD bytes, void* ov) {
-    const std::uint64_t tag = static_cast<test_overlapped*>(ov)->tag;
+    const std::uint64_t tag = holder_of<test_overlapped>(ov)->tag;
     if (tag < idle && error == ERROR_SUCCESS && bytes == 0) orderly.fetch_add(1);
     book.completed(tag);
   };

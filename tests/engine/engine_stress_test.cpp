@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/op_ledger.h"
 
 using namespace iocm_test;
 
@@ -34,7 +34,7 @@ struct ledger_runtime final : ICLRIoCompletionManager {
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
   HRESULT OnComplete(DWORD error, DWORD bytes, void* pv) override {
-    auto* o = static_cast<slot*>(pv);
+    auto* o = holder_of<slot>(pv);
     const std::uint64_t id = o->id;
     // Posts carry (id % 1000, id & 0xFFFFFFFF); nops carry (0, 0).
     const bool is_post = (id & 1) == 0;
@@ -46,9 +46,7 @@ struct ledger_runtime final : ICLRIoCompletionManager {
     o->busy.store(false, std::memory_order_release);
     return S_OK;
   }
-  struct slot {
-    OVERLAPPED ov{};
-    alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
+  struct slot : iocm::overlapped {
     std::uint64_t id = 0;
     std::atomic<bool> busy{false};
   };

@@ -8,7 +8,7 @@
 
 #include "iocm/completion.h"
 #include "iocm/sharded_queue.h"
-#include "record.h"
+#include "support/record.h"
 
 using iocm::completion;
 using iocm_test::make_record;

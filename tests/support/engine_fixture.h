@@ -1,5 +1,6 @@
 // Shared pieces of the engine tests: a runtime stand-in that records every
-// OnComplete, OVERLAPPEDs with their host area, and a manager wrapper.
+// OnComplete, a manager wrapper, and fresh OVERLAPPEDs (test_overlapped,
+// overlapped.h) that live as long as the engine.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -17,18 +18,11 @@
 
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
+#include "support/overlapped.h"
 
 namespace iocm_test {
 
 using namespace iocm::hosting;
-
-/// An OVERLAPPED followed by its host area, plus a caller tag.
-struct test_overlapped {
-  OVERLAPPED ov{};
-  alignas(8) unsigned char host[IOCM_HOST_OVERLAPPED_SIZE]{};
-  std::uint64_t tag = 0;
-};
-static_assert(offsetof(test_overlapped, host) == sizeof(OVERLAPPED));
 
 struct completion_seen {
   DWORD error;
@@ -125,7 +119,7 @@ inline host_io_ptr io_of(IHostIoCompletionManager* m) {
   return host_io_ptr(static_cast<IIocmHostIo*>(p));
 }
 
-/// A ledger's name (tests/op_ledger.h): what the test did, and the backend
+/// A ledger's name (tests/support/op_ledger.h): what the test did, and the backend
 /// it ran on (the IOCM_BACKEND the test's CTest entry sets).
 inline std::string ledger_name(const char* what) {
   const char* backend = std::getenv("IOCM_BACKEND");

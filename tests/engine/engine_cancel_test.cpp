@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
+#include "support/op_ledger.h"
 
 using namespace iocm_test;
 using namespace std::chrono_literals;
@@ -62,7 +62,7 @@ TEST_CASE(
   op_ledger book(rounds);
   std::atomic<std::size_t> aborted{0};
   f.runtime.hook = [&](DWORD error, DWORD, void* ov) {
-    auto* o = static_cast<test_overlapped*>(ov);
+    auto* o = holder_of<test_overlapped>(ov);
     book.completed(o->tag);
     if (error == ERROR_OPERATION_ABORTED) aborted.fetch_add(1);
     pages.revoke(ov);  // freed: no byte of it may be touched again
@@ -119,7 +119,7 @@ TEST_CASE(
   f.runtime.hook = [&](DWORD e, DWORD, void* ov) {
     const std::size_t r = round.load();
     error[r] = e;
-    book.completed(static_cast<test_overlapped*>(ov) == o ? r : rounds);
+    book.completed(holder_of<test_overlapped>(ov) == o ? r : rounds);
   };
   std::atomic<std::size_t> armed{rounds};  // the round whose receive the canceller chases
   std::atomic<std::size_t> done_cancelling{rounds};

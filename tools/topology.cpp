@@ -1,4 +1,5 @@
-// iocm-bench: the command-line front of iocm's tools.
+// iocm-topology: the placement tool behind `iocm-bench topology`
+// (bench/cli/iocm_bench.py runs it as `iocm-topology topology ...`).
 //
 //   iocm-bench topology [--topology SPEC] [--cpus LIST] [--pollers N]
 //                       [--placement compact|spread] [--max-threads N] [--live]

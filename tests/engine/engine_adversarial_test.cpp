@@ -31,9 +31,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine_fixture.h"
-#include "engine/kernel_objects.h"
-#include "op_ledger.h"
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
+#include "support/op_ledger.h"
 
 using namespace iocm_test;
 using namespace std::chrono_literals;
@@ -71,7 +71,7 @@ TEST_CASE("OnComplete frozen for 2 s under a 4-thread flood: bounded, then all e
   std::atomic<bool> frozen{true};
   f.runtime.hook = [&](DWORD, DWORD, void* ov) {
     while (frozen.load()) std::this_thread::sleep_for(1ms);
-    book.completed(static_cast<test_overlapped*>(ov)->tag);
+    book.completed(holder_of<test_overlapped>(ov)->tag);
   };
   const long before = resident_kib();
   std::atomic<int> refused{0}, other{0};
@@ -123,7 +123,7 @@ TEST_CASE("cancel right after submit, 10,000 times: exactly one completion each"
   std::atomic<int> aborted{0}, other_error{0};
   f.runtime.hook = [&](DWORD error, DWORD, void* ov) {
     (error == ERROR_OPERATION_ABORTED ? aborted : other_error).fetch_add(1);
-    book.completed(static_cast<test_overlapped*>(ov)->tag);
+    book.completed(holder_of<test_overlapped>(ov)->tag);
   };
   for (int i = 0; i < window; ++i)
     ovs[static_cast<std::size_t>(i)].tag = static_cast<std::uint64_t>(i);
@@ -209,7 +209,7 @@ TEST_CASE("close under load from two threads at once, and from inside OnComplete
     HANDLE port = f.port;
     f.runtime.hook = [&](DWORD, DWORD, void* ov) {
       if (closed.load()) after_close.fetch_add(1);
-      const auto tag = static_cast<test_overlapped*>(ov)->tag;
+      const auto tag = holder_of<test_overlapped>(ov)->tag;
       book.completed(tag);
       // One OnComplete closes the port itself, racing the two outside.
       if (from_inside && tag == 100 && f.manager->CloseIoCompletionPort(port) == S_OK)
@@ -297,7 +297,7 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
     // Receives are chained: each completion of the stream asks for the rest.
     std::atomic<std::size_t> next_recv{static_cast<std::size_t>(posts + chunks)};
     f.runtime.hook = [&](DWORD error, DWORD bytes, void* ov) {
-      const auto tag = static_cast<test_overlapped*>(ov)->tag;
+      const auto tag = holder_of<test_overlapped>(ov)->tag;
       book.completed(tag);
       if (tag < static_cast<std::uint64_t>(posts + chunks)) {
         if (error != 0) bad.fetch_add(1);
