@@ -1,12 +1,13 @@
 // iocm-gate-bench: the deterministic tier of scripts/perf-gate.
 //
-// Each case runs one single-threaded hot path of the completion queue a fixed
-// number of times. Under valgrind's callgrind (started with
-// --instr-atstart=no) only the measured loop is instrumented, so the
-// instruction count it reports is exact and the same on every run: the gate
-// compares base and head by instructions per iteration, with no noise to
-// average away. Nothing here starts a thread or waits: spinning would make
-// the counts vary.
+// Each case runs one single-threaded hot path a fixed number of times: of
+// the completion queue (here), and of the engine's own dispatch
+// (gate_engine.cpp: a pumped engine's Post, Nop and file Read cycles). Under
+// valgrind's callgrind (started with --instr-atstart=no) only the measured
+// loop is instrumented, so the instruction count it reports is exact and the
+// same on every run: the gate compares base and head by instructions per
+// iteration, with no noise to average away. Nothing here starts a thread or
+// waits: spinning would make the counts vary.
 //
 //   iocm-gate-bench --list
 //   iocm-gate-bench --case NAME [--iterations N]
@@ -25,6 +26,7 @@
 #include <string>
 #include <string_view>
 
+#include "gate_engine.h"
 #include "iocm/completion.h"
 #include "iocm/mpmc_queue.h"
 #include "iocm/sharded_queue.h"
@@ -36,7 +38,7 @@ using queue = iocm::mpmc_queue<completion>;
 using sharded = iocm::sharded_queue<queue>;
 
 // The engine's batch: what a poller publishes per harvest and a notifier
-// takes per call (core/src/engine_core.h).
+// takes per call (core/src/notifiers.h).
 constexpr std::size_t batch = 32;
 // Per lane; the engine's default queue capacity is larger, but the hot path
 // does not depend on it and a small ring keeps the warm-up short.
@@ -176,6 +178,17 @@ outcome harvest(std::size_t shards, std::size_t home, std::uint64_t iterations,
   return batch_through(q, producer, consumer, iterations, first, per);
 }
 
+// An engine case (gate_engine.cpp): it carries the table's records i in
+// [first, first + iterations) through the engine and weighs what came out.
+template <iocm_gate::engine_result (*Run)(std::uint64_t, std::uint64_t, const completion*,
+                                          std::size_t)>
+outcome engine_case(std::uint64_t iterations, std::uint64_t& first, std::uint64_t& per) {
+  first = iocm_gate::engine_warmup;
+  per = 1;
+  const iocm_gate::engine_result r = Run(iterations, first, table, table_size);
+  return {r.records, r.sum};
+}
+
 struct case_def {
   const char* name;
   const char* what;
@@ -195,6 +208,15 @@ constexpr case_def cases[] = {
     {"gate/steal32/iocm_sharded2",
      "two shards, the notifier homed on the empty one: every take is a steal",
      [](std::uint64_t n, std::uint64_t& f, std::uint64_t& p) { return harvest(2, 1, n, f, p); }},
+    {"gate/engine_post/iocm_pumped",
+     "a pumped engine (epoll): Post, then Pump delivers it to OnComplete",
+     engine_case<iocm_gate::engine_post>},
+    {"gate/engine_nop/iocm_pumped",
+     "a pumped engine (epoll): Nop on a bound pipe, then Pump runs and delivers it",
+     engine_case<iocm_gate::engine_nop>},
+    {"gate/engine_read4k/iocm_pumped",
+     "a pumped engine (epoll): a 4 KiB Read of a file, which Pump reads and delivers",
+     engine_case<iocm_gate::engine_read4k>},
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
