@@ -32,6 +32,15 @@ namespace {
 using namespace iocm::hosting;
 using iocm::completion;
 
+/// gate_bench.cpp's slowdown, before every engine call measured here (the
+/// gate's own test builds the program with IOCM_PERF_GATE_SLOWDOWN=n: a
+/// regression it must report on these rows too).
+inline void slowdown() noexcept {
+#ifdef IOCM_PERF_GATE_SLOWDOWN
+  for (int i = 0; i < IOCM_PERF_GATE_SLOWDOWN; ++i) asm volatile("nop");
+#endif
+}
+
 /// gate_bench.cpp's weigh: a record's two words, mixed.
 std::uint64_t weigh(const completion& c) noexcept {
   std::uint64_t words[2];
@@ -119,6 +128,7 @@ class pumped_engine {
   /// Pump once without waiting; true when it delivered exactly one record,
   /// to runtime().
   bool pump_one() noexcept {
+    slowdown();
     const std::uint64_t before = runtime_.calls;
     DWORD delivered = 0;
     return pump_->Pump(0, &delivered) == S_OK && delivered == 1 && runtime_.calls == before + 1;
@@ -146,6 +156,7 @@ engine_result engine_post(std::uint64_t iterations, std::uint64_t first, const c
   iocm::overlapped slot;
   return measure(iterations, first, table, size, [&](std::uint64_t i) {
     const completion& r = table[i % size];
+    slowdown();
     if (engine.io().Post(engine.port(), r.error, r.bytes, &slot.ov) != IOCM_E_IO_PENDING)
       return false;
     const last_completion& got = engine.runtime();
@@ -164,6 +175,7 @@ engine_result engine_nop(std::uint64_t iterations, std::uint64_t first, const co
     engine.bind(fds[0]);
     iocm::overlapped slot;
     r = measure(iterations, first, table, size, [&](std::uint64_t) {
+      slowdown();
       if (engine.io().Nop(as_handle(fds[0]), &slot.ov) != IOCM_E_IO_PENDING) return false;
       const last_completion& got = engine.runtime();
       return engine.pump_one() && got.ov == &slot.ov && got.error == 0 && got.bytes == 0;
@@ -199,6 +211,7 @@ engine_result engine_read4k(std::uint64_t iterations, std::uint64_t first, const
       const char want = static_cast<char>(k + 1);
       slot.set_offset(k * block);
       buffer[0] = buffer[block - 1] = 0;
+      slowdown();
       if (engine.io().Read(as_handle(fd), buffer, block, &slot.ov) != IOCM_E_IO_PENDING)
         return false;
       const last_completion& got = engine.runtime();
