@@ -1,9 +1,14 @@
-// What the engine benchmarks share about threads: pinning, and a guard that
-// gives a benchmark's main thread its CPU mask back.
+// What the engine benchmarks share about threads: pinning, a guard that
+// gives a benchmark's main thread its CPU mask back, and the process's CPU
+// time per item.
 #pragma once
 
+#include <benchmark/benchmark.h>
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
+
+#include <cstdint>
 
 namespace iocm_bench {
 
@@ -22,6 +27,29 @@ inline void pin_to(int cpu) {
   CPU_SET(cpu, &set);
   pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
+
+/// The CPU time the whole process spends per item, reported beside
+/// throughput as the counter cpu_ns_per_item: a benchmark whose threads spin
+/// or sleep shows what its throughput costs, not only the host thread's
+/// time (Google Benchmark's own CPU time). start() right before the timed
+/// loop, stop() right after it, report() instead of SetItemsProcessed.
+class cpu_meter {
+ public:
+  void start() noexcept { start_ = now(); }
+  void stop() noexcept { spent_ += now() - start_; }
+  void report(benchmark::State& state, std::int64_t items) {
+    state.SetItemsProcessed(items);
+    if (items > 0) state.counters["cpu_ns_per_item"] = spent_ / static_cast<double>(items);
+  }
+
+ private:
+  static double now() noexcept {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
+  }
+  double start_ = 0, spent_ = 0;
+};
 
 /// Posts dispatched per benchmark iteration, and how many may be
 /// outstanding at once (the same for iocm and every peer).

@@ -86,14 +86,17 @@ class dotnet_echo {
   }
 
   void run(benchmark::State& state) {
+    iocm_bench::cpu_meter cpu;
     std::thread engine([this] { engine_main(); });
     std::thread worker([this] { worker_main(); });
+    cpu.start();
     for (auto _ : state) {
       const std::uint64_t target =
           trips_.load(std::memory_order_acquire) + round_trips_per_iteration;
       wait_until(
           [&] { return trips_.load(std::memory_order_acquire) >= target || failed_.load(); });
     }
+    cpu.stop();
     stopping_.store(true, std::memory_order_release);
     wait_until([&] { return stopped_.load() == sockets_.size() / 2 || failed_.load(); });
     const std::uint64_t one = 1;
@@ -101,7 +104,7 @@ class dotnet_echo {
     engine.join();
     worker.join();
     if (failed_.load()) state.SkipWithError("an echo operation failed");
-    state.SetItemsProcessed(static_cast<std::int64_t>(trips_.load()));
+    cpu.report(state, static_cast<std::int64_t>(trips_.load()));
   }
 
  private:
@@ -240,6 +243,7 @@ void echo_dotnet_style(benchmark::State& state, int width) {
 
 /// depth reads in flight; each is a thread-pool work item (a slot index).
 void file_randread_dotnet_style(benchmark::State& state, int depth) {
+  iocm_bench::cpu_meter cpu_time;
   affinity_guard keep;
   cached_file file;
   const auto window = static_cast<std::size_t>(depth);
@@ -284,11 +288,13 @@ void file_randread_dotnet_style(benchmark::State& state, int depth) {
       }
     });
   for (std::uint32_t k = 0; k < window; ++k) queue_read(k);
+  cpu_time.start();
   for (auto _ : state) {
     const std::uint64_t target = completed.load(std::memory_order_acquire) + reads_per_iteration;
     wait_until(
         [&] { return completed.load(std::memory_order_acquire) >= target || failed.load(); });
   }
+  cpu_time.stop();
   stopping.store(true, std::memory_order_release);
   wait_until([&] {
     const std::uint64_t c = completed.load(std::memory_order_acquire);  // first: see above
@@ -300,7 +306,7 @@ void file_randread_dotnet_style(benchmark::State& state, int depth) {
     state.SkipWithError("reads failed or short");
   else if (completed.load() != submitted.load())
     state.SkipWithError("reads lost");
-  state.SetItemsProcessed(static_cast<std::int64_t>(completed.load()));
+  cpu_time.report(state, static_cast<std::int64_t>(completed.load()));
 }
 
 const bool registered = [] {

@@ -31,6 +31,7 @@
 
 #include "bench_io.h"
 #include "bench_threads.h"
+#include "engine_under_test.h"
 #include "iocm/detail/backoff.h"
 #include "iocm/engine.h"
 #include "iocm/host_io.h"
@@ -43,87 +44,6 @@ using iocm_bench::pin_to;
 using namespace iocm_bench;
 
 namespace {
-
-using clock_type = std::chrono::steady_clock;
-
-/// The T (derived from iocm::overlapped, the OVERLAPPED with iocm's host
-/// area) whose OVERLAPPED is at ov: its first member, at the same address.
-template <class T>
-T* holder_of(void* ov) noexcept {
-  return static_cast<T*>(static_cast<iocm::overlapped*>(ov));
-}
-
-// Cache-line aligned, like the peers' jobs (post_peers.cpp): a slot the
-// notifier completes never shares a line with the one the host posts next.
-struct alignas(64) slot : iocm::overlapped {
-  std::atomic<bool> busy{false};
-  clock_type::time_point sent{};
-};
-
-struct bench_runtime final : ICLRIoCompletionManager {
-  HRESULT QueryInterface(const IID&, void** p) override {
-    *p = nullptr;
-    return E_NOINTERFACE;
-  }
-  ULONG AddRef() override { return 2; }
-  ULONG Release() override { return 1; }
-  HRESULT OnComplete(DWORD error, DWORD n, void* ov) override {
-    auto* s = holder_of<slot>(ov);
-    if (error == 0) bytes.fetch_add(n, std::memory_order_relaxed);
-    if (record_latency) latency_ns = (clock_type::now() - s->sent).count();
-    // Counted before the slot is freed, so the final tally sees it.
-    completed.fetch_add(1, std::memory_order_relaxed);
-    s->busy.store(false, std::memory_order_release);
-    return S_OK;
-  }
-  std::atomic<std::uint64_t> completed{0};
-  std::atomic<std::uint64_t> bytes{0};  // of successful operations
-  bool record_latency = false;
-  std::int64_t latency_ns = 0;  // written by the notifier before busy=false
-};
-
-/// One engine with a bound socket, set up outside the timed loops.
-struct engine_under_test {
-  explicit engine_under_test(std::uint32_t notifier_spin,
-                             std::uint32_t backend = IOCM_BACKEND_URING,
-                             ICLRIoCompletionManager* clr = nullptr) {
-    iocm_config c;
-    iocm_config_init(&c);
-    c.backend = backend;  // named by the benchmark, never left to the environment
-    c.pollers = 1;
-    c.min_threads = 1;
-    c.max_threads = 1;
-    c.notifier_spin = notifier_spin;
-    if (iocm_create_host_io_completion_manager(&c, &manager) != S_OK)
-      throw std::runtime_error("iocm: engine creation failed");
-    void* p = nullptr;
-    manager->QueryInterface(IID_IIocmHostIo, &p);
-    io = static_cast<IIocmHostIo*>(p);
-    manager->SetCLRIoCompletionManager(clr != nullptr ? clr : &runtime);
-    manager->CreateIoCompletionPort(&port);
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
-      throw std::runtime_error("socketpair");
-    handle = reinterpret_cast<HANDLE>(static_cast<intptr_t>(fds[0]));
-    manager->Bind(port, handle);
-  }
-  /// Binds one more descriptor to the port.
-  void bind(int fd) {
-    if (manager->Bind(port, reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd))) != S_OK)
-      throw std::runtime_error("iocm: Bind failed");
-  }
-  ~engine_under_test() {
-    io->Release();
-    manager->Release();
-    ::close(fds[0]);
-    ::close(fds[1]);
-  }
-  bench_runtime runtime;
-  IHostIoCompletionManager* manager = nullptr;
-  IIocmHostIo* io = nullptr;
-  HANDLE port = nullptr;
-  HANDLE handle = nullptr;
-  int fds[2] = {-1, -1};
-};
 
 /// The ring of a plain single-thread loop, set up as the engine's pollers
 /// prefer (SINGLE_ISSUER|DEFER_TASKRUN, else plain), on CPU 1; false (the
@@ -147,12 +67,16 @@ enum class engine_op { nop, file_read };
 
 /// One host thread keeps `window` operations in flight through the engine;
 /// the notifier frees each slot. Checks that every one completed once.
-void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op op, int depth = 0) {
+/// Pumped: the same through a pumped engine, whose only thread is the host
+/// thread (it pumps while it waits for a slot): the single-thread ceiling.
+void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op op, int depth = 0,
+                     bool pumped = false) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   std::optional<engine_under_test> engine;
   std::optional<cached_file> file;
   try {
-    engine.emplace(256, backend);
+    engine.emplace(256, backend, nullptr, pumped ? IOCM_PUMPED : 0);
     if (op == engine_op::file_read) {
       file.emplace();
       engine->bind(file->fd);
@@ -169,16 +93,29 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
   const HANDLE target =
       op == engine_op::nop ? e.handle : reinterpret_cast<HANDLE>(static_cast<intptr_t>(file->fd));
   offsets where;
-  // The poller is pinned to CPU 0, the notifier to the next CPU.
-  if (const char* cpu = std::getenv("IOCM_BENCH_HOST_CPU")) pin_to(std::atoi(cpu));
+  // The poller is pinned to CPU 0, the notifier to the next CPU. A pumped
+  // engine has neither: its host thread runs where a plain loop runs.
+  if (pumped)
+    pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+  else if (const char* cpu = std::getenv("IOCM_BENCH_HOST_CPU"))
+    pin_to(std::atoi(cpu));
+  // Until the notifier frees s; a pumped engine's host thread delivers.
+  auto wait_free = [&](const slot& s) {
+    if (pumped) {
+      while (s.busy.load(std::memory_order_acquire)) e.pump_wait();
+      return;
+    }
+    // Spin, then yield: on a small machine the notifier may share our core.
+    for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
+  };
   std::uint64_t submitted = 0;
   const int per_iteration = op == engine_op::nop ? ops_per_iteration : reads_per_iteration;
+  cpu.start();
   for (auto _ : state) {
     for (int i = 0; i < per_iteration; ++i) {
       const std::size_t k = submitted++ % slots.size();
       slot& s = slots[k];
-      // Spin, then yield: on a small machine the notifier may share our core.
-      for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
+      wait_free(s);
       s.busy.store(true, std::memory_order_relaxed);
       HRESULT hr;
       if (op == engine_op::nop) {
@@ -195,18 +132,19 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
       }
     }
   }
-  for (auto& s : slots)
-    for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
+  cpu.stop();
+  for (auto& s : slots) wait_free(s);
   if (e.runtime.completed.load() != submitted)
     state.SkipWithError("completions lost or duplicated");
   else if (op == engine_op::file_read && e.runtime.bytes.load() != submitted * read_bytes)
     state.SkipWithError("short or failed reads");
-  state.SetItemsProcessed(static_cast<std::int64_t>(submitted));
+  cpu.report(state, static_cast<std::int64_t>(submitted));
 }
 
 /// The same reads in a plain single-thread liburing loop, range(0) in
 /// flight: submit what completed, wait for one, reap all that are done.
 void file_randread_liburing_raw(benchmark::State& state, int depth) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   cached_file file;
   io_uring ring;
@@ -226,6 +164,7 @@ void file_randread_liburing_raw(benchmark::State& state, int depth) {
     }
     free_slots.clear();
   };
+  cpu.start();
   for (auto _ : state) {
     const std::uint64_t target = completed + reads_per_iteration;
     while (completed < target) {
@@ -242,6 +181,7 @@ void file_randread_liburing_raw(benchmark::State& state, int depth) {
       completed += n;
     }
   }
+  cpu.stop();
   while (completed < submitted) {  // the ones still in flight
     io_uring_cqe* cqe;
     if (io_uring_wait_cqe(&ring, &cqe) != 0) break;
@@ -252,18 +192,20 @@ void file_randread_liburing_raw(benchmark::State& state, int depth) {
   io_uring_queue_exit(&ring);
   if (completed != submitted || bytes != completed * read_bytes)
     state.SkipWithError("reads lost or short");
-  state.SetItemsProcessed(static_cast<std::int64_t>(completed));
+  cpu.report(state, static_cast<std::int64_t>(completed));
 }
 
 /// The floor without any engine: one thread calling pread, what the epoll
 /// poller does for files (one at a time, no window).
 void file_randread_pread(benchmark::State& state) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   cached_file file;
   pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<char> buffer(read_bytes);
   offsets where;
   std::uint64_t done = 0;
+  cpu.start();
   for (auto _ : state)
     for (int i = 0; i < reads_per_iteration; ++i) {
       if (::pread(file.fd, buffer.data(), read_bytes, static_cast<off_t>(where.next())) !=
@@ -273,7 +215,8 @@ void file_randread_pread(benchmark::State& state) {
       }
       ++done;
     }
-  state.SetItemsProcessed(static_cast<std::int64_t>(done));
+  cpu.stop();
+  cpu.report(state, static_cast<std::int64_t>(done));
 }
 
 // --- echo ------------------------------------------------------------------
@@ -396,7 +339,11 @@ void wait_until(Done done) {
   while (!done()) std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
-void echo_iocm(benchmark::State& state, std::uint32_t backend, int width) {
+/// Pumped: through a pumped engine, whose only thread is the benchmark's
+/// (on CPU 1, where the plain loop runs), pumping until the round trips are
+/// done: the single-thread ceiling.
+void echo_iocm(benchmark::State& state, std::uint32_t backend, int width, bool pumped = false) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   echo_runtime runtime;
   std::uint64_t trips = 0;
@@ -404,7 +351,7 @@ void echo_iocm(benchmark::State& state, std::uint32_t backend, int width) {
     std::optional<engine_under_test> engine;
     std::optional<tcp_connections> conns;
     try {
-      engine.emplace(256, backend, &runtime);
+      engine.emplace(256, backend, &runtime, pumped ? IOCM_PUMPED : 0);
       conns.emplace(width);
       for (auto [c, s] : conns->pairs) {
         engine->bind(c);
@@ -414,13 +361,22 @@ void echo_iocm(benchmark::State& state, std::uint32_t backend, int width) {
       state.SkipWithError(ex.what());
       return;
     }
+    if (pumped) pin_to(1 % static_cast<int>(std::thread::hardware_concurrency()));
+    // A pumped engine delivers on this thread, sleeping in the kernel until
+    // there is something to deliver.
+    auto until = [&](auto done) {
+      if (!pumped) return wait_until(done);
+      while (!done()) engine->pump_wait();
+    };
     runtime.start(engine->manager, engine->io, conns->pairs);
+    cpu.start();
     for (auto _ : state) {
       const std::uint64_t target = runtime.round_trips() + round_trips_per_iteration;
-      wait_until([&] { return runtime.round_trips() >= target || runtime.failed(); });
+      until([&] { return runtime.round_trips() >= target || runtime.failed(); });
     }
+    cpu.stop();
     runtime.stop();
-    wait_until([&] { return runtime.all_stopped() || runtime.failed(); });
+    until([&] { return runtime.all_stopped() || runtime.failed(); });
     trips = runtime.round_trips();
     // Leaving this scope releases the engine: the servers' waiting
     // receives complete aborted; then the sockets close.
@@ -429,12 +385,13 @@ void echo_iocm(benchmark::State& state, std::uint32_t backend, int width) {
     state.SkipWithError("an echo operation failed or was refused");
   else if (runtime.completed() != runtime.issued())
     state.SkipWithError("completions lost or duplicated");
-  state.SetItemsProcessed(static_cast<std::int64_t>(trips));
+  cpu.report(state, static_cast<std::int64_t>(trips));
 }
 
 /// The same echo in a plain single-thread liburing loop: all connections'
 /// sends and receives, both ends, in one ring.
 void echo_liburing_raw(benchmark::State& state, int width) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   tcp_connections conns(width);
   io_uring ring;
@@ -472,6 +429,7 @@ void echo_liburing_raw(benchmark::State& state, int width) {
   }
   std::uint64_t trips = 0;
   bool failed = false;
+  cpu.start();
   for (auto _ : state) {
     const std::uint64_t target = trips + round_trips_per_iteration;
     while (trips < target && !failed) {
@@ -502,16 +460,19 @@ void echo_liburing_raw(benchmark::State& state, int width) {
       io_uring_cq_advance(&ring, n);
     }
   }
+  cpu.stop();
   io_uring_queue_exit(&ring);  // cancels what is still in flight
   if (failed) state.SkipWithError("an echo operation failed");
-  state.SetItemsProcessed(static_cast<std::int64_t>(trips));
+  cpu.report(state, static_cast<std::int64_t>(trips));
 }
 
 void engine_nop_liburing_raw(benchmark::State& state) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   io_uring ring;
   if (!raw_ring(ring, state)) return;
   std::uint64_t completed = 0, submitted = 0;
+  cpu.start();
   for (auto _ : state) {
     for (int done = 0; done < ops_per_iteration; done += raw_batch) {
       for (unsigned i = 0; i < raw_batch; ++i) {
@@ -530,9 +491,10 @@ void engine_nop_liburing_raw(benchmark::State& state) {
       completed += n;
     }
   }
+  cpu.stop();
   io_uring_queue_exit(&ring);
   if (completed != submitted) state.SkipWithError("completions lost");
-  state.SetItemsProcessed(static_cast<std::int64_t>(completed));
+  cpu.report(state, static_cast<std::int64_t>(completed));
 }
 
 /// Post -> OnComplete, one at a time; parked: the notifier sleeps between
@@ -577,12 +539,14 @@ void post_latency(benchmark::State& state, bool parked) {
 /// outstanding; the notifier (its own CPU) runs OnComplete, which frees the
 /// slot. The peers in post_peers.cpp do the same work on their executors.
 void post_iocm(benchmark::State& state) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   engine_under_test e(256);
   std::vector<slot> slots(iocm_bench::post_window);
   for (auto& s : slots) e.manager->InitializeHostOverlapped(&s.ov);
   pin_to(0);
   std::uint64_t posted = 0;
+  cpu.start();
   for (auto _ : state) {
     for (int i = 0; i < iocm_bench::posts_per_iteration; ++i) {
       slot& s = slots[posted++ % slots.size()];
@@ -594,10 +558,11 @@ void post_iocm(benchmark::State& state) {
       }
     }
   }
+  cpu.stop();
   for (auto& s : slots)
     for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
   if (e.runtime.completed.load() != posted) state.SkipWithError("posts lost or duplicated");
-  state.SetItemsProcessed(static_cast<std::int64_t>(posted));
+  cpu.report(state, static_cast<std::int64_t>(posted));
 }
 
 /// The two ways host threads can get submissions into a poller's ring, at
@@ -612,6 +577,7 @@ constexpr int submitters = 2;
 constexpr int per_thread = 1 << 17;
 
 void submit_ring_lock(benchmark::State& state) {
+  iocm_bench::cpu_meter cpu;
   io_uring ring;
   if (io_uring_queue_init(1024, &ring, 0) != 0) {
     state.SkipWithError("io_uring unavailable");
@@ -619,6 +585,7 @@ void submit_ring_lock(benchmark::State& state) {
   }
   std::mutex ring_mutex;
   std::uint64_t reaped_total = 0;
+  cpu.start();
   for (auto _ : state) {
     std::atomic<bool> done{false};
     std::uint64_t reaped = 0;
@@ -649,12 +616,15 @@ void submit_ring_lock(benchmark::State& state) {
     poller.join();
     reaped_total += reaped;
   }
+  cpu.stop();
   io_uring_queue_exit(&ring);
-  state.SetItemsProcessed(static_cast<std::int64_t>(reaped_total));
+  cpu.report(state, static_cast<std::int64_t>(reaped_total));
 }
 
 void submit_inbox(benchmark::State& state) {
+  iocm_bench::cpu_meter cpu;
   std::uint64_t reaped_total = 0;
+  cpu.start();
   for (auto _ : state) {
     iocm::mpmc_queue<std::uintptr_t> inbox(iocm::queue_options{4096, 0, 64, nullptr, 0});
     std::uint64_t reaped = 0;
@@ -698,7 +668,8 @@ void submit_inbox(benchmark::State& state) {
     poller.join();
     reaped_total += reaped;
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(reaped_total));
+  cpu.stop();
+  cpu.report(state, static_cast<std::int64_t>(reaped_total));
 }
 
 }  // namespace
@@ -735,15 +706,19 @@ const bool registered_io = [] {
   };
   for (const int qd : file_depths) {
     const std::string scenario = "engine/file_randread_qd" + std::to_string(qd) + "/";
-    add(scenario + "iocm", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd);
-    add(scenario + "iocm_epoll", engine_ops_iocm, IOCM_BACKEND_EPOLL, engine_op::file_read, qd);
+    add(scenario + "iocm", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd, false);
+    add(scenario + "iocm_epoll", engine_ops_iocm, IOCM_BACKEND_EPOLL, engine_op::file_read, qd,
+        false);
+    add(scenario + "iocm_pumped", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd,
+        true);
     add(scenario + "liburing_raw", file_randread_liburing_raw, qd);
     if (qd == 1) add(scenario + "pread", file_randread_pread);
   }
   for (const int width : echo_widths) {
     const std::string scenario = "engine/echo_c" + std::to_string(width) + "/";
-    add(scenario + "iocm", echo_iocm, IOCM_BACKEND_URING, width);
-    add(scenario + "iocm_epoll", echo_iocm, IOCM_BACKEND_EPOLL, width);
+    add(scenario + "iocm", echo_iocm, IOCM_BACKEND_URING, width, false);
+    add(scenario + "iocm_epoll", echo_iocm, IOCM_BACKEND_EPOLL, width, false);
+    add(scenario + "iocm_pumped", echo_iocm, IOCM_BACKEND_URING, width, true);
     add(scenario + "liburing_raw", echo_liburing_raw, width);
   }
   return true;

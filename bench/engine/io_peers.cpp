@@ -104,6 +104,7 @@ struct asio_echo_conn {
 };
 
 void echo_asio(benchmark::State& state, int width) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   pin_to(loop_cpu());
   tcp_connections conns(width);
@@ -115,14 +116,16 @@ void echo_asio(benchmark::State& state, int width) {
     k->server_recv();
     k->client_send();
   }
+  cpu.start();
   for (auto _ : state) {
     const std::uint64_t target = st.trips + round_trips_per_iteration;
     while (st.trips < target && !st.failed) ctx.run_one();
   }
+  cpu.stop();
   st.stopping = true;
   while (st.stopped < cs.size() && !st.failed) ctx.run_one();
   if (st.failed) state.SkipWithError("an echo operation failed");
-  state.SetItemsProcessed(static_cast<std::int64_t>(st.trips));
+  cpu.report(state, static_cast<std::int64_t>(st.trips));
 }
 
 #if defined(BOOST_ASIO_HAS_IO_URING)
@@ -150,20 +153,23 @@ struct asio_file_reads {
 };
 
 void file_randread_asio(benchmark::State& state, int depth) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   pin_to(loop_cpu());
   cached_file file;
   asio::io_context ctx(1);
   asio_file_reads r(ctx, file.fd, depth);
   for (std::size_t k = 0; k < static_cast<std::size_t>(depth); ++k) r.read(k);
+  cpu.start();
   for (auto _ : state) {
     const std::uint64_t target = r.completed + reads_per_iteration;
     while (r.completed < target && !r.failed) ctx.run_one();
   }
+  cpu.stop();
   r.stopping = true;
   while (r.completed < r.submitted && !r.failed) ctx.run_one();
   if (r.failed || r.bytes != r.completed * read_bytes) state.SkipWithError("reads failed or short");
-  state.SetItemsProcessed(static_cast<std::int64_t>(r.completed));
+  cpu.report(state, static_cast<std::int64_t>(r.completed));
 }
 #endif
 
@@ -229,6 +235,7 @@ struct uv_echo_conn {
 };
 
 void echo_libuv(benchmark::State& state, int width) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   pin_to(loop_cpu());
   tcp_connections conns(width);
@@ -252,10 +259,12 @@ void echo_libuv(benchmark::State& state, int width) {
                   uv_echo_conn::client_read);
     k.client_send();
   }
+  cpu.start();
   for (auto _ : state) {
     const std::uint64_t target = st.trips + round_trips_per_iteration;
     while (st.trips < target && !st.failed) uv_run(&loop, UV_RUN_ONCE);
   }
+  cpu.stop();
   st.stopping = true;
   while (st.stopped < cs.size() && !st.failed) uv_run(&loop, UV_RUN_ONCE);
   for (auto& k : cs) {
@@ -265,7 +274,7 @@ void echo_libuv(benchmark::State& state, int width) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   if (st.failed) state.SkipWithError("an echo operation failed");
-  state.SetItemsProcessed(static_cast<std::int64_t>(st.trips));
+  cpu.report(state, static_cast<std::int64_t>(st.trips));
 }
 
 struct uv_file_state {
@@ -303,6 +312,7 @@ struct uv_read_slot {
 };
 
 void file_randread_libuv(benchmark::State& state, int depth) {
+  iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   pin_to(loop_cpu());
   cached_file file;
@@ -316,16 +326,18 @@ void file_randread_libuv(benchmark::State& state, int depth) {
     s.state = &st;
     s.issue();
   }
+  cpu.start();
   for (auto _ : state) {
     const std::uint64_t target = st.completed + reads_per_iteration;
     while (st.completed < target && !st.failed) uv_run(&loop, UV_RUN_ONCE);
   }
+  cpu.stop();
   st.stopping = true;
   while (st.completed < st.submitted) uv_run(&loop, UV_RUN_ONCE);
   uv_loop_close(&loop);
   if (st.failed || st.bytes != st.completed * read_bytes)
     state.SkipWithError("reads failed or short");
-  state.SetItemsProcessed(static_cast<std::int64_t>(st.completed));
+  cpu.report(state, static_cast<std::int64_t>(st.completed));
 }
 
 #endif

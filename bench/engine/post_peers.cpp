@@ -40,6 +40,7 @@ struct alignas(64) job {
 struct jobs {
   std::vector<job> slots = std::vector<job>(post_window);
   std::atomic<std::uint64_t> done{0};
+  iocm_bench::cpu_meter cpu;  // the process's CPU time over the posting loop
   void run(job* j) noexcept {
     done.fetch_add(1, std::memory_order_relaxed);  // before the slot is free
     j->busy.store(false, std::memory_order_release);
@@ -54,6 +55,7 @@ template <class Post>
 std::uint64_t drive(benchmark::State& state, jobs& js, Post post) {
   pin_to(0);
   std::uint64_t posted = 0;
+  js.cpu.start();
   for (auto _ : state) {
     for (int i = 0; i < posts_per_iteration; ++i) {
       job& j = js.slots[posted++ % js.slots.size()];
@@ -62,14 +64,15 @@ std::uint64_t drive(benchmark::State& state, jobs& js, Post post) {
       post(&j);
     }
   }
+  js.cpu.stop();
   for (job& j : js.slots)
     for (iocm::detail::backoff b; j.busy.load(std::memory_order_acquire);) b.pause();
   return posted;
 }
 
-void finish(benchmark::State& state, const jobs& js, std::uint64_t posted) {
+void finish(benchmark::State& state, jobs& js, std::uint64_t posted) {
   if (js.done.load() != posted) state.SkipWithError("jobs lost or duplicated");
-  state.SetItemsProcessed(static_cast<std::int64_t>(posted));
+  js.cpu.report(state, static_cast<std::int64_t>(posted));
 }
 
 void post_asio(benchmark::State& state) {
