@@ -33,6 +33,9 @@ TARGETS = [
     ("queue", "pingpong", "atomic_queue", "<=", 0.8),
     ("queue", "single_thread", None, "<=", 6.0),
     ("engine", "nop", "liburing_raw", ">=", 0.8),
+    # A parked notifier's Post -> OnComplete within twice one futex wake-up
+    # measured in the same run.
+    ("engine", "post_latency", "iocm_parked", "futex_floor", "<=", 2.0),
     # Post dispatch: at least twice the best of Boost.Asio and libuv.
     ("engine", "post", "asio", ">=", 2.0),
     ("engine", "post", "libuv", ">=", 2.0),
@@ -90,6 +93,7 @@ def load(path):
         sys.exit(f"bench_table: {path} has no 'benchmarks' list")
     runs, errors, by_round = {}, [], {}
     tails = {}  # key -> [(p50, p99, p999, max)] per repetition, for latency histograms
+    cpu = {}  # key -> [the process's CPU ns per item] per repetition, where reported
     for b in data["benchmarks"]:
         m = NAME.match(b.get("run_name", b.get("name", "")))
         if not m:
@@ -104,7 +108,9 @@ def load(path):
         by_round.setdefault(key, {})[b.get("repetition_index", len(runs[key]) - 1)] = runs[key][-1]
         if "p50_ns" in b:
             tails.setdefault(key, []).append(tuple(b.get(p, float("nan")) for p in PERCENTILES))
-    return data.get("context", {}), runs, tails, errors, by_round
+        if "cpu_ns_per_item" in b:
+            cpu.setdefault(key, []).append(b["cpu_ns_per_item"])
+    return data.get("context", {}), runs, tails, errors, by_round, cpu
 
 
 def paired_ratio(by_round, a, b):
@@ -120,7 +126,7 @@ def paired_ratio(by_round, a, b):
 def render(path, baseline="iocm"):
     """The tables of one results file, and what they hold:
     (markdown text, {"medians", "runs", "tails", "targets", "errors"})."""
-    context, runs, tails, errors, by_round = load(path)
+    context, runs, tails, errors, by_round, cpu = load(path)
     medians = {k: statistics.median(v) for k, v in runs.items()}
     scenarios = []
     for suite, scenario, _ in medians:
@@ -134,8 +140,12 @@ def render(path, baseline="iocm"):
         base = medians.get((suite, scenario, baseline))
         lines.append(f"\n### {suite}/{scenario} ({unit}, median of {max(len(runs[k]) for k in runs if k[:2] == (suite, scenario))} runs)\n")
         ratio_head = f"{baseline} time / this" if latency else f"{baseline} / this"
-        lines.append(f"| impl | {unit} | min – max | {ratio_head} |")
-        lines.append("|---|---:|---:|---:|")
+        # The process's CPU time per item (every thread of it), where the
+        # benchmark reports it: threads that spin or sleep cost that much.
+        with_cpu = any(k[:2] == (suite, scenario) for k in cpu)
+        cpu_head, cpu_rule = (" CPU ns/item |", "---:|") if with_cpu else ("", "")
+        lines.append(f"| impl | {unit} | min – max | {ratio_head} |{cpu_head}")
+        lines.append("|---|---:|---:|---:|" + cpu_rule)
         impls = sorted((k[2] for k in medians if k[:2] == (suite, scenario)),
                        key=lambda i: (i != baseline, medians[(suite, scenario, i)] if latency
                                       else -medians[(suite, scenario, i)]))
@@ -147,7 +157,11 @@ def render(path, baseline="iocm"):
                 ratio = f"{(base / v):.2f}×"
             runs_of = runs[(suite, scenario, impl)]
             spread = f"{min(runs_of):.2f} – {max(runs_of):.2f}"
-            lines.append(f"| {impl} | {v:.2f} | {spread} | {ratio} |")
+            row = f"| {impl} | {v:.2f} | {spread} | {ratio} |"
+            if with_cpu:
+                c = cpu.get((suite, scenario, impl))
+                row += f" {statistics.median(c):.0f} |" if c else " — |"
+            lines.append(row)
 
     if tails:
         lines.append("\n### Latency percentiles (ns, median over repetitions)\n")

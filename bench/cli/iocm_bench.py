@@ -447,7 +447,8 @@ def cdf_plot(cdf, post_tails, out_dir, log):
         cols = [statistics.median(r[c] for r in rows) for c in range(3)]
         blocks.append("$p%d << EOD\n%s\nEOD\n" % (j, "\n".join(
             f"{v / 1e3} {p}" for v, p in zip(cols, (50, 99, 99.9)))))
-        plots.append(f'$p{j} using 1:2 with linespoints dt 2 title "{key[2]} (Post->OnComplete)"')
+        what = "one futex wake-up" if key[2] == "futex_floor" else "Post->OnComplete"
+        plots.append(f'$p{j} using 1:2 with linespoints dt 2 title "{key[2]} ({what})"')
     if not plots:
         return None
     script = "".join(blocks) + (
