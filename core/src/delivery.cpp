@@ -22,7 +22,7 @@ HRESULT delivery::set_clr(ICLRIoCompletionManager* clr) noexcept {
 }
 
 void delivery::settle_current() noexcept {
-  ports_.delivered(static_cast<std::uint16_t>(tl_current_.port_slot), tl_current_.counter);
+  tl_row_->add(static_cast<std::uint16_t>(tl_current_.port_slot));
   tl_current_.settled = true;
 }
 

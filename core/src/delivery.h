@@ -35,7 +35,6 @@ class delivery {
     auto* ov = static_cast<hosting::OVERLAPPED*>(record.overlapped);
     op_state* op = state_of(ov);
     const std::uint16_t slot = op->port_slot;
-    const std::uint16_t counter = op->counter;
     ov->Internal = record.error;
     ov->InternalHigh = record.bytes;
     // Release: the runtime may reuse the OVERLAPPED from inside OnComplete
@@ -43,9 +42,10 @@ class delivery {
     // not touch it.
     op->phase.store(op_state::idle, std::memory_order_release);
     const current_record outer = tl_current_;
-    tl_current_ = {this, slot, counter, false};
+    tl_current_ = {this, slot, false};
     clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
-    if (!tl_current_.settled) ports_.delivered(slot, counter);
+    // In this thread's own row: no line shared with the submitting side.
+    if (!tl_current_.settled) tl_row_->add(slot);
     tl_current_ = outer;
   }
 
@@ -62,14 +62,24 @@ class delivery {
   // --- engines, nested (a callback of one engine that pumps another).
   /// True on a thread that delivers this engine's records now.
   bool on_delivering_thread() const noexcept { return tl_owner_ == this; }
-  /// The calling thread delivers for this engine from now on; returns whom
-  /// it delivered for before (for leave_thread).
-  const delivery* enter_thread() noexcept {
-    const delivery* outer = tl_owner_;
+  /// Whom a thread delivered for before it entered this engine.
+  struct outer_thread {
+    const delivery* owner;
+    port_table::delivered_row* row;
+  };
+  /// The calling thread delivers for this engine from now on, counting in
+  /// `row` (its own: a notifier's, or the pump's while it owns the pump);
+  /// returns what it did before (for leave_thread).
+  outer_thread enter_thread(port_table::delivered_row& row) noexcept {
+    const outer_thread outer{tl_owner_, tl_row_};
     tl_owner_ = this;
+    tl_row_ = &row;
     return outer;
   }
-  static void leave_thread(const delivery* outer) noexcept { tl_owner_ = outer; }
+  static void leave_thread(outer_thread outer) noexcept {
+    tl_owner_ = outer.owner;
+    tl_row_ = outer.row;
+  }
 
  private:
   /// The record this thread is inside OnComplete for. A record is its
@@ -77,7 +87,6 @@ class delivery {
   struct current_record {
     const delivery* owner = nullptr;
     int port_slot = -1;
-    std::uint16_t counter = 0;
     bool settled = false;  // Close already counted it delivered
   };
 
@@ -85,12 +94,14 @@ class delivery {
   std::atomic<hosting::ICLRIoCompletionManager*> clr_{nullptr};
 
   static thread_local const delivery* tl_owner_;
+  static thread_local port_table::delivered_row* tl_row_;  // tl_owner_'s counts, this thread's row
   static thread_local current_record tl_current_;
 };
 
 // Inline and constant-initialized: every unit reads them without a TLS
 // wrapper call.
 inline thread_local const delivery* delivery::tl_owner_ = nullptr;
+inline thread_local port_table::delivered_row* delivery::tl_row_ = nullptr;
 inline thread_local delivery::current_record delivery::tl_current_{};
 
 }  // namespace iocm::detail

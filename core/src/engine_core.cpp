@@ -67,9 +67,10 @@ engine_core::engine_core(const engine_setup& setup)
                         nullptr, 0},
           [this](std::size_t shard) { return shard_memory_[shard].get(); }, steal_period,
           steal_batch),
-      ports_(setup.config.max_ports, setup.config.pollers + 1),
+      ports_(setup.config.max_ports, setup.config.pollers + 1,
+             notifier_pool::max_notifiers + 1),  // a row per notifier slot, and the pump's
       delivery_(ports_),
-      notifiers_(queue_, plan_, reach_, delivery_, setup.config.min_threads,
+      notifiers_(queue_, ports_, plan_, reach_, delivery_, setup.config.min_threads,
                  setup.config.max_threads, setup.config.notifier_spin,
                  (setup.config.flags & IOCM_PUMPED) == 0),
       host_(queue_, notifiers_.idle(), ports_,
@@ -107,8 +108,9 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
       }
     }
     if (pumped)
-      core->pump_ = std::make_unique<detail::pump>(*core->pollers_.front(), core->queue_,
-                                                   core->delivery_, setup.config.queue_capacity);
+      core->pump_ = std::make_unique<detail::pump>(
+          *core->pollers_.front(), core->queue_, core->delivery_,
+          core->ports_.deliverer(notifier_pool::max_notifiers), setup.config.queue_capacity);
     if (const HRESULT hr = core->notifiers_.start(); FAILED(hr)) {
       *error = hr;
       return nullptr;

@@ -24,11 +24,12 @@ std::uint64_t claim_count(std::uint64_t w) noexcept { return (w >> 12) & claim_f
 
 }  // namespace
 
-notifier_pool::notifier_pool(completion_queue& queue, const placement_plan& plan,
+notifier_pool::notifier_pool(completion_queue& queue, port_table& ports, const placement_plan& plan,
                              const placement_reach& reach, delivery& deliver,
                              std::uint32_t min_threads, std::uint32_t max_threads,
                              std::uint32_t spin, bool threads)
     : queue_(queue),
+      ports_(ports),
       plan_(plan),
       reach_(reach),
       delivery_(deliver),
@@ -69,6 +70,9 @@ HRESULT notifier_pool::spawn_locked(unsigned upto) noexcept {
       // Made here, not on the new thread: an allocation that fails must be
       // an HRESULT for the caller, not an exception on a thread of ours.
       slot.token = queue_.make_consumer(plan_.notifier_shard(i));
+      // The slot's row of delivered counts: the same for every thread that
+      // ever runs in this slot.
+      slot.delivered = &ports_.deliverer(i);
     } catch (const std::exception&) {
       return E_OUTOFMEMORY;
     }
@@ -125,7 +129,7 @@ HRESULT notifier_pool::get_available_threads(DWORD* n) noexcept {
 }
 
 void notifier_pool::notifier_main(unsigned index) {
-  const delivery* outer = delivery_.enter_thread();
+  const delivery::outer_thread outer = delivery_.enter_thread(*slots_[index].delivered);
   char name[16];
   std::snprintf(name, sizeof name, "iocm-notify-%u", index);
   os::name_current_thread(name);

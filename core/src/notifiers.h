@@ -21,6 +21,7 @@
 #include "iocm/cache_line.h"
 #include "iocm/hosting.h"
 #include "placement.h"
+#include "port_table.h"
 
 namespace iocm::detail {
 
@@ -29,9 +30,9 @@ class notifier_pool {
   static constexpr unsigned max_notifiers = 1024;  // the most max_threads may be
 
   /// `threads`: false for a pumped engine, whose limits govern no thread.
-  notifier_pool(completion_queue& queue, const placement_plan& plan, const placement_reach& reach,
-                delivery& deliver, std::uint32_t min_threads, std::uint32_t max_threads,
-                std::uint32_t spin, bool threads);
+  notifier_pool(completion_queue& queue, port_table& ports, const placement_plan& plan,
+                const placement_reach& reach, delivery& deliver, std::uint32_t min_threads,
+                std::uint32_t max_threads, std::uint32_t spin, bool threads);
   notifier_pool(const notifier_pool&) = delete;
   notifier_pool& operator=(const notifier_pool&) = delete;
 
@@ -81,7 +82,8 @@ class notifier_pool {
     // started yet.
     std::atomic<int> cpu{-2};
     std::thread thread;
-    completion_queue::consumer_token token;  // made by the spawning thread
+    completion_queue::consumer_token token;          // made by the spawning thread
+    port_table::delivered_row* delivered = nullptr;  // its counts (port_table.h)
     // The batch this notifier is delivering, shared so that an idle notifier
     // can take over the records a blocked OnComplete would otherwise hold
     // hostage. claim = generation << 24 | count << 12 | next; a record is
@@ -105,6 +107,7 @@ class notifier_pool {
   bool has_records() const noexcept { return !queue_.empty_approx(); }
 
   completion_queue& queue_;
+  port_table& ports_;
   const placement_plan& plan_;
   const placement_reach& reach_;
   delivery& delivery_;

@@ -7,11 +7,29 @@ namespace iocm::detail {
 
 using namespace hosting;
 
-port_table::port_table(std::uint32_t max_ports, unsigned counters_per_port)
+port_table::port_table(std::uint32_t max_ports, unsigned counters_per_port, unsigned deliverers)
     : max_ports_(max_ports),
       counters_per_port_(counters_per_port),
       ports_(new port_entry[max_ports]),
-      pending_(new pending_counter[std::size_t{max_ports} * counters_per_port]) {}
+      admitted_(new admitted_counter[std::size_t{max_ports} * counters_per_port]),
+      deliverers_(deliverers),
+      rows_(new std::atomic<delivered_row*>[deliverers]) {
+  for (unsigned i = 0; i < deliverers; ++i) rows_[i].store(nullptr, std::memory_order_relaxed);
+}
+
+port_table::~port_table() {
+  for (unsigned i = 0; i < deliverers_; ++i) delete rows_[i].load(std::memory_order_relaxed);
+}
+
+port_table::delivered_row& port_table::deliverer(unsigned id) {
+  if (delivered_row* row = rows_[id].load(std::memory_order_acquire)) return *row;
+  auto row = std::make_unique<delivered_row>();
+  row->lines_.reset(new delivered_row::line[(max_ports_ + delivered_row::per_line - 1) /
+                                            delivered_row::per_line]);
+  delivered_row* made = row.release();
+  rows_[id].store(made, std::memory_order_release);  // pairs with pending_total's acquire
+  return *made;
+}
 
 bool port_table::decode(HANDLE port, std::uint16_t& slot, std::uint64_t& state) const noexcept {
   const auto v = reinterpret_cast<std::uintptr_t>(port);
@@ -44,13 +62,23 @@ HRESULT port_table::begin_close_locked(HANDLE port, std::uint16_t& slot,
 }
 
 std::int64_t port_table::pending_total(std::uint16_t slot) const noexcept {
-  std::int64_t sum = 0;
-  // Acquire pairs with delivered()'s release decrements: once the sum is
-  // seen at zero, every OnComplete for the port has returned.
+  // Delivered first, then admitted. Every delivered operation was admitted
+  // before (its admission happens before the record reaches a deliverer),
+  // so the admitted sum read later covers every delivery counted here, and
+  // an admission taken back can only make it larger for a moment: the
+  // difference reads 0 only once every admitted operation was delivered.
+  // Acquire pairs with delivered_row::add's release: those OnComplete calls
+  // have returned. A row made after we looked is one whose deliveries we
+  // miss: the difference reads higher, and Close waits longer.
+  std::int64_t delivered = 0;
+  for (unsigned i = 0; i < deliverers_; ++i)
+    if (const delivered_row* row = rows_[i].load(std::memory_order_acquire))
+      delivered += row->read(slot);
+  std::int64_t admitted_sum = 0;
   for (unsigned s = 0; s < counters_per_port_; ++s)
-    sum +=
-        pending_[std::size_t{slot} * counters_per_port_ + s].value.load(std::memory_order_acquire);
-  return sum;
+    admitted_sum +=
+        admitted_[std::size_t{slot} * counters_per_port_ + s].value.load(std::memory_order_acquire);
+  return admitted_sum - delivered;
 }
 
 }  // namespace iocm::detail

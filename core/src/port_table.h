@@ -1,11 +1,20 @@
 // The completion ports: a fixed table of slots, each with a generation (a
 // port handle names slot and generation, so a closed port's handle stays
-// refused after its slot is reused), and per port one pending counter per
-// poller plus one for posts: operations accepted and not yet delivered.
+// refused after its slot is reused), and what each port has accepted and
+// delivered.
+//
+// The counts are split by who writes them, as the kernel's percpu_ref is,
+// so that a submission and its delivery never write the same cache line:
+// the submitting side counts operations admitted (per port, one counter per
+// poller plus one for posts); each delivering thread (a notifier, or a
+// pumped engine's pump) counts what it delivered in a row of its own, one
+// word per port, written by that thread alone, without a locked
+// instruction. Both only grow, except that a refused admission takes its
+// own count back. Close sums them: pending = admitted - delivered.
 //
 // Close's handshake: admit() counts an operation, then looks at the port;
-// begin_close_locked() marks the port closing, then Close waits for the
-// counters to reach zero. Both sides are seq_cst, so either Close sees the
+// begin_close_locked() marks the port closing, then Close waits until
+// nothing is pending. Both sides are seq_cst, so either Close sees the
 // count and waits for the operation, or the operation sees the port closing
 // and is refused (E1/E2).
 #pragma once
@@ -27,7 +36,42 @@ class port_table {
   static constexpr std::uint64_t free_state = 0, open_state = 1, closing_state = 2;
 
   /// `counters_per_port`: one per poller, and one for posts (the last).
-  port_table(std::uint32_t max_ports, unsigned counters_per_port);
+  /// `deliverers`: how many delivering threads may have a row (ids below).
+  port_table(std::uint32_t max_ports, unsigned counters_per_port, unsigned deliverers);
+  ~port_table();
+
+  /// What one delivering thread has delivered, per port. Written by that
+  /// thread only; read by Close.
+  class delivered_row {
+   public:
+    /// One more record of port `slot` delivered: OnComplete has returned.
+    void add(std::uint16_t slot) noexcept {
+      std::atomic<std::int64_t>& c = count(slot);
+      // One writer: no RMW. Release pairs with pending_total's acquire.
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
+    std::int64_t read(std::uint16_t slot) const noexcept {
+      return const_cast<delivered_row*>(this)->count(slot).load(std::memory_order_acquire);
+    }
+
+   private:
+    friend class port_table;
+    // Lines of their own: no row shares a line with another's.
+    struct alignas(cache_line_size) line {
+      std::atomic<std::int64_t> count[cache_line_size / sizeof(std::int64_t)]{};
+    };
+    static constexpr std::size_t per_line = cache_line_size / sizeof(std::int64_t);
+    std::atomic<std::int64_t>& count(std::uint16_t slot) noexcept {
+      return lines_[slot / per_line].count[slot % per_line];
+    }
+    std::unique_ptr<line[]> lines_;
+  };
+  /// The row of delivering thread `id` (a notifier's slot index, or the
+  /// pump's), made on first use and the same for the table's life, so the
+  /// counts outlive a thread that retires. The caller keeps two calls for
+  /// one id apart (the notifiers' spawning lock, the engine's creation).
+  /// Throws std::bad_alloc.
+  delivered_row& deliverer(unsigned id);
 
   /// Guards every change of a port's state, and the bindings (bindings.h):
   /// a binding is made only while its port is open.
@@ -65,7 +109,7 @@ class port_table {
   /// from idle to in flight. Any thread.
   hosting::HRESULT admit(std::uint16_t slot, std::uint16_t counter, std::uint64_t expected,
                          hosting::HRESULT port_gone, op_state& op) noexcept {
-    std::atomic<std::int64_t>& pend = pending(slot, counter);
+    std::atomic<std::int64_t>& pend = admitted(slot, counter);
     // (E1) pairs with (E2) in begin_close_locked: count first, then look at
     // the port. Either Close sees our count and waits for us, or we see it
     // closing.
@@ -87,20 +131,16 @@ class port_table {
   /// saturated.
   hosting::HRESULT withdraw(std::uint16_t slot, std::uint16_t counter, op_state& op) noexcept {
     op.phase.store(op_state::idle, std::memory_order_release);
-    pending(slot, counter).fetch_sub(1, std::memory_order_release);
+    admitted(slot, counter).fetch_sub(1, std::memory_order_release);
     return hosting::HRESULT_FROM_WIN32(hosting::ERROR_NO_SYSTEM_RESOURCES);
-  }
-  /// An admitted operation was delivered: OnComplete has returned.
-  void delivered(std::uint16_t slot, std::uint16_t counter) noexcept {
-    // Release pairs with pending_total's acquire.
-    pending(slot, counter).fetch_sub(1, std::memory_order_release);
   }
 
   /// Close, first step (mutex held): `port` stops accepting operations.
   /// E_INVALIDARG unless it is open.
   hosting::HRESULT begin_close_locked(hosting::HANDLE port, std::uint16_t& slot,
                                       std::uint64_t& state) noexcept;
-  /// Operations accepted on `slot` and not yet delivered.
+  /// Operations accepted on `slot` and not yet delivered; once it reads 0,
+  /// every OnComplete of the port has returned.
   std::int64_t pending_total(std::uint16_t slot) const noexcept;
   /// Close, last step (mutex held): the slot is free again, same generation.
   void end_close_locked(std::uint16_t slot, std::uint64_t state) noexcept {
@@ -112,23 +152,27 @@ class port_table {
     // generation << 2 | free/open/closing. Changed under mutex_ only.
     std::atomic<std::uint64_t> state{free_state};
   };
-  struct alignas(cache_line_size) pending_counter {
+  struct alignas(cache_line_size) admitted_counter {
     std::atomic<std::int64_t> value{0};
   };
-  static_assert(sizeof(pending_counter) == cache_line_size, "each counter on a line of its own");
+  static_assert(sizeof(admitted_counter) == cache_line_size, "each counter on a line of its own");
 
   static hosting::HANDLE handle_of(std::uint16_t slot, std::uint64_t generation) noexcept {
     return reinterpret_cast<hosting::HANDLE>(
         static_cast<std::uintptr_t>(generation << 16 | (slot + 1u)));
   }
-  std::atomic<std::int64_t>& pending(std::uint16_t slot, std::uint16_t counter) noexcept {
-    return pending_[std::size_t{slot} * counters_per_port_ + counter].value;
+  std::atomic<std::int64_t>& admitted(std::uint16_t slot, std::uint16_t counter) noexcept {
+    return admitted_[std::size_t{slot} * counters_per_port_ + counter].value;
   }
 
   const std::uint32_t max_ports_;
   const unsigned counters_per_port_;
   std::unique_ptr<port_entry[]> ports_;
-  std::unique_ptr<pending_counter[]> pending_;
+  std::unique_ptr<admitted_counter[]> admitted_;
+  const unsigned deliverers_;
+  // Each delivering thread's row, or null until it is made; published with
+  // release for pending_total.
+  std::unique_ptr<std::atomic<delivered_row*>[]> rows_;
   std::mutex mutex_;
 };
 

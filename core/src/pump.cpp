@@ -10,14 +10,20 @@ namespace iocm::detail {
 
 using namespace hosting;
 
-pump::pump(poller& p, completion_queue& queue, delivery& deliver, std::size_t most)
-    : poller_(p), queue_(queue), delivery_(deliver), most_(most), token_(queue.make_consumer(0)) {}
+pump::pump(poller& p, completion_queue& queue, delivery& deliver, port_table::delivered_row& row,
+           std::size_t most)
+    : poller_(p),
+      queue_(queue),
+      delivery_(deliver),
+      most_(most),
+      token_(queue.make_consumer(0)),
+      row_(row) {}
 
 bool pump::acquire() noexcept {
   // Acquire pairs with release()'s release: what the last owner did to the
   // poller and the pump's batch happens before what we do.
   if (owned_.exchange(true, std::memory_order_acquire)) return false;
-  outer_ = delivery_.enter_thread();  // another engine's pump or notifier, when nested
+  outer_ = delivery_.enter_thread(row_);  // another engine's pump or notifier, when nested
   // The poller's writes to a pipe whose reader is gone would raise SIGPIPE
   // on this thread, as they would on a poller thread, which blocks it.
   static thread_local bool sigpipe_blocked = false;

@@ -18,8 +18,10 @@ namespace iocm::detail {
 
 class pump {
  public:
-  /// `most`: the most records one Pump call delivers (the queue's capacity).
-  pump(poller& p, completion_queue& queue, delivery& deliver, std::size_t most);
+  /// `most`: the most records one Pump call delivers (the queue's capacity);
+  /// `row`: where the pump's owner counts what it delivers.
+  pump(poller& p, completion_queue& queue, delivery& deliver, port_table::delivered_row& row,
+       std::size_t most);
   pump(const pump&) = delete;
   pump& operator=(const pump&) = delete;
 
@@ -65,7 +67,8 @@ class pump {
   completion_queue::consumer_token token_;
 
   std::atomic<bool> owned_{false};
-  const delivery* outer_ = nullptr;  // whom the owner delivered for before it took the pump
+  port_table::delivered_row& row_;
+  delivery::outer_thread outer_{};  // whom the owner delivered for before it took the pump
   // The batch the pump is delivering, shared with a nested Close's help.
   // Touched by the pump's owner only.
   completion records_[batch_size];
