@@ -18,7 +18,7 @@ namespace iocm::detail {
 
 class delivery {
  public:
-  explicit delivery(port_table& ports) noexcept : ports_(ports) {}
+  delivery() noexcept = default;
   ~delivery();  // releases the runtime's callback object
   delivery(const delivery&) = delete;
   delivery& operator=(const delivery&) = delete;
@@ -90,7 +90,6 @@ class delivery {
     bool settled = false;  // Close already counted it delivered
   };
 
-  port_table& ports_;
   std::atomic<hosting::ICLRIoCompletionManager*> clr_{nullptr};
 
   static thread_local const delivery* tl_owner_;

@@ -69,7 +69,7 @@ engine_core::engine_core(const engine_setup& setup)
           steal_batch),
       ports_(setup.config.max_ports, setup.config.pollers + 1,
              notifier_pool::max_notifiers + 1),  // a row per notifier slot, and the pump's
-      delivery_(ports_),
+      delivery_(),
       notifiers_(queue_, ports_, plan_, reach_, delivery_, setup.config.min_threads,
                  setup.config.max_threads, setup.config.notifier_spin,
                  (setup.config.flags & IOCM_PUMPED) == 0),
