@@ -1,6 +1,6 @@
 // What the engine benchmarks share about threads: pinning, a guard that
 // gives a benchmark's main thread its CPU mask back, and the process's CPU
-// time per item.
+// time per item, and latency percentiles.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -8,7 +8,10 @@
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace iocm_bench {
 
@@ -50,6 +53,21 @@ class cpu_meter {
   }
   double start_ = 0, spent_ = 0;
 };
+
+/// Latency samples (ns) as the counters p50_ns, p99_ns, p999_ns and max_ns
+/// that the report reads; sorts them.
+inline void report_latency(benchmark::State& state, std::vector<std::int64_t>& samples) {
+  if (samples.empty()) return;
+  std::sort(samples.begin(), samples.end());
+  auto pct = [&](double q) {
+    return static_cast<double>(
+        samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * samples.size()))]);
+  };
+  state.counters["p50_ns"] = pct(0.50);
+  state.counters["p99_ns"] = pct(0.99);
+  state.counters["p999_ns"] = pct(0.999);
+  state.counters["max_ns"] = static_cast<double>(samples.back());
+}
 
 /// Posts dispatched per benchmark iteration, and how many may be
 /// outstanding at once (the same for iocm and every peer).

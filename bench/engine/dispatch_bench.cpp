@@ -173,16 +173,7 @@ void futex_floor(benchmark::State& state) {
   word.store(2, std::memory_order_release);
   futex(word, FUTEX_WAKE_PRIVATE, 1);
   sleeper.join();
-  if (samples.empty()) return;
-  std::sort(samples.begin(), samples.end());
-  auto pct = [&](double q) {
-    return static_cast<double>(
-        samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * samples.size()))]);
-  };
-  state.counters["p50_ns"] = pct(0.50);
-  state.counters["p99_ns"] = pct(0.99);
-  state.counters["p999_ns"] = pct(0.999);
-  state.counters["max_ns"] = static_cast<double>(samples.back());
+  report_latency(state, samples);
 }
 
 }  // namespace

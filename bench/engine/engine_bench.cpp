@@ -523,16 +523,7 @@ void post_latency(benchmark::State& state, bool parked) {
     for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
     samples.push_back(e.runtime.latency_ns);
   }
-  if (samples.empty()) return;
-  std::sort(samples.begin(), samples.end());
-  auto pct = [&](double q) {
-    return static_cast<double>(
-        samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * samples.size()))]);
-  };
-  state.counters["p50_ns"] = pct(0.50);
-  state.counters["p99_ns"] = pct(0.99);
-  state.counters["p999_ns"] = pct(0.999);
-  state.counters["max_ns"] = static_cast<double>(samples.back());
+  report_latency(state, samples);
 }
 
 /// Post throughput: one host thread (CPU 0) keeps post_window posts
