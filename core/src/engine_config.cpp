@@ -9,11 +9,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <initializer_list>
 #include <new>
+#include <span>
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "backend.h"
 #include "notifiers.h"
@@ -44,12 +45,13 @@ bool parse_count(const char* s, unsigned lo, unsigned hi, std::uint32_t& out) {
   return true;
 }
 
+using choice = std::pair<std::string_view, std::uint32_t>;
+
 /// Sets `field` from environment variable `name` when it is set: its value
 /// must be one of the names in `choices`. False, with *why naming the
 /// value, when it is not.
-bool choose_from_env(const char* name,
-                     std::initializer_list<std::pair<std::string_view, std::uint32_t>> choices,
-                     std::uint32_t& field, std::string& why) {
+bool choose_from_env(const char* name, std::span<const choice> choices, std::uint32_t& field,
+                     std::string& why) {
   const char* env = std::getenv(name);
   if (env == nullptr) return true;
   std::string names;
@@ -66,18 +68,9 @@ bool choose_from_env(const char* name,
 
 /// IOCM_BACKEND, when set: "auto" or a backend's name.
 bool choose_backend_from_env(std::uint32_t& backend, std::string& why) {
-  const char* env = std::getenv("IOCM_BACKEND");
-  if (env == nullptr || std::string_view(env) == "auto") return true;
-  std::string names = "\"auto\"";
-  for (const poller_backend& b : poller_backends()) {
-    if (std::string_view(b.name) == env) {
-      backend = b.id;
-      return true;
-    }
-    names += std::string(", \"") + b.name + "\"";
-  }
-  why = "IOCM_BACKEND=" + quoted(env) + " is not one of " + names;
-  return false;
+  std::vector<choice> choices{{"auto", IOCM_BACKEND_AUTO}};
+  for (const poller_backend& b : poller_backends()) choices.emplace_back(b.name, b.id);
+  return choose_from_env("IOCM_BACKEND", choices, backend, why);
 }
 
 }  // namespace
@@ -164,10 +157,10 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
   request.pollers = c.pollers;
   if (c.placement > IOCM_PLACEMENT_SPREAD)
     return bad("placement " + std::to_string(c.placement) + " is not an iocm_placement value");
+  static constexpr choice placements[] = {{"compact", IOCM_PLACEMENT_COMPACT},
+                                          {"spread", IOCM_PLACEMENT_SPREAD}};
   if (c.placement == IOCM_PLACEMENT_DEFAULT &&
-      !choose_from_env("IOCM_PLACEMENT",
-                       {{"compact", IOCM_PLACEMENT_COMPACT}, {"spread", IOCM_PLACEMENT_SPREAD}},
-                       c.placement, why))
+      !choose_from_env("IOCM_PLACEMENT", placements, c.placement, why))
     return E_INVALIDARG;
   if (c.placement == IOCM_PLACEMENT_DEFAULT) c.placement = IOCM_PLACEMENT_SPREAD;
   request.policy = c.placement;

@@ -67,9 +67,7 @@ engine_core::engine_core(const engine_setup& setup)
                         nullptr, 0},
           [this](std::size_t shard) { return shard_memory_[shard].get(); }, steal_period,
           steal_batch),
-      ports_(setup.config.max_ports, setup.config.pollers + 1,
-             notifier_pool::max_notifiers + 1),  // a row per notifier slot, and the pump's
-      delivery_(),
+      ports_(setup.config.max_ports, setup.config.pollers + 1, pump_deliverer + 1),
       notifiers_(queue_, ports_, plan_, reach_, delivery_, setup.config.min_threads,
                  setup.config.max_threads, setup.config.notifier_spin,
                  (setup.config.flags & IOCM_PUMPED) == 0),
@@ -110,7 +108,7 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
     if (pumped)
       core->pump_ = std::make_unique<detail::pump>(
           *core->pollers_.front(), core->queue_, core->delivery_,
-          core->ports_.deliverer(notifier_pool::max_notifiers), setup.config.queue_capacity);
+          core->ports_.deliverer(pump_deliverer), setup.config.queue_capacity);
     if (const HRESULT hr = core->notifiers_.start(); FAILED(hr)) {
       *error = hr;
       return nullptr;
@@ -205,7 +203,7 @@ HRESULT engine_core::close_port(HANDLE port) noexcept {
   return S_OK;
 }
 
-// --- the runtime's overlapped areas, and operations -----------------------
+// --- operations ----------------------------------------------------------
 
 HRESULT engine_core::initialize_overlapped(void* pv) noexcept {
   if (pv == nullptr) return E_POINTER;
@@ -217,8 +215,6 @@ HRESULT engine_core::initialize_overlapped(void* pv) noexcept {
   new (op) op_state();
   return S_OK;
 }
-
-// --- operations ----------------------------------------------------------
 
 HRESULT engine_core::check_overlapped(OVERLAPPED* ov) const noexcept {
   if (ov == nullptr) return E_POINTER;

@@ -4,7 +4,7 @@
 //
 //   engine_config  the config made whole, the placement planned
 //   shard_memory   each queue shard's memory, on its node
-//   port_table     ports, their generations and pending counts
+//   port_table     ports, their generations, admitted and delivered counts
 //   bindings       Bind, Unbind, the default port
 //   delivery       one record to the runtime (OnComplete)
 //   notifiers      the notifier threads and the thread limits
@@ -121,6 +121,10 @@ class engine_core final : engine_waits {
     return p.submit(item) || queue_request_waiting(p, item);
   }
   bool queue_request_waiting(poller& p, inbox_item item) noexcept;
+
+  /// The delivered-count row ids (port_table::deliverer): notifier slot i
+  /// has row i; the pump has the one after them.
+  static constexpr unsigned pump_deliverer = notifier_pool::max_notifiers;
 
   // Declared in the order they are built; destroyed in reverse (the queue
   // before the memory it was allocated from, the pollers before the queue).

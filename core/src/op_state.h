@@ -41,7 +41,7 @@ struct op_state {
   std::uint16_t port_slot = 0;
   std::int32_t fd = -1;
   std::uint32_t length = 0;   // bytes asked for (end-of-file needs it)
-  std::uint16_t counter = 0;  // which pending counter of the port counts it
+  std::uint16_t counter = 0;  // which admitted counter of the port counts it
   // The backend's own fields for this operation (backend_fields): only the
   // poller that holds the operation touches them.
   alignas(8) std::byte scratch[8]{};
