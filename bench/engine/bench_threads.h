@@ -1,6 +1,7 @@
 // What the engine benchmarks share about threads: pinning, a guard that
 // gives a benchmark's main thread its CPU mask back, and the process's CPU
-// time per item, and latency percentiles.
+// time per item, latency percentiles, and a wait that leaves the CPUs to
+// the threads at work.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -9,8 +10,10 @@
 #include <time.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 namespace iocm_bench {
@@ -53,6 +56,12 @@ class cpu_meter {
   }
   double start_ = 0, spent_ = 0;
 };
+
+/// Waits without taking a core from the threads doing the work.
+template <class Done>
+void wait_until(Done done) {
+  while (!done()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+}
 
 /// Latency samples (ns) as the counters p50_ns, p99_ns, p999_ns and max_ns
 /// that the report reads; sorts them.

@@ -37,14 +37,8 @@ struct chain : iocm::overlapped {
 
 /// Issues each chain's next read from inside the OnComplete of its last one
 /// (on the notifier), until stopped.
-class continuation_runtime final : public ICLRIoCompletionManager {
+class continuation_runtime final : public runtime_base {
  public:
-  HRESULT QueryInterface(const IID&, void** p) override {
-    *p = nullptr;
-    return E_NOINTERFACE;
-  }
-  ULONG AddRef() override { return 2; }
-  ULONG Release() override { return 1; }
   HRESULT OnComplete(DWORD error, DWORD bytes, void* ov) override {
     auto& c = *static_cast<chain*>(static_cast<iocm::overlapped*>(ov));
     if (error != 0 || bytes != read_bytes) failed_.store(true, std::memory_order_relaxed);
@@ -87,12 +81,6 @@ class continuation_runtime final : public ICLRIoCompletionManager {
   std::atomic<std::uint64_t> completed_{0}, issued_{0};
 };
 
-/// Waits without taking a core from the threads doing the work.
-template <class Done>
-void sleep_until(Done done) {
-  while (!done()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-}
-
 void file_randread_iocm_cont(benchmark::State& state, int depth) {
   cpu_meter cpu;
   affinity_guard keep;
@@ -116,12 +104,12 @@ void file_randread_iocm_cont(benchmark::State& state, int depth) {
     cpu.start();
     for (auto _ : state) {
       const std::uint64_t target = runtime.completed() + reads_per_iteration;
-      sleep_until([&] { return runtime.completed() >= target || runtime.failed(); });
+      wait_until([&] { return runtime.completed() >= target || runtime.failed(); });
     }
     cpu.stop();
     runtime.stop();
     for (const chain& c : chains)
-      sleep_until([&] { return !c.busy.load(std::memory_order_acquire); });
+      wait_until([&] { return !c.busy.load(std::memory_order_acquire); });
     completed = runtime.completed();
   }
   if (runtime.failed())

@@ -41,12 +41,6 @@ using namespace iocm_bench;
 
 int cpu(int n) { return n % static_cast<int>(std::thread::hardware_concurrency()); }
 
-/// Waits without taking a core from the threads doing the work.
-template <class Done>
-void wait_until(Done done) {
-  while (!done()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-}
-
 // --- echo --------------------------------------------------------------------
 
 struct socket_event {

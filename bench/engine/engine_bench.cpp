@@ -224,7 +224,7 @@ void file_randread_pread(benchmark::State& state) {
 /// The runtime for echo: every completion drives its connection's next
 /// step. Client: send 64 bytes, receive 64 back, again. Server: receive 64,
 /// send them back, again. Partial transfers are finished before going on.
-class echo_runtime final : public ICLRIoCompletionManager {
+class echo_runtime final : public runtime_base {
  public:
   enum step : unsigned { client_send, client_recv, server_recv, server_send };
   struct conn {
@@ -237,13 +237,6 @@ class echo_runtime final : public ICLRIoCompletionManager {
     HANDLE client{}, server{};
     char client_buffer[echo_bytes]{}, server_buffer[echo_bytes]{};
   };
-
-  HRESULT QueryInterface(const IID&, void** p) override {
-    *p = nullptr;
-    return E_NOINTERFACE;
-  }
-  ULONG AddRef() override { return 2; }
-  ULONG Release() override { return 1; }
 
   void start(IHostIoCompletionManager* manager, IIocmHostIo* io,
              const std::vector<std::pair<int, int>>& pairs) {
@@ -332,12 +325,6 @@ class echo_runtime final : public ICLRIoCompletionManager {
   std::atomic<std::size_t> stopped_{0};
   std::atomic<std::uint64_t> round_trips_{0}, issued_{0}, completed_{0};
 };
-
-/// Waits without taking a core from the threads doing the work.
-template <class Done>
-void wait_until(Done done) {
-  while (!done()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-}
 
 /// Pumped: through a pumped engine, whose only thread is the benchmark's
 /// (on CPU 1, where the plain loop runs), pumping until the round trips are

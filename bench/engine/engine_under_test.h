@@ -34,13 +34,19 @@ struct alignas(64) slot : iocm::overlapped {
   clock_type::time_point sent{};
 };
 
-struct bench_runtime final : ICLRIoCompletionManager {
+/// The runtime side of a benchmark: an ICLRIoCompletionManager that lives
+/// as long as the benchmark (reference counting is a formality); a
+/// benchmark's runtime adds OnComplete.
+struct runtime_base : ICLRIoCompletionManager {
   HRESULT QueryInterface(const IID&, void** p) override {
     *p = nullptr;
     return E_NOINTERFACE;
   }
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
+};
+
+struct bench_runtime final : runtime_base {
   HRESULT OnComplete(DWORD error, DWORD n, void* ov) override {
     auto* s = holder_of<slot>(ov);
     if (error == 0) bytes.fetch_add(n, std::memory_order_relaxed);
