@@ -26,7 +26,7 @@
 #include <string>
 #include <string_view>
 
-#include "gate_engine.h"
+#include "gate_cases.h"
 #include "iocm/completion.h"
 #include "iocm/mpmc_queue.h"
 #include "iocm/sharded_queue.h"
@@ -34,6 +34,8 @@
 namespace {
 
 using iocm::completion;
+using iocm_gate::slowdown;
+using iocm_gate::weigh;
 using queue = iocm::mpmc_queue<completion>;
 using sharded = iocm::sharded_queue<queue>;
 
@@ -43,16 +45,6 @@ constexpr std::size_t batch = 32;
 // Per lane; the engine's default queue capacity is larger, but the hot path
 // does not depend on it and a small ring keeps the warm-up short.
 constexpr std::size_t capacity = 1024;
-
-// The gate's own test (bench/gate/CMakeLists.txt) builds this program a
-// second time with IOCM_PERF_GATE_SLOWDOWN=n: n more instructions before
-// every queue call measured here, a regression the gate must report. The
-// queue itself has no such hook.
-inline void slowdown() noexcept {
-#ifdef IOCM_PERF_GATE_SLOWDOWN
-  for (int i = 0; i < IOCM_PERF_GATE_SLOWDOWN; ++i) asm volatile("nop");
-#endif
-}
 
 struct outcome {
   std::uint64_t records = 0;  // that came out
@@ -73,11 +65,6 @@ void fill_table() noexcept {
 const completion& record(std::uint64_t i) noexcept { return table[i % table_size]; }
 const completion* batch_of(std::uint64_t i) noexcept { return &table[i * batch % table_size]; }
 
-std::uint64_t weigh(const completion& c) noexcept {
-  std::uint64_t words[2];
-  std::memcpy(words, &c, sizeof words);
-  return words[0] * 3 + words[1];
-}
 std::uint64_t expected_sum(std::uint64_t first, std::uint64_t count) noexcept {
   std::uint64_t s = 0;
   for (std::uint64_t i = first; i < first + count; ++i) s += weigh(record(i));

@@ -20,7 +20,7 @@
 
 #include <valgrind/callgrind.h>
 
-#include "gate_engine.h"
+#include "gate_cases.h"
 #include "iocm/engine.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
@@ -31,22 +31,6 @@ namespace {
 
 using namespace iocm::hosting;
 using iocm::completion;
-
-/// gate_bench.cpp's slowdown, before every engine call measured here (the
-/// gate's own test builds the program with IOCM_PERF_GATE_SLOWDOWN=n: a
-/// regression it must report on these rows too).
-inline void slowdown() noexcept {
-#ifdef IOCM_PERF_GATE_SLOWDOWN
-  for (int i = 0; i < IOCM_PERF_GATE_SLOWDOWN; ++i) asm volatile("nop");
-#endif
-}
-
-/// gate_bench.cpp's weigh: a record's two words, mixed.
-std::uint64_t weigh(const completion& c) noexcept {
-  std::uint64_t words[2];
-  std::memcpy(words, &c, sizeof words);
-  return words[0] * 3 + words[1];
-}
 
 /// Runs cycle(i) for i in [0, first) uninstrumented, then for [first,
 /// first + iterations) under callgrind's instrumentation; cycle returns
