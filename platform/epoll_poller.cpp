@@ -64,7 +64,6 @@ class epoll_poller final : public threaded_poller {
  public:
   explicit epoll_poller(poller_setup setup)
       : threaded_poller(setup, "iocm-epoll"),
-        host_(*setup.host),
         completions_(std::move(setup.completions)),
         sys_(syscalls_in_use()) {}
 
@@ -404,7 +403,6 @@ class epoll_poller final : public threaded_poller {
     return n;
   }
 
-  poller_host& host_;
   completion_queue::producer_token completions_;
   const syscall_table& sys_;
   int epoll_fd_ = -1;

@@ -66,6 +66,10 @@ class threaded_poller : public poller {
   }
   bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }
 
+  /// What the poller sees of the engine: publish records, is a port open,
+  /// log. Thread-safe.
+  poller_host& host_;
+
   /// Idle: poll the inbox a little before paying for sleep and wake-up (an
   /// eventfd write by the next submitter, a few microseconds). True while
   /// the poller should keep polling; false once it is time to sleep.
@@ -151,7 +155,6 @@ class threaded_poller : public poller {
 
   static constexpr unsigned idle_poll_limit = 512;  // empty rounds before the poller sleeps
 
-  const poller_host& host_;
   const unsigned index_;
   const int cpu_;
   unsigned reported_ = 0;  // the faults already reported, a bit each

@@ -71,7 +71,6 @@ class uring_poller final : public threaded_poller {
  public:
   explicit uring_poller(poller_setup setup)
       : threaded_poller(setup, "iocm-poll"),
-        host_(*setup.host),
         ring_entries_(setup.ring_entries),
         requested_setup_(setup.ring_setup),
         completions_(std::move(setup.completions)),
@@ -460,7 +459,6 @@ class uring_poller final : public threaded_poller {
     return event_fd_ >= 0 ? S_OK : E_OUTOFMEMORY;
   }
 
-  poller_host& host_;
   const std::uint32_t ring_entries_;
   const std::uint32_t requested_setup_;
   completion_queue::producer_token completions_;
