@@ -150,9 +150,23 @@ class epoll_poller final : public threaded_poller {
     return k == op_kind::write || k == op_kind::send || k == op_kind::connect ? out : in;
   }
 
+  bool take_direct(inbox_item item) noexcept override {
+    take(item);  // tried now, on this thread; its record waits in the outbox
+    return true;
+  }
+
   void loop() override {
     backoff full_wait;
+    completion held;
     for (;;) {
+      // Deliver where it landed: the first record made since the last look
+      // is delivered here, the rest go to the queue.
+      if (delivering_inline() && outbox_.take_first(held)) {
+        (void)outbox_.publish(host_, completions_, outbox_.waiting() > inline_keep);
+        deliver_here_then_queued(held);
+        worked();
+        continue;
+      }
       if (!outbox_.publish(host_, completions_)) {
         // The lane is full: no readiness work until it drains, but requests
         // are still taken (an Unbind waits for its cancel). Their records

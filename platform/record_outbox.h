@@ -33,10 +33,13 @@ class record_outbox {
 
   /// Publishes what it can, in order; true once nothing is left (false: the
   /// lane is full for now).
-  bool publish(poller_host& host, completion_queue::producer_token& lane) noexcept {
+  /// `wake`: wake a notifier for them (poller_host::publish).
+  bool publish(poller_host& host, completion_queue::producer_token& lane,
+               bool wake = true) noexcept {
     for (;;) {
       while (published_ < count_) {
-        const std::size_t placed = host.publish(lane, buffer_ + published_, count_ - published_);
+        const std::size_t placed =
+            host.publish(lane, buffer_ + published_, count_ - published_, wake);
         if (placed == 0) return false;
         published_ += placed;
       }
@@ -49,7 +52,21 @@ class record_outbox {
     }
   }
 
+  /// Takes the oldest record not yet published, for its poller to deliver
+  /// itself (inline delivery); false when there is none.
+  bool take_first(completion& record) noexcept {
+    if (published_ == count_) return false;
+    record = buffer_[published_++];
+    if (published_ == count_ && overflow_.empty()) count_ = published_ = 0;
+    return true;
+  }
+
   bool empty() const noexcept { return count_ == published_ && overflow_.empty(); }
+  /// At least this many records wait (the buffer's; more when some wait in
+  /// the operations).
+  std::size_t waiting() const noexcept {
+    return count_ - published_ + (overflow_.empty() ? 0 : capacity);
+  }
 
  private:
   static constexpr std::size_t capacity = 256;

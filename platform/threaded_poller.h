@@ -4,6 +4,16 @@
 // has no thread: start_inline() sets it up on the caller's thread, the
 // engine's pump runs it pass by pass, and stop_and_join() runs the loop's
 // last part (until nothing is in flight) on the caller's thread.
+//
+// Inline delivery (docs/ENGINE.md, "Delivery where the completion lands"):
+// the poller's thread delivers the first record of a harvest itself. Its
+// ring (or epoll set) and everything the poller keeps are guarded by one
+// token, which the thread holds except while it is inside OnComplete. Then
+// the thread's own callback may put its next operation straight into the
+// ring (submit_direct), a wait inside it drives the ring itself
+// (help_from_callback), and, when the callback stays too long, the ring
+// monitor drives the ring instead (serve_while_stuck) until the thread
+// comes back and takes the token again.
 #pragma once
 
 #include <atomic>
@@ -23,12 +33,15 @@ namespace iocm::detail {
 
 class threaded_poller : public poller {
  public:
-  threaded_poller(const poller_setup& setup, const char* name_prefix)
+  threaded_poller(poller_setup& setup, const char* name_prefix)
       : poller(setup.inbox_capacity, setup.inbox_memory),
         host_(*setup.host),
         index_(setup.index),
         cpu_(setup.cpu),
-        prefix_(name_prefix) {}
+        prefix_(name_prefix),
+        delivered_(setup.delivered),
+        helper_(std::move(setup.helper)),
+        shard_(setup.completions.shard()) {}
 
   /// Starts the thread; returns what its set_up() answered.
   hosting::HRESULT start() final {
@@ -53,9 +66,62 @@ class threaded_poller : public poller {
   }
 
   hosting::HRESULT start_inline() noexcept final {
+    delivered_ = nullptr;  // the pump delivers
     const hosting::HRESULT hr = set_up();
     inline_ready_ = hosting::SUCCEEDED(hr);
     return hr;
+  }
+
+  // --- Inline delivery (poller.h).
+  bool delivers_inline() const noexcept final { return delivered_ != nullptr; }
+  bool in_callback() const noexcept final {
+    return (callbacks_.load(std::memory_order_relaxed) & 1) != 0;
+  }
+  bool submit_direct(inbox_item item) noexcept final {
+    if (!try_own()) return false;  // the monitor drives the ring now
+    const bool taken = take_direct(item);
+    disown();
+    return taken;
+  }
+  bool help_from_callback() noexcept final {
+    bool moved = false;
+    if (try_own()) {
+      moved = pump_pass();
+      disown();
+    }
+    return host_.deliver_one_queued(helper_) || moved;
+  }
+  watch_state watch() noexcept final {
+    const std::uint64_t seq = callbacks_.load(std::memory_order_acquire);
+    if ((seq & 1) == 0) {
+      seen_ = seq;
+      return watch_state::quiet;
+    }
+    if (seq != seen_) {
+      seen_ = seq;
+      return watch_state::in_callback;
+    }
+    return watch_state::stuck;
+  }
+  void serve_while_stuck(std::uint32_t most_ms) noexcept final {
+    host_.wake_notifiers(shard_);  // what the thread left in the queue for itself
+    const std::uint64_t seq = seen_;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(most_ms);
+    auto still_stuck = [&] { return callbacks_.load(std::memory_order_acquire) == seq; };
+    while (still_stuck() && try_own()) {
+      // (The thread may have come back between our look and the token.)
+      bool moved = false;
+      for (int i = 0; i < 64 && still_stuck() && pump_pass(); ++i) moved = true;
+      const bool more_time = std::chrono::steady_clock::now() < until;
+      // Sleep in the kernel for what comes next: a completion, a submitter's
+      // wake-up, or the thread, back from OnComplete, asking for its ring.
+      if (!moved && more_time && still_stuck() && inbox_.prepare_to_sleep()) {
+        pump_sleep(1);
+        inbox_.awake();
+      }
+      disown();
+      if (!more_time) return;
+    }
   }
 
  protected:
@@ -130,6 +196,55 @@ class threaded_poller : public poller {
     report_once(f, IOCM_LOG_ERROR, line);
   }
 
+  /// The poller's thread, holding the token: delivers `record` itself.
+  /// The ring is free for others meanwhile; the thread takes it back after
+  /// OnComplete (waking whoever sleeps in it, if the monitor drives it).
+  void deliver_here(const completion& record) noexcept {
+    const std::uint64_t seq = callbacks_.load(std::memory_order_relaxed);
+    // Release: the monitor that sees the odd count and takes the token
+    // finds the ring as we left it (disown's release, too).
+    callbacks_.store(seq + 1, std::memory_order_release);
+    disown();
+    poller* const outer = tl_home_in_callback_;
+    tl_home_in_callback_ = this;
+    host_.deliver(record);
+    tl_home_in_callback_ = outer;
+    callbacks_.store(seq + 2, std::memory_order_release);
+    for (unsigned i = 0; !try_own(); ++i) {
+      wake();  // the monitor may sleep in the ring: it gives it back
+      if (i < 64)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
+  }
+  /// deliver_here(record), then the records this poller left in the queue
+  /// (and any other queued by then), up to `most_queued`, as long as no
+  /// notifier took them first. A notifier is woken for what is left only by
+  /// publishing more than inline_keep at once, or by the monitor.
+  void deliver_here_then_queued(const completion& record) noexcept {
+    deliver_here(record);
+    completion next;
+    for (unsigned i = 0;; ++i) {
+      if (i == most_queued) {
+        host_.wake_notifiers(shard_);  // more than we take: they must not wait for us
+        return;
+      }
+      if (!host_.take_queued(helper_, next)) return;
+      deliver_here(next);
+    }
+  }
+  /// Records a poller publishes without waking a notifier, after the one it
+  /// delivers itself: it takes them back after that OnComplete. More than
+  /// this are shared at once, since each OnComplete may take long.
+  static constexpr std::size_t inline_keep = 2;
+  static constexpr unsigned most_queued = 16;  // taken back between two passes
+  /// With a record to deliver inline: whether this poller delivers itself.
+  bool delivering_inline() const noexcept { return delivered_ != nullptr; }
+  /// From submit_direct, holding the token: an operation into the ring;
+  /// false when there is no room for it now.
+  virtual bool take_direct(inbox_item item) noexcept = 0;
+
   /// On the poller's thread: creates the kernel side. S_OK or why not.
   virtual hosting::HRESULT set_up() noexcept = 0;
   /// On the poller's thread, after a successful set_up: until stopping()
@@ -150,8 +265,23 @@ class threaded_poller : public poller {
       start_result_ = hr;
     }
     start_cv_.notify_one();
-    if (hosting::SUCCEEDED(hr)) loop();
+    if (hosting::FAILED(hr)) return;
+    if (delivered_ == nullptr) {
+      loop();
+      return;
+    }
+    const delivery::outer_thread outer = host_.enter_thread(*delivered_);
+    loop();
+    delivery::leave_thread(outer);
   }
+
+  /// The token (0: free, 1: held). The poller's thread holds it from the
+  /// start and lets it go only inside deliver_here.
+  bool try_own() noexcept {
+    return owner_.load(std::memory_order_relaxed) == 0 &&
+           owner_.exchange(1, std::memory_order_acquire) == 0;
+  }
+  void disown() noexcept { owner_.store(0, std::memory_order_release); }
 
   static constexpr unsigned idle_poll_limit = 512;  // empty rounds before the poller sleeps
 
@@ -168,6 +298,14 @@ class threaded_poller : public poller {
   std::condition_variable start_cv_;
   std::optional<hosting::HRESULT> start_result_;
   std::thread thread_;
+  port_table::delivered_row* delivered_;  // null: the poller never delivers
+  completion_queue::consumer_token helper_;
+  const std::size_t shard_;  // of the poller's lane
+  std::atomic<std::uint32_t> owner_{1};
+  // Odd while the poller's thread is inside an inline OnComplete; +1 on
+  // entering and on leaving. Written by that thread only.
+  std::atomic<std::uint64_t> callbacks_{0};
+  std::uint64_t seen_ = 0;  // the monitor's last look at callbacks_
 };
 
 }  // namespace iocm::detail

@@ -109,16 +109,21 @@ class uring_poller final : public threaded_poller {
   bool defer_taskrun() const noexcept { return setup_used_ == IOCM_RING_DEFER_TASKRUN; }
 
   /// The inbox into the SQ, the CQ into the queue; true when anything moved.
-  bool pass() {
+  /// With `held` (the poller's own thread, delivering inline), the first
+  /// record stays out of the queue, in *held, for the thread to deliver.
+  bool pass(completion* held = nullptr) {
     if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
     bool progress = take_inbox() != 0;
     progress = harvest() != 0 || progress;
-    publish();
+    holding_ = held != nullptr && outbox_.take_first(*held);
+    publish(!holding_ || outbox_.waiting() > inline_keep);
     return progress;
   }
 
   /// The records made so far into the lane; lane_full_ while some wait.
-  void publish() noexcept { lane_full_ = !outbox_.publish(host_, completions_); }
+  void publish(bool wake = true) noexcept {
+    lane_full_ = !outbox_.publish(host_, completions_, wake);
+  }
 
   bool pump_pass() noexcept override {
     bool progress = pass();
@@ -143,10 +148,27 @@ class uring_poller final : public threaded_poller {
     if (r < 0 && r != -ETIME) after_refusal();  // the next pass's flush says why
   }
 
+  bool take_direct(inbox_item item) noexcept override {
+    if (io_uring_sq_space_left(&ring_) == 0) return false;
+    take(item);  // an operation: one SQE, submitted when the thread comes back
+    return true;
+  }
+
   void loop() override {
     backoff full_wait;
+    completion held;
     for (;;) {
-      const bool progress = pass();
+      const bool progress = pass(delivering_inline() ? &held : nullptr);
+      if (holding_) {
+        // Deliver where it landed: the kernel gets what the pass prepared
+        // first, then OnComplete runs here; what it submits goes straight
+        // into the SQ, and to the kernel with the next flush.
+        flush();
+        deliver_here_then_queued(held);
+        worked();
+        flush();
+        continue;
+      }
       if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_.empty() &&
           outbox_.empty() && inbox_.empty())
         break;
@@ -190,7 +212,8 @@ class uring_poller final : public threaded_poller {
   /// operations (besides the wake-up read) whose completions may be waiting
   /// there. With DEFER_TASKRUN every entry is a syscall, even an empty one.
   void flush() {
-    if (io_uring_sq_ready(&ring_) != 0 || inflight_ > (wake_armed_ ? 1u : 0u)) enter_kernel(false);
+    if (io_uring_sq_ready(&ring_) != 0 || (defer_taskrun() && inflight_ > (wake_armed_ ? 1u : 0u)))
+      enter_kernel(false);
   }
 
   /// Submits what is in the SQ; with wait, sleeps until a CQE arrives.
@@ -469,6 +492,7 @@ class uring_poller final : public threaded_poller {
   int event_fd_ = -1;
   unsigned inflight_ = 0;  // SQEs handed to the kernel whose CQE is not reaped
   bool lane_full_ = false;
+  bool holding_ = false;  // the last pass kept a record for inline delivery
   bool wake_armed_ = false;
   std::uint64_t wake_buffer_ = 0;
   poller_request* acks_ = nullptr;  // Unbinds whose cancel is in the SQ, not yet submitted

@@ -33,6 +33,13 @@ TARGETS = [
     ("queue", "pingpong", "atomic_queue", "<=", 0.8),
     ("queue", "single_thread", None, "<=", 6.0),
     ("engine", "nop", "liburing_raw", ">=", 0.8),
+    # Delivery where the completion lands: queue-depth-1 work within reach
+    # of a single-thread liburing loop, submitted from a host thread and
+    # from inside OnComplete (a continuation).
+    ("engine", "file_randread_qd1", "liburing_raw", ">=", 0.8),
+    ("engine", "echo_c1", "liburing_raw", ">=", 0.9),
+    ("engine", "file_randread_qd1", "iocm_cont", "liburing_raw", ">=", 0.9),
+    ("engine", "file_randread_qd16", "iocm_cont", "liburing_raw", ">=", 0.9),
     # A parked notifier's Post -> OnComplete within twice one futex wake-up
     # measured in the same run.
     ("engine", "post_latency", "iocm_parked", "futex_floor", "<=", 2.0),

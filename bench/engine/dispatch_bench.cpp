@@ -81,7 +81,7 @@ class continuation_runtime final : public runtime_base {
   std::atomic<std::uint64_t> completed_{0}, issued_{0};
 };
 
-void file_randread_iocm_cont(benchmark::State& state, int depth) {
+void file_randread_iocm_cont(benchmark::State& state, int depth, std::uint32_t flags) {
   cpu_meter cpu;
   affinity_guard keep;
   continuation_runtime runtime;
@@ -90,7 +90,7 @@ void file_randread_iocm_cont(benchmark::State& state, int depth) {
     std::optional<engine_under_test> engine;
     std::optional<cached_file> file;
     try {
-      engine.emplace(256, IOCM_BACKEND_URING, &runtime);
+      engine.emplace(256, IOCM_BACKEND_URING, &runtime, flags);
       file.emplace();
       engine->bind(file->fd);
     } catch (const std::exception& ex) {
@@ -170,10 +170,12 @@ BENCHMARK(futex_floor)->Name("engine/post_latency/futex_floor")->Iterations(5000
 
 const bool registered_dispatch = [] {
   for (const int qd : file_depths)
-    benchmark::RegisterBenchmark(
-        ("engine/file_randread_qd" + std::to_string(qd) + "/iocm_cont").c_str(),
-        file_randread_iocm_cont, qd)
-        ->UseRealTime()
-        ->MinTime(0.5);
+    for (const std::uint32_t flags : {0u, std::uint32_t{IOCM_HANDOFF}})
+      benchmark::RegisterBenchmark(("engine/file_randread_qd" + std::to_string(qd) +
+                                    (flags != 0 ? "/iocm_cont_handoff" : "/iocm_cont"))
+                                       .c_str(),
+                                   file_randread_iocm_cont, qd, flags)
+          ->UseRealTime()
+          ->MinTime(0.5);
   return true;
 }();

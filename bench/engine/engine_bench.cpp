@@ -69,14 +69,16 @@ enum class engine_op { nop, file_read };
 /// the notifier frees each slot. Checks that every one completed once.
 /// Pumped: the same through a pumped engine, whose only thread is the host
 /// thread (it pumps while it waits for a slot): the single-thread ceiling.
+/// Flags: IOCM_HANDOFF measures delivery on notifiers only, as before the
+/// pollers delivered inline.
 void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op op, int depth = 0,
-                     bool pumped = false) {
+                     bool pumped = false, std::uint32_t flags = 0) {
   iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   std::optional<engine_under_test> engine;
   std::optional<cached_file> file;
   try {
-    engine.emplace(256, backend, nullptr, pumped ? IOCM_PUMPED : 0);
+    engine.emplace(256, backend, nullptr, flags | (pumped ? IOCM_PUMPED : 0));
     if (op == engine_op::file_read) {
       file.emplace();
       engine->bind(file->fd);
@@ -329,7 +331,8 @@ class echo_runtime final : public runtime_base {
 /// Pumped: through a pumped engine, whose only thread is the benchmark's
 /// (on CPU 1, where the plain loop runs), pumping until the round trips are
 /// done: the single-thread ceiling.
-void echo_iocm(benchmark::State& state, std::uint32_t backend, int width, bool pumped = false) {
+void echo_iocm(benchmark::State& state, std::uint32_t backend, int width, bool pumped = false,
+               std::uint32_t flags = 0) {
   iocm_bench::cpu_meter cpu;
   affinity_guard keep;
   echo_runtime runtime;
@@ -338,7 +341,7 @@ void echo_iocm(benchmark::State& state, std::uint32_t backend, int width, bool p
     std::optional<engine_under_test> engine;
     std::optional<tcp_connections> conns;
     try {
-      engine.emplace(256, backend, &runtime, pumped ? IOCM_PUMPED : 0);
+      engine.emplace(256, backend, &runtime, flags | (pumped ? IOCM_PUMPED : 0));
       conns.emplace(width);
       for (auto [c, s] : conns->pairs) {
         engine->bind(c);
@@ -662,6 +665,11 @@ BENCHMARK_CAPTURE(engine_ops_iocm, nop_epoll, IOCM_BACKEND_EPOLL, engine_op::nop
     ->Name("engine/nop/iocm_epoll")
     ->UseRealTime()
     ->MinTime(0.5);
+BENCHMARK_CAPTURE(engine_ops_iocm, nop_handoff, IOCM_BACKEND_URING, engine_op::nop, 0, false,
+                  IOCM_HANDOFF)
+    ->Name("engine/nop/iocm_handoff")
+    ->UseRealTime()
+    ->MinTime(0.5);
 BENCHMARK(engine_nop_liburing_raw)->Name("engine/nop/liburing_raw")->UseRealTime()->MinTime(0.5);
 BENCHMARK(post_iocm)->Name("engine/post/iocm")->UseRealTime()->MinTime(0.5);
 BENCHMARK_CAPTURE(post_latency, hot, false)
@@ -684,19 +692,24 @@ const bool registered_io = [] {
   };
   for (const int qd : file_depths) {
     const std::string scenario = "engine/file_randread_qd" + std::to_string(qd) + "/";
-    add(scenario + "iocm", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd, false);
+    add(scenario + "iocm", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd, false,
+        0u);
     add(scenario + "iocm_epoll", engine_ops_iocm, IOCM_BACKEND_EPOLL, engine_op::file_read, qd,
-        false);
+        false, 0u);
     add(scenario + "iocm_pumped", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd,
-        true);
+        true, 0u);
+    add(scenario + "iocm_handoff", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd,
+        false, std::uint32_t{IOCM_HANDOFF});
     add(scenario + "liburing_raw", file_randread_liburing_raw, qd);
     if (qd == 1) add(scenario + "pread", file_randread_pread);
   }
   for (const int width : echo_widths) {
     const std::string scenario = "engine/echo_c" + std::to_string(width) + "/";
-    add(scenario + "iocm", echo_iocm, IOCM_BACKEND_URING, width, false);
-    add(scenario + "iocm_epoll", echo_iocm, IOCM_BACKEND_EPOLL, width, false);
-    add(scenario + "iocm_pumped", echo_iocm, IOCM_BACKEND_URING, width, true);
+    add(scenario + "iocm", echo_iocm, IOCM_BACKEND_URING, width, false, 0u);
+    add(scenario + "iocm_epoll", echo_iocm, IOCM_BACKEND_EPOLL, width, false, 0u);
+    add(scenario + "iocm_pumped", echo_iocm, IOCM_BACKEND_URING, width, true, 0u);
+    add(scenario + "iocm_handoff", echo_iocm, IOCM_BACKEND_URING, width, false,
+        std::uint32_t{IOCM_HANDOFF});
     add(scenario + "liburing_raw", echo_liburing_raw, width);
   }
   return true;

@@ -102,7 +102,7 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
                " is not a power of two in 64..16777216");
   if (c.max_ports == 0 || c.max_ports > max_ports_limit)
     return bad("max_ports " + std::to_string(c.max_ports) + " is not in 1..1024");
-  if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED}) != 0)
+  if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED | IOCM_HANDOFF}) != 0)
     return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
   const bool pumped = (c.flags & IOCM_PUMPED) != 0;
   if (pumped) {

@@ -67,11 +67,12 @@ engine_core::engine_core(const engine_setup& setup)
                         nullptr, 0},
           [this](std::size_t shard) { return shard_memory_[shard].get(); }, steal_period,
           steal_batch),
-      ports_(setup.config.max_ports, setup.config.pollers + 1, pump_deliverer + 1),
+      ports_(setup.config.max_ports, setup.config.pollers + 1,
+             poller_deliverer(setup.config.pollers)),
       notifiers_(queue_, ports_, plan_, reach_, delivery_, setup.config.min_threads,
                  setup.config.max_threads, setup.config.notifier_spin,
                  (setup.config.flags & IOCM_PUMPED) == 0),
-      host_(queue_, notifiers_.idle(), ports_,
+      host_(queue_, notifiers_.idle(), ports_, delivery_,
             log_sink{setup.config.log, setup.config.log_context}),
       bindings_(ports_, pollers_, *this) {}
 
@@ -81,6 +82,10 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
   try {
     core.reset(new engine_core(setup));
     const bool pumped = (setup.config.flags & IOCM_PUMPED) != 0;
+    // Delivery where the completion lands (docs/ENGINE.md): each poller's
+    // thread delivers the first record of a harvest, unless the host asked
+    // for hand-off (or a ring setup that implies it).
+    const bool inline_delivery = !pumped && (setup.config.flags & IOCM_HANDOFF) == 0;
     const poller_backend* backend = find_backend(setup.config.backend);
     if (backend == nullptr) {  // prepare_setup chose one
       *error = E_INVALIDARG;
@@ -98,6 +103,10 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
       ps.inbox_capacity = setup.config.inbox_capacity;
       ps.inbox_memory = core->shard_memory_[where.shard].get();
       ps.completions = core->queue_.make_producer(where.shard);
+      if (inline_delivery) {
+        ps.delivered = &core->ports_.deliverer(poller_deliverer(i));
+        ps.helper = core->queue_.make_consumer(where.shard);
+      }
       core->pollers_.push_back(backend->create(std::move(ps)));
       poller& p = *core->pollers_.back();
       if (const HRESULT hr = pumped ? p.start_inline() : p.start(); FAILED(hr)) {
@@ -112,6 +121,10 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
     if (const HRESULT hr = core->notifiers_.start(); FAILED(hr)) {
       *error = hr;
       return nullptr;
+    }
+    if (inline_delivery) {
+      core->monitor_ = std::make_unique<ring_monitor>(core->pollers_);
+      core->monitor_->start();
     }
   } catch (const std::bad_alloc&) {
     *error = E_OUTOFMEMORY;
@@ -136,6 +149,9 @@ engine_core::~engine_core() {
   // OnComplete) ends first.
   if (pump_ != nullptr)
     while (!pump_->acquire()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  // The monitor drives the rings of pollers stuck in callbacks: it stops
+  // before they do (Close has waited for every callback already).
+  if (monitor_ != nullptr) monitor_->stop();
   for (auto& p : pollers_) p->stop_and_join();
   if (pump_ != nullptr) pump_->release();
   notifiers_.stop();
@@ -163,7 +179,7 @@ engine_counters engine_core::counters() const noexcept {
   c.backend = pollers_.empty() ? config_.backend : pollers_.front()->backend();
   c.ring_setup = pollers_.empty() ? 0 : pollers_.front()->ring_setup();
   c.notifiers = notifiers_.alive();
-  c.busy = notifiers_.busy();
+  c.busy = notifiers_.busy() + pollers_in_callback();
   c.parked = notifiers_.parked();
   c.wakeups = notifiers_.wakeups();
   return c;
@@ -261,9 +277,19 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   op->length = length;
   op->buffer = buffer;
   op->aux = aux;
-  if (!queue_request(*pollers_[b.poller], reinterpret_cast<inbox_item>(ov)))
-    return ports_.withdraw(b.port_slot, b.poller, *op);
+  poller& p = *pollers_[b.poller];
+  const auto item = reinterpret_cast<inbox_item>(ov);
+  // From inside an OnComplete that p's own thread delivers: straight into
+  // its ring (no inbox, no wake-up), as a thread-per-core loop would.
+  if (poller::home_in_callback() == &p && p.submit_direct(item)) return IOCM_E_IO_PENDING;
+  if (!queue_request(p, item)) return ports_.withdraw(b.port_slot, b.poller, *op);
   return IOCM_E_IO_PENDING;
+}
+
+std::uint32_t engine_core::pollers_in_callback() const noexcept {
+  std::uint32_t n = 0;
+  for (const auto& p : pollers_) n += p->in_callback() ? 1 : 0;
+  return n;
 }
 
 bool engine_core::queue_request_waiting(poller& p, inbox_item item) noexcept {
@@ -333,7 +359,12 @@ void engine_core::wait_for_inbox() noexcept {
 
 bool engine_core::help_deliver() noexcept {
   // A pumped engine's waits deliver on this thread unless another pumps.
-  return pump_ != nullptr ? pump_->help() : notifiers_.help_deliver();
+  if (pump_ != nullptr) return pump_->help();
+  // A poller's thread waiting inside its own inline OnComplete drives its
+  // ring and delivers, nested, as a notifier would.
+  if (poller* p = poller::home_in_callback(); p != nullptr && delivery_.on_delivering_thread())
+    return p->help_from_callback();
+  return notifiers_.help_deliver();
 }
 
 HRESULT engine_core::pump(DWORD timeout_ms, DWORD* delivered) noexcept {

@@ -9,7 +9,9 @@
 //   delivery       one record to the runtime (OnComplete)
 //   notifiers      the notifier threads and the thread limits
 //   pump           a pumped engine's delivery on the host's threads
-//   poller         the pollers (platform/ builds them: backend.h)
+//   poller         the pollers (platform/ builds them: backend.h); each
+//                  delivers the first record of a harvest itself
+//   ring_monitor   drives the ring of a poller stuck inside OnComplete
 //
 // No OS headers: the pollers and OS services come from platform/ through
 // backend.h and os.h.
@@ -34,6 +36,7 @@
 #include "poller.h"
 #include "port_table.h"
 #include "pump.h"
+#include "ring_monitor.h"
 #include "shard_memory.h"
 
 namespace iocm::detail {
@@ -50,7 +53,7 @@ struct engine_counters {
   std::uint32_t ring_setup;  // iocm_ring_setup the probe chose
   std::uint32_t backend;     // iocm_backend in use
   std::uint32_t notifiers;   // threads alive
-  std::uint32_t busy;        // notifiers inside OnComplete
+  std::uint32_t busy;        // threads inside OnComplete (notifiers, and pollers delivering inline)
   std::uint32_t parked;      // notifiers asleep
   std::uint64_t wakeups;     // futex wake-ups of notifiers
 };
@@ -73,7 +76,9 @@ class engine_core final : engine_waits {
   HRESULT close_port(HANDLE port) noexcept;
   HRESULT set_max_threads(DWORD n) noexcept { return notifiers_.set_max_threads(n); }
   HRESULT get_max_threads(DWORD* n) noexcept { return notifiers_.get_max_threads(n); }
-  HRESULT get_available_threads(DWORD* n) noexcept { return notifiers_.get_available_threads(n); }
+  HRESULT get_available_threads(DWORD* n) noexcept {
+    return notifiers_.get_available_threads(n, pollers_in_callback());
+  }
   HRESULT set_min_threads(DWORD n) noexcept { return notifiers_.set_min_threads(n); }
   HRESULT get_min_threads(DWORD* n) noexcept { return notifiers_.get_min_threads(n); }
   HRESULT set_clr(hosting::ICLRIoCompletionManager* clr) noexcept { return delivery_.set_clr(clr); }
@@ -125,6 +130,10 @@ class engine_core final : engine_waits {
   /// The delivered-count row ids (port_table::deliverer): notifier slot i
   /// has row i; the pump has the one after them.
   static constexpr unsigned pump_deliverer = notifier_pool::max_notifiers;
+  /// Poller i's row, when it delivers inline.
+  static constexpr unsigned poller_deliverer(unsigned i) { return pump_deliverer + 1 + i; }
+  /// Pollers whose thread is inside OnComplete now (a snapshot).
+  std::uint32_t pollers_in_callback() const noexcept;
 
   // Declared in the order they are built; destroyed in reverse (the queue
   // before the memory it was allocated from, the pollers before the queue).
@@ -139,7 +148,8 @@ class engine_core final : engine_waits {
   poller_host host_;  // what the pollers see of the engine
   std::vector<std::unique_ptr<poller>> pollers_;
   bindings bindings_;
-  std::unique_ptr<detail::pump> pump_;  // a pumped engine's; null otherwise
+  std::unique_ptr<detail::pump> pump_;     // a pumped engine's; null otherwise
+  std::unique_ptr<ring_monitor> monitor_;  // when pollers deliver inline; null otherwise
 };
 
 /// Runs destroy() now; or, when called on one of core's notifier threads

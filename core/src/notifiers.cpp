@@ -120,9 +120,9 @@ HRESULT notifier_pool::get_min_threads(DWORD* n) noexcept {
   return S_OK;
 }
 
-HRESULT notifier_pool::get_available_threads(DWORD* n) noexcept {
+HRESULT notifier_pool::get_available_threads(DWORD* n, std::uint32_t others) noexcept {
   if (n == nullptr) return E_POINTER;
-  const std::uint32_t busy = this->busy();
+  const std::uint32_t busy = this->busy() + others;
   const std::uint32_t max = max_threads_.load(std::memory_order_acquire);
   *n = busy >= max ? 0 : max - busy;
   return S_OK;

@@ -49,7 +49,9 @@ class notifier_pool {
   hosting::HRESULT get_max_threads(hosting::DWORD* n) noexcept;
   hosting::HRESULT set_min_threads(hosting::DWORD n) noexcept;
   hosting::HRESULT get_min_threads(hosting::DWORD* n) noexcept;
-  hosting::HRESULT get_available_threads(hosting::DWORD* n) noexcept;
+  /// max − busy, where busy counts the notifiers inside OnComplete and
+  /// `others` (pollers delivering inline); never negative.
+  hosting::HRESULT get_available_threads(hosting::DWORD* n, std::uint32_t others = 0) noexcept;
   std::uint32_t max_threads() const noexcept {
     return max_threads_.load(std::memory_order_acquire);
   }

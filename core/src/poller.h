@@ -17,6 +17,7 @@
 #include <memory_resource>
 
 #include "completion_queue.h"
+#include "delivery.h"
 #include "handle_table.h"
 #include "idle_notifiers.h"
 #include "inbox.h"
@@ -34,20 +35,28 @@ struct log_sink {
 };
 
 /// What a poller may ask of the engine: to publish the records it made,
-/// whether a port still accepts operations, and to log. Thread-safe.
+/// whether a port still accepts operations, to deliver a record on its own
+/// thread (inline delivery), and to log. Thread-safe.
 class poller_host {
  public:
   poller_host(completion_queue& queue, idle_notifiers& idle, const port_table& ports,
-              log_sink log) noexcept
-      : queue_(queue), idle_(idle), ports_(ports), log_(log) {}
+              delivery& deliver, log_sink log) noexcept
+      : queue_(queue), idle_(idle), ports_(ports), delivery_(deliver), log_(log) {}
 
   /// Publishes records through the poller's own lane, then wakes a
   /// notifier if one sleeps. Returns how many fit.
+  /// Without `wake`, no notifier is woken: a poller that delivers inline
+  /// takes the records back itself after its OnComplete, unless a spinning
+  /// notifier (or the ring monitor's wake_notifiers) comes first.
   std::size_t publish(completion_queue::producer_token& lane, const completion* records,
-                      std::size_t n) noexcept {
+                      std::size_t n, bool wake = true) noexcept {
     const std::size_t placed = queue_.try_enqueue_bulk(lane, records, n);
-    if (placed != 0) idle_.wake_one(lane.shard());
+    if (placed != 0 && wake) idle_.wake_one(lane.shard());
     return placed;
+  }
+  /// Wakes a notifier of `shard` if records wait there and one sleeps.
+  void wake_notifiers(std::size_t shard) noexcept {
+    if (!queue_.empty_approx()) idle_.wake_one(shard);
   }
   /// False once the port is closing: its operations still in an inbox
   /// complete aborted.
@@ -56,10 +65,34 @@ class poller_host {
   /// kind once.
   void log(std::uint32_t level, const char* text) const noexcept { log_.say(level, text); }
 
+  // --- Inline delivery: a poller's own thread delivers (docs/ENGINE.md,
+  // --- "Delivery where the completion lands").
+  /// The calling thread (a poller's) delivers this engine's records from now
+  /// on, counting them in `row`; returns whom it delivered for before.
+  delivery::outer_thread enter_thread(port_table::delivered_row& row) noexcept {
+    return delivery_.enter_thread(row);
+  }
+  /// OnComplete for `record` on the calling thread.
+  void deliver(const completion& record) noexcept { delivery_.deliver(record); }
+  /// Delivers one queued record on the calling thread, nested (a wait
+  /// inside OnComplete that must make progress); false when none was queued.
+  bool deliver_one_queued(completion_queue::consumer_token& token) noexcept {
+    completion record;
+    if (!queue_.try_dequeue(token, record)) return false;
+    delivery_.deliver(record);
+    return true;
+  }
+  /// Takes one queued record for the calling poller to deliver; false when
+  /// none waits.
+  bool take_queued(completion_queue::consumer_token& token, completion& record) noexcept {
+    return queue_.try_dequeue(token, record);
+  }
+
  private:
   completion_queue& queue_;
   idle_notifiers& idle_;
   const port_table& ports_;
+  delivery& delivery_;
   const log_sink log_;
 };
 
@@ -73,6 +106,12 @@ struct poller_setup {
   std::size_t inbox_capacity = 4096;
   std::pmr::memory_resource* inbox_memory = nullptr;  // the poller's node; null: default
   completion_queue::producer_token completions;       // own lane, own node's shard
+  /// Inline delivery (a threaded engine without IOCM_HANDOFF): the row the
+  /// poller's own thread counts its deliveries in, and the token with which
+  /// it takes queued records while it waits inside OnComplete. Null: the
+  /// poller never delivers.
+  port_table::delivered_row* delivered = nullptr;
+  completion_queue::consumer_token helper;
 };
 
 class poller {
@@ -142,6 +181,40 @@ class poller {
     return inbox_.push(item, [this] { wake(); });
   }
 
+  // --- Inline delivery (docs/ENGINE.md, "Delivery where the completion
+  // --- lands"). The poller's own thread delivers the first record of each
+  // --- harvest itself; while it is inside OnComplete its ring (or epoll
+  // --- set) is free for any engine thread to drive.
+  /// True when this poller's thread delivers records itself.
+  virtual bool delivers_inline() const noexcept { return false; }
+  /// True while the poller's thread is inside OnComplete (it counts as a
+  /// busy thread for GetAvailableThreads). Any thread; a snapshot.
+  virtual bool in_callback() const noexcept { return false; }
+  /// The poller whose thread the caller is, while that thread is inside an
+  /// OnComplete it delivers inline; null elsewhere.
+  static poller* home_in_callback() noexcept { return tl_home_in_callback_; }
+  /// From inside the poller's own inline OnComplete (home_in_callback() ==
+  /// this): puts an operation straight into the ring, no inbox, no wake-up;
+  /// false when that cannot be done now (the inbox takes it instead).
+  virtual bool submit_direct(inbox_item item) noexcept {
+    (void)item;
+    return false;
+  }
+  /// From inside the poller's own inline OnComplete, waiting (Close, Unbind,
+  /// Cancel): moves the inbox and the kernel's completions on, and delivers
+  /// one queued record, nested; false when nothing moved.
+  virtual bool help_from_callback() noexcept { return false; }
+
+  /// What the ring monitor (ring_monitor.h) sees of a poller.
+  enum class watch_state { quiet, in_callback, stuck };
+  /// On the monitor's thread only: quiet; in a callback that began since
+  /// the last look; or in the same callback as at the last look (stuck).
+  virtual watch_state watch() noexcept { return watch_state::quiet; }
+  /// On the monitor's thread, for a stuck poller: drives its ring (the
+  /// inbox into the kernel, completions into the queue for the notifiers)
+  /// until its thread comes back from OnComplete, for at most `most_ms`.
+  virtual void serve_while_stuck(std::uint32_t most_ms) noexcept { (void)most_ms; }
+
  protected:
   /// Makes the thread return from its kernel wait (an eventfd write).
   virtual void wake() noexcept = 0;
@@ -154,6 +227,7 @@ class poller {
   }
 
   poller_inbox inbox_;
+  static inline thread_local poller* tl_home_in_callback_ = nullptr;
 
  private:
   std::atomic<int> pinned_cpu_{-1};  // read by describe() only

@@ -102,7 +102,10 @@ enum iocm_backend : std::uint32_t {
 
 /// How pollers set up their io_uring. The probe tries each level in turn.
 enum iocm_ring_setup : std::uint32_t {
-  IOCM_RING_PROBE = 0,          ///< SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN, then none
+  /// With IOCM_HANDOFF: SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
+  /// then none; otherwise (and for a pumped engine) none, the one setup any
+  /// thread may drive
+  IOCM_RING_PROBE = 0,
   IOCM_RING_DEFER_TASKRUN = 1,  ///< only SINGLE_ISSUER|DEFER_TASKRUN; fail if refused
   IOCM_RING_COOP_TASKRUN = 2,   ///< only COOP_TASKRUN|TASKRUN_FLAG; fail if refused
   IOCM_RING_PLAIN = 3,          ///< no setup flags
@@ -115,6 +118,14 @@ enum iocm_config_flags : std::uint32_t {
   /// pumps (docs/ENGINE.md, "Pumped engines"). pollers must be 0 or 1 and
   /// ring_setup IOCM_RING_PROBE or IOCM_RING_PLAIN.
   IOCM_PUMPED = 1u << 1,
+  /// Deliver on notifier threads only, as iocm did before 0.3: pollers hand
+  /// every record to the queue and never run OnComplete. Without it, a
+  /// poller delivers the first completion it harvests itself, on the thread
+  /// where it landed (docs/ENGINE.md, "Delivery where the completion
+  /// lands"); io_uring then runs without setup flags unless ring_setup asks
+  /// for some, and asking for DEFER_TASKRUN or COOP_TASKRUN implies this
+  /// flag.
+  IOCM_HANDOFF = 1u << 2,
 };
 
 /// The accepted answer of every operation: HRESULT_FROM_WIN32(ERROR_IO_PENDING).
