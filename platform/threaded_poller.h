@@ -211,7 +211,10 @@ class threaded_poller : public poller {
     tl_home_in_callback_ = outer;
     callbacks_.store(seq + 2, std::memory_order_release);
     for (unsigned i = 0; !try_own(); ++i) {
-      wake();  // the monitor may sleep in the ring: it gives it back
+      // The monitor drives the ring and may sleep in it: wake it, and it
+      // gives the ring back (again now and then: a wake-up may come
+      // before it sleeps).
+      if ((i & 63) == 0) wake();
       if (i < 64)
         cpu_relax();
       else

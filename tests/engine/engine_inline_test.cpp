@@ -167,9 +167,13 @@ TEST_CASE("reads submitted from OnComplete on the poller's thread: each complete
   f.settle();
   CHECK(f.runtime.count() == chain_length);
   CHECK(failed.load() == 0);
-  // Each read completed on the thread that harvested it, and so submitted
-  // the next one straight into its own ring.
-  CHECK(off_poller.load() == 0);
+  // The reads completed on the thread that harvested them, and so submitted
+  // the next one straight into its own ring. (Not every one: a thread
+  // preempted inside OnComplete for over a millisecond on a loaded machine
+  // looks stuck, and the monitor hands that ring's next records to the
+  // notifiers; with IOCM_HANDOFF every one would be off the poller.)
+  INFO(off_poller.load() << " of " << chain_length << " off the poller's thread");
+  CHECK(off_poller.load() < chain_length / 2);
 }
 
 TEST_CASE("inside OnComplete on the poller's thread: counted busy; Cancel and Close return") {
