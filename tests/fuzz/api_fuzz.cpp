@@ -22,6 +22,15 @@
 //   file do), so a failing input replays exactly;
 // - threaded: the engine's own poller and notifier threads, as a host sees
 //   them; one input may take different interleavings on different runs.
+//
+// Chains: the program may start a chain on one of a few slots of their
+// own: a Nop, a file Read or a socket Recv whose OnComplete submits the
+// same again, up to a budget the input sets, as a runtime's continuation
+// does. In a threaded engine that OnComplete mostly runs on the poller's
+// thread, so the next operation goes straight into its ring; an input may
+// also make one chain callback block for 30 ms, so that the ring monitor
+// takes the ring over meanwhile (docs/ENGINE.md, "Delivery where the
+// completion lands").
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -46,6 +55,7 @@ using namespace iocm::hosting;
 namespace {
 
 constexpr int slots = 16, sockets = 3, ports_max = 3;
+constexpr int chains = 3;  // slots after the first `slots`, for chains only
 constexpr std::uint32_t buffer_bytes = 256;
 
 /// An OVERLAPPED with its host area (iocm::overlapped, as in the tests:
@@ -88,19 +98,65 @@ class runtime final : public ICLRIoCompletionManager {
     const auto at = reinterpret_cast<std::uintptr_t>(ov);
     const auto base = reinterpret_cast<std::uintptr_t>(ring);
     const std::uintptr_t d = at - base;  // wraps to a huge value below the ring
-    if (d % sizeof(slot) != 0 || d / sizeof(slot) >= slots)
+    if (d % sizeof(slot) != 0 || d / sizeof(slot) >= slots + chains)
       fail("OnComplete for an OVERLAPPED never submitted", -1, static_cast<long>(d), 0);
     const int i = static_cast<int>(d / sizeof(slot));
     if (bytes > buffer_bytes) fail("more bytes than the buffer holds", i, bytes, buffer_bytes);
     book.completed(static_cast<std::size_t>(i));
     trace.mix(static_cast<std::uint64_t>(i) << 40 ^ std::uint64_t{error} << 20 ^ bytes);
+    if (i >= slots) next_in_chain(i);
     return S_OK;
   }
+
+  /// The kinds a chain submits.
+  enum chain_kind : unsigned { chain_nop, chain_read, chain_recv };
+  /// From the harness: submits the first operation of a chain on chain slot
+  /// c, unless one runs there already.
+  void start_chain(unsigned c, chain_kind kind, HANDLE handle) {
+    const int i = slots + static_cast<int>(c);
+    if (running[c].load(std::memory_order_acquire)) return;
+    kinds[c] = kind;
+    handles[c] = handle;
+    running[c].store(true, std::memory_order_relaxed);
+    if (!book.answered(static_cast<std::size_t>(i), submit(i) == IOCM_E_IO_PENDING))
+      running[c].store(false, std::memory_order_release);
+  }
+  void next_in_chain(int i) {
+    const unsigned c = static_cast<unsigned>(i - slots);
+    if (block_once.exchange(false, std::memory_order_relaxed))
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    // The budget counts every chain's next operations together.
+    if (budget.fetch_sub(1, std::memory_order_relaxed) <= 0 ||
+        !book.answered(static_cast<std::size_t>(i), submit(i) == IOCM_E_IO_PENDING))
+      running[c].store(false, std::memory_order_release);  // the harness may start it again
+  }
+  HRESULT submit(int i) {
+    const unsigned c = static_cast<unsigned>(i - slots);
+    slot& s = ring[i];
+    switch (kinds[c]) {
+      case chain_read:
+        s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = 0;
+        return io->Read(handles[c], s.buffer, 64, &s.ov);
+      case chain_recv:
+        return io->Recv(handles[c], s.buffer, 64, &s.ov);
+      default:
+        return io->Nop(handles[c], &s.ov);
+    }
+  }
+
   slot* ring = nullptr;
+  IIocmHostIo* io = nullptr;
   bool pumped = false;
   std::thread::id harness;
-  iocm_test::op_ledger book{slots};
+  iocm_test::op_ledger book{slots + chains};
   run_trace trace;
+  // The chains: what each submits (set by the harness while it is not
+  // running), whether it runs, and the input's budget for them.
+  chain_kind kinds[chains] = {};
+  HANDLE handles[chains] = {};
+  std::atomic<bool> running[chains] = {};
+  std::atomic<int> budget{0};
+  std::atomic<bool> block_once{false};
 };
 
 /// Every input's ledger added up, written at exit.
@@ -162,15 +218,21 @@ bool uring_settable() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   reader in{data, size};
-  static slot* ring = new slot[slots];  // reused: every input starts it afresh below
+  static slot* ring = new slot[slots + chains];  // reused: every input starts it afresh below
   static runtime clr;
   static all_inputs total;
   clr.ring = ring;
   clr.book.reset();
   clr.trace = {};
   auto note = [&](long answer) { clr.trace.mix(static_cast<std::uint64_t>(answer)); };
-  const unsigned mode = in.below(4);  // bit 0: the backend; bit 1: pumped
+  // bit 0: the backend; bit 1: pumped; bit 2: a chain callback blocks once
+  // (threaded engines only: a pumped engine's callback blocks its only
+  // thread); bits 3-5: the chains' budget, in eighths of 64.
+  const unsigned mode = in.byte();
   clr.pumped = (mode & 2) != 0;
+  clr.block_once.store((mode & 4) != 0 && !clr.pumped);
+  clr.budget.store(static_cast<int>((mode >> 3) & 7) * 8);
+  for (auto& r : clr.running) r.store(false);
   clr.harness = std::this_thread::get_id();
 
   iocm_config config;
@@ -195,6 +257,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   void* p = nullptr;
   if (manager->QueryInterface(IID_IIocmHostIo, &p) != S_OK) std::abort();
   auto* io = static_cast<IIocmHostIo*>(p);
+  clr.io = io;
   if (manager->SetCLRIoCompletionManager(&clr) != S_OK) std::abort();
   IIocmPump* pump = nullptr;
   if (clr.pumped) {
@@ -212,7 +275,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   constexpr unsigned handle_count = sizeof handles / sizeof handles[0];
   HANDLE ports[ports_max] = {};
 
-  for (auto* s = ring; s != ring + slots; ++s) {
+  for (auto* s = ring; s != ring + slots + chains; ++s) {
     s->ov = OVERLAPPED{};
     std::memset(s->host_area, 0, sizeof s->host_area);
     std::memset(s->buffer, 0, sizeof s->buffer);
@@ -229,7 +292,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
 
   for (int steps = 0; in.more() && steps < 64; ++steps) {
-    const unsigned op = in.below(18);
+    const unsigned op = in.below(19);
     const unsigned k = in.below(slots + 1);
     const unsigned h = in.below(handle_count);
     const unsigned port_index = in.below(ports_max + 1);  // ports_max: the null port
@@ -305,6 +368,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             fail("a misaligned OVERLAPPED was accepted", static_cast<int>(k), 0, 0);
         }
         break;
+      case 17: {
+        // A chain: a Nop or Read on the file, or a Recv on a socket.
+        const auto kind = static_cast<runtime::chain_kind>(in.below(3));
+        const int fd = kind == runtime::chain_recv ? pair[h % sockets][0] : file;
+        clr.start_chain(k % chains, kind, as_handle(fd));
+        break;
+      }
       default: {
         // Let what is in flight come in (bounded: receives may wait for ever).
         DWORD available = 0;
