@@ -161,8 +161,8 @@ class epoll_poller final : public threaded_poller {
     for (;;) {
       // Deliver where it landed: the first record made since the last look
       // is delivered here, the rest go to the queue.
-      if (delivering_inline() && outbox_.take_first(held)) {
-        (void)outbox_.publish(host_, completions_, outbox_.waiting() > inline_keep);
+      if (delivering_inline() && outbox_.waiting() <= inline_most && outbox_.take_first(held)) {
+        (void)outbox_.publish(host_, completions_, false);
         deliver_here_then_queued(held);
         worked();
         continue;

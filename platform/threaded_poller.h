@@ -221,10 +221,10 @@ class threaded_poller : public poller {
         std::this_thread::yield();
     }
   }
-  /// deliver_here(record), then the records this poller left in the queue
-  /// (and any other queued by then), up to `most_queued`, as long as no
-  /// notifier took them first. A notifier is woken for what is left only by
-  /// publishing more than inline_keep at once, or by the monitor.
+  /// deliver_here(record), then the rest of its harvest, which the poller
+  /// queued without waking a notifier (and any other record queued by
+  /// then), up to `most_queued`, as long as no spinning notifier took them
+  /// first.
   void deliver_here_then_queued(const completion& record) noexcept {
     deliver_here(record);
     completion next;
@@ -237,10 +237,11 @@ class threaded_poller : public poller {
       deliver_here(next);
     }
   }
-  /// Records a poller publishes without waking a notifier, after the one it
-  /// delivers itself: it takes them back after that OnComplete. More than
-  /// this are shared at once, since each OnComplete may take long.
-  static constexpr std::size_t inline_keep = 2;
+  /// The most records a harvest may make for the poller to deliver them
+  /// itself: one at once, the rest queued without waking a notifier and
+  /// taken back after. A bigger harvest is a burst: every record goes to
+  /// the notifiers, which share it while this thread harvests on.
+  static constexpr std::size_t inline_most = 3;
   static constexpr unsigned most_queued = 16;  // taken back between two passes
   /// With a record to deliver inline: whether this poller delivers itself.
   bool delivering_inline() const noexcept { return delivered_ != nullptr; }

@@ -115,8 +115,10 @@ class uring_poller final : public threaded_poller {
     if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
     bool progress = take_inbox() != 0;
     progress = harvest() != 0 || progress;
-    holding_ = held != nullptr && outbox_.take_first(*held);
-    publish(!holding_ || outbox_.waiting() > inline_keep);
+    // A few records: deliver here (the first now, the rest once it returns).
+    // More: a burst, which the notifiers share while this thread harvests.
+    holding_ = held != nullptr && outbox_.waiting() <= inline_most && outbox_.take_first(*held);
+    publish(!holding_);
     return progress;
   }
 

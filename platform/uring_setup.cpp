@@ -69,12 +69,13 @@ bool uring_check_options(iocm_config& c, std::string& why) {
     c.ring_setup = IOCM_RING_PLAIN;
     return true;
   }
-  // Inline delivery: while a poller's thread is inside OnComplete, another
-  // engine thread may have to drive its ring, so the ring is tied to no
-  // thread (not SINGLE_ISSUER) and runs its completion work when it comes,
-  // waking a blocked thread for it (not COOP_TASKRUN). A ring set up either
-  // way delivers on notifiers only.
-  if (c.ring_setup == IOCM_RING_DEFER_TASKRUN || c.ring_setup == IOCM_RING_COOP_TASKRUN)
+  // Inline delivery: while a poller's thread is inside OnComplete, the ring
+  // monitor may have to drive its ring, so the ring is tied to no thread
+  // (not SINGLE_ISSUER, which DEFER_TASKRUN needs). Such a ring delivers on
+  // notifiers only. The probe takes the plain setup: the kernel then
+  // interrupts even a callback that computes to post its completions
+  // (COOP_TASKRUN waits for its next interrupt; docs/ENGINE.md).
+  if (c.ring_setup == IOCM_RING_DEFER_TASKRUN)
     c.flags |= IOCM_HANDOFF;
   else if ((c.flags & IOCM_HANDOFF) == 0)
     c.ring_setup = IOCM_RING_PLAIN;

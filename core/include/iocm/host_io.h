@@ -123,8 +123,7 @@ enum iocm_config_flags : std::uint32_t {
   /// poller delivers the first completion it harvests itself, on the thread
   /// where it landed (docs/ENGINE.md, "Delivery where the completion
   /// lands"); io_uring then runs without setup flags unless ring_setup asks
-  /// for some, and asking for DEFER_TASKRUN or COOP_TASKRUN implies this
-  /// flag.
+  /// for COOP_TASKRUN, and asking for DEFER_TASKRUN implies this flag.
   IOCM_HANDOFF = 1u << 2,
 };
 
