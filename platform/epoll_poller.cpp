@@ -161,9 +161,11 @@ class epoll_poller final : public threaded_poller {
     for (;;) {
       // Deliver where it landed: the first record made since the last look
       // is delivered here, the rest go to the queue.
-      if (delivering_inline() && outbox_.waiting() <= inline_most && outbox_.take_first(held)) {
+      if (delivering_inline() && outbox_.waiting() <= inline_most && host_.a_notifier_sleeps() &&
+          outbox_.take_first(held)) {
+        const std::size_t quiet = outbox_.waiting();
         (void)outbox_.publish(host_, completions_, false);
-        deliver_here_then_queued(held);
+        deliver_here_then_queued(held, quiet);
         worked();
         continue;
       }

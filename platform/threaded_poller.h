@@ -221,28 +221,22 @@ class threaded_poller : public poller {
         std::this_thread::yield();
     }
   }
-  /// deliver_here(record), then the rest of its harvest, which the poller
-  /// queued without waking a notifier (and any other record queued by
-  /// then), up to `most_queued`, as long as no spinning notifier took them
-  /// first.
-  void deliver_here_then_queued(const completion& record) noexcept {
+  /// deliver_here(record), then as many queued records as the poller queued
+  /// without waking a notifier (`quiet`, the rest of a small harvest),
+  /// unless a spinning notifier took them first. Whatever it leaves in the
+  /// queue (other records may have come first) gets a notifier woken: none
+  /// may wait for this thread.
+  void deliver_here_then_queued(const completion& record, std::size_t quiet) noexcept {
     deliver_here(record);
     completion next;
-    for (unsigned i = 0;; ++i) {
-      if (i == most_queued) {
-        host_.wake_notifiers(shard_);  // more than we take: they must not wait for us
-        return;
-      }
-      if (!host_.take_queued(helper_, next)) return;
-      deliver_here(next);
-    }
+    for (std::size_t i = 0; i < quiet && host_.take_queued(helper_, next); ++i) deliver_here(next);
+    if (quiet != 0) host_.wake_notifiers(shard_);
   }
   /// The most records a harvest may make for the poller to deliver them
   /// itself: one at once, the rest queued without waking a notifier and
   /// taken back after. A bigger harvest is a burst: every record goes to
   /// the notifiers, which share it while this thread harvests on.
   static constexpr std::size_t inline_most = 3;
-  static constexpr unsigned most_queued = 16;  // taken back between two passes
   /// With a record to deliver inline: whether this poller delivers itself.
   bool delivering_inline() const noexcept { return delivered_ != nullptr; }
   /// From submit_direct, holding the token: an operation into the ring;

@@ -117,7 +117,9 @@ class uring_poller final : public threaded_poller {
     progress = harvest() != 0 || progress;
     // A few records: deliver here (the first now, the rest once it returns).
     // More: a burst, which the notifiers share while this thread harvests.
-    holding_ = held != nullptr && outbox_.waiting() <= inline_most && outbox_.take_first(*held);
+    holding_ = held != nullptr && outbox_.waiting() <= inline_most && host_.a_notifier_sleeps() &&
+               outbox_.take_first(*held);
+    quiet_ = holding_ ? outbox_.waiting() : 0;
     publish(!holding_);
     return progress;
   }
@@ -166,7 +168,7 @@ class uring_poller final : public threaded_poller {
         // first, then OnComplete runs here; what it submits goes straight
         // into the SQ, and to the kernel with the next flush.
         flush();
-        deliver_here_then_queued(held);
+        deliver_here_then_queued(held, quiet_);
         worked();
         flush();
         continue;
@@ -494,7 +496,8 @@ class uring_poller final : public threaded_poller {
   int event_fd_ = -1;
   unsigned inflight_ = 0;  // SQEs handed to the kernel whose CQE is not reaped
   bool lane_full_ = false;
-  bool holding_ = false;  // the last pass kept a record for inline delivery
+  bool holding_ = false;   // the last pass kept a record for inline delivery
+  std::size_t quiet_ = 0;  // and queued this many without waking a notifier
   bool wake_armed_ = false;
   std::uint64_t wake_buffer_ = 0;
   poller_request* acks_ = nullptr;  // Unbinds whose cancel is in the SQ, not yet submitted

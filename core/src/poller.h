@@ -54,6 +54,10 @@ class poller_host {
     if (placed != 0 && wake) idle_.wake_one(lane.shard());
     return placed;
   }
+  /// True when some notifier sleeps: handing a record over would cost a
+  /// wake-up. (When none sleeps, they are all delivering or spinning, and
+  /// one takes a record at once.)
+  bool a_notifier_sleeps() const noexcept { return idle_.parked() != 0; }
   /// Wakes a notifier of `shard` if records wait there and one sleeps.
   void wake_notifiers(std::size_t shard) noexcept {
     if (!queue_.empty_approx()) idle_.wake_one(shard);
