@@ -6,13 +6,40 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <climits>
 
 namespace iocm::detail::os {
+
+std::int32_t transfer_now(int fd, handle_kind kind, bool out, void* buffer, std::uint32_t length,
+                          std::uint64_t offset) noexcept {
+  ssize_t r;
+  if (kind == handle_kind::socket) {
+    do {
+      r = out ? ::send(fd, buffer, length, MSG_DONTWAIT | MSG_NOSIGNAL)
+              : ::recv(fd, buffer, length, MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+  } else {
+    iovec v{buffer, length};
+    int flags = RWF_NOWAIT;
+    off_t at = kind == handle_kind::file ? static_cast<off_t>(offset) : -1;  // pipes: no position
+    if (out && kind == handle_kind::file && offset == ~std::uint64_t{0}) {
+      flags |= RWF_APPEND;  // the all-ones offset: at the end of the file
+      at = -1;
+    }
+    do {
+      r = out ? ::pwritev2(fd, &v, 1, at, flags) : ::preadv2(fd, &v, 1, at, flags);
+    } while (r < 0 && errno == EINTR);
+  }
+  return r < 0 ? -errno : static_cast<std::int32_t>(r);
+}
+
+bool would_wait(std::int32_t result) noexcept { return result == -EAGAIN || result == -EOPNOTSUPP; }
 
 bool query_handle(int fd, handle_kind& kind) noexcept {
   struct stat st {};

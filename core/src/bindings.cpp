@@ -127,4 +127,18 @@ void bindings::unbind_port(std::uint16_t slot, std::vector<int>& made_nonblockin
   }
 }
 
+HRESULT bindings::set_completion_modes(HANDLE handle, DWORD modes) noexcept {
+  if ((modes & ~DWORD{IOCM_SKIP_COMPLETION_ON_SUCCESS}) != 0) return E_INVALIDARG;
+  const int fd = fd_of(handle);
+  // Under the lock Bind and Unbind take: the binding cannot change meanwhile.
+  std::lock_guard lock(ports_.mutex());
+  const std::uint64_t word = handles_.lookup(fd);
+  if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+  binding b = binding::unpack(word);
+  b.skip_on_success = (modes & IOCM_SKIP_COMPLETION_ON_SUCCESS) != 0;
+  // Release pairs with lookup's acquire, as Bind's store does.
+  handles_.slot(fd).store(binding::pack(b), std::memory_order_release);
+  return S_OK;
+}
+
 }  // namespace iocm::detail

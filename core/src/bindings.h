@@ -37,6 +37,9 @@ class bindings {
   /// returns the kernel holds no reference to it by number (the host may
   /// close it). Thread-safe; may be called from inside OnComplete.
   hosting::HRESULT unbind(hosting::HANDLE handle) noexcept;
+  /// IIocmHostIo2::SetCompletionModes: ERROR_INVALID_HANDLE when not bound,
+  /// E_INVALIDARG for a mode iocm does not know.
+  hosting::HRESULT set_completion_modes(hosting::HANDLE handle, hosting::DWORD modes) noexcept;
 
   // --- Close's part (engine_core::close_port).
   /// The port is closing (ports' mutex held): it is no longer the default.

@@ -19,7 +19,7 @@ using namespace hosting;
 
 namespace {
 
-class com_manager final : public IHostIoCompletionManager, public IIocmHostIo, public IIocmPump {
+class com_manager final : public IHostIoCompletionManager, public IIocmHostIo2, public IIocmPump {
  public:
   explicit com_manager(std::unique_ptr<engine_core> core) noexcept : core_(std::move(core)) {}
 
@@ -29,7 +29,9 @@ class com_manager final : public IHostIoCompletionManager, public IIocmHostIo, p
     if (riid == IID_IUnknown || riid == IID_IHostIoCompletionManager)
       *ppv = static_cast<IHostIoCompletionManager*>(this);
     else if (riid == IID_IIocmHostIo)
-      *ppv = static_cast<IIocmHostIo*>(this);
+      *ppv = static_cast<IIocmHostIo*>(static_cast<IIocmHostIo2*>(this));
+    else if (riid == IID_IIocmHostIo2)
+      *ppv = static_cast<IIocmHostIo2*>(this);
     else if (riid == IID_IIocmPump && core_->pumped())
       *ppv = static_cast<IIocmPump*>(this);
     else {
@@ -97,6 +99,10 @@ class com_manager final : public IHostIoCompletionManager, public IIocmHostIo, p
   HRESULT Cancel(HANDLE h, OVERLAPPED* ov) override { return core_->cancel(h, ov); }
   HRESULT Nop(HANDLE h, OVERLAPPED* ov) override {
     return core_->submit(op_kind::nop, h, nullptr, 0, 0, ov);
+  }
+  // IIocmHostIo2
+  HRESULT SetCompletionModes(HANDLE h, DWORD modes) override {
+    return core_->set_completion_modes(h, modes);
   }
 
   // IIocmPump. The manager may be destroyed (the last Release inside

@@ -259,6 +259,15 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
       aux = 0;  // no position: the offset is ignored
     }
   }
+  // Linux moves at most max_transfer bytes per call, and io_uring refuses a
+  // longer recv or send outright: take such a length as the most one call
+  // can move, so that both backends answer alike (a short transfer).
+  if (length > max_transfer) length = max_transfer;
+  if (b.skip_on_success && kind != op_kind::nop && kind != op_kind::accept &&
+      kind != op_kind::connect) {
+    HRESULT hr;
+    if (try_at_once(kind, b, fd, buffer, length, aux, ov, &hr)) return hr;
+  }
   const std::uint64_t open_state = std::uint64_t{b.port_generation} << 2 | port_table::open_state;
   op_state* op = state_of(ov);
   if (const HRESULT hr = ports_.admit(b.port_slot, b.poller, open_state,
@@ -266,10 +275,6 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
       FAILED(hr))
     return hr;
   op->kind = kind;
-  // Linux moves at most max_transfer bytes per call, and io_uring refuses a
-  // longer recv or send outright: take such a length as the most one call
-  // can move, so that both backends answer alike (a short transfer).
-  if (length > max_transfer) length = max_transfer;
   op->handle = b.kind;
   op->port_slot = b.port_slot;
   op->counter = b.poller;
@@ -284,6 +289,41 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   if (poller::home_in_callback() == &p && p.submit_direct(item)) return IOCM_E_IO_PENDING;
   if (!queue_request(p, item)) return ports_.withdraw(b.port_slot, b.poller, *op);
   return IOCM_E_IO_PENDING;
+}
+
+bool engine_core::try_at_once(op_kind kind, const binding& b, int fd, void* buffer,
+                              std::uint32_t length, std::uint64_t aux, OVERLAPPED* ov,
+                              HRESULT* hr) noexcept {
+  if (b.kind == os::handle_kind::other) return false;  // nothing to try it with
+  // As a submission would be: refused on a closing port, and the OVERLAPPED
+  // is ours (in flight) while the transfer runs.
+  if (!ports_.is_open(b.port_slot)) {
+    *hr = HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
+    return true;
+  }
+  op_state* op = state_of(ov);
+  std::uint64_t phase = op_state::idle;
+  if (!op->phase.compare_exchange_strong(phase, op_state::in_flight, std::memory_order_acquire)) {
+    *hr = HRESULT_FROM_WIN32(phase == op_state::in_flight ? ERROR_BUSY : ERROR_INVALID_PARAMETER);
+    return true;
+  }
+  const bool out = kind == op_kind::write || kind == op_kind::send;
+  const std::int32_t res = os::transfer_now(fd, b.kind, out, buffer, length, aux);
+  if (os::would_wait(res)) {
+    op->phase.store(op_state::idle, std::memory_order_release);
+    return false;
+  }
+  // The record finish() makes, as the poller would have (end of file,
+  // orderly close), given back here instead of delivered.
+  op->kind = kind;
+  op->handle = b.kind;
+  op->length = length;
+  const completion c = finish(ov, res);
+  ov->Internal = c.error;
+  ov->InternalHigh = c.bytes;
+  op->phase.store(op_state::idle, std::memory_order_release);
+  *hr = c.error == 0 ? S_OK : HRESULT_FROM_WIN32(c.error);
+  return true;
 }
 
 std::uint32_t engine_core::pollers_in_callback() const noexcept {

@@ -85,6 +85,9 @@ class engine_core final : engine_waits {
   static HRESULT initialize_overlapped(void* pv) noexcept;
   HRESULT bind(HANDLE port, HANDLE handle) noexcept { return bindings_.bind(port, handle); }
   HRESULT unbind(HANDLE handle) noexcept { return bindings_.unbind(handle); }
+  HRESULT set_completion_modes(HANDLE handle, DWORD modes) noexcept {
+    return bindings_.set_completion_modes(handle, modes);
+  }
 
   // Operations: IOCM_E_IO_PENDING when accepted.
   HRESULT submit(op_kind kind, HANDLE handle, void* buffer, std::uint32_t length, std::uint64_t aux,
@@ -126,6 +129,11 @@ class engine_core final : engine_waits {
     return p.submit(item) || queue_request_waiting(p, item);
   }
   bool queue_request_waiting(poller& p, inbox_item item) noexcept;
+  /// A handle with IOCM_SKIP_COMPLETION_ON_SUCCESS: tries the transfer on
+  /// this thread. True when it is done (*hr: S_OK or the refusal); false
+  /// when it would wait (the poller takes it).
+  bool try_at_once(op_kind kind, const binding& b, int fd, void* buffer, std::uint32_t length,
+                   std::uint64_t aux, OVERLAPPED* ov, HRESULT* hr) noexcept;
 
   /// The delivered-count row ids (port_table::deliverer): notifier slot i
   /// has row i; the pump has the one after them.

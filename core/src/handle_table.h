@@ -18,18 +18,26 @@ struct binding {
   os::handle_kind kind = os::handle_kind::other;
   bool made_nonblocking = false;      // Bind set O_NONBLOCK (epoll); Unbind clears it again
   std::uint32_t port_generation = 0;  // low 28 bits: tells a reused port slot apart
+  // IOCM_SKIP_COMPLETION_ON_SUCCESS: reads and writes that can finish at
+  // once do so on the caller's thread (IIocmHostIo2::SetCompletionModes).
+  bool skip_on_success = false;
 
   static constexpr std::uint32_t generation_mask = (1u << 28) - 1;
+  static constexpr std::uint32_t poller_mask = (1u << 15) - 1;  // pollers are at most 1024
   static std::uint64_t pack(const binding& b) noexcept {
-    return 1u | std::uint64_t{b.port_slot} << 1 | std::uint64_t{b.poller} << 17 |
+    return 1u | std::uint64_t{b.port_slot} << 1 | std::uint64_t{b.poller & poller_mask} << 17 |
+           std::uint64_t{b.skip_on_success} << 32 |
            std::uint64_t{static_cast<std::uint8_t>(b.kind)} << 33 |
            std::uint64_t{b.made_nonblocking} << 35 |
            std::uint64_t{b.port_generation & generation_mask} << 36;
   }
   static binding unpack(std::uint64_t w) noexcept {
-    return {static_cast<std::uint16_t>(w >> 1), static_cast<std::uint16_t>(w >> 17),
-            static_cast<os::handle_kind>((w >> 33) & 3), ((w >> 35) & 1) != 0,
-            static_cast<std::uint32_t>(w >> 36) & generation_mask};
+    return {static_cast<std::uint16_t>(w >> 1),
+            static_cast<std::uint16_t>((w >> 17) & poller_mask),
+            static_cast<os::handle_kind>((w >> 33) & 3),
+            ((w >> 35) & 1) != 0,
+            static_cast<std::uint32_t>(w >> 36) & generation_mask,
+            ((w >> 32) & 1) != 0};
   }
 };
 

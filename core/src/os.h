@@ -21,6 +21,16 @@ enum class handle_kind : std::uint8_t { file, pipe, socket, other };
 /// The kind of an open descriptor, or false when fd is not open.
 bool query_handle(int fd, handle_kind& kind) noexcept;
 
+/// One read (`out` false) or write of fd that must not wait: preadv2 or
+/// pwritev2 with RWF_NOWAIT on a file or pipe (at `offset`; a file's
+/// all-ones offset appends), recv or send with MSG_DONTWAIT on a socket.
+/// Bytes moved, or -errno; -EAGAIN (or -EOPNOTSUPP: the descriptor cannot
+/// say) when it would have to wait.
+std::int32_t transfer_now(int fd, handle_kind kind, bool out, void* buffer, std::uint32_t length,
+                          std::uint64_t offset) noexcept;
+/// The errnos transfer_now answers when it would have to wait.
+bool would_wait(std::int32_t result) noexcept;
+
 /// Sleeps while *word == expected (spurious returns allowed).
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept;
 /// Wakes one thread sleeping on word.

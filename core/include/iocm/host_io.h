@@ -134,6 +134,10 @@ inline constexpr iocm::hosting::HRESULT IOCM_E_IO_PENDING =
 /// IIocmPump::Pump's timeout that never runs out (Windows' INFINITE).
 inline constexpr iocm::hosting::DWORD IOCM_INFINITE = 0xFFFFFFFFu;
 
+/// IIocmHostIo2::SetCompletionModes: a transfer the kernel finishes at once
+/// returns S_OK on the calling thread and is not delivered (docs/ENGINE.md).
+inline constexpr iocm::hosting::DWORD IOCM_SKIP_COMPLETION_ON_SUCCESS = 1;
+
 /// The bytes iocm keeps after each OVERLAPPED (GetHostOverlappedSize).
 inline constexpr std::uint32_t IOCM_HOST_OVERLAPPED_SIZE = 64;
 
@@ -204,6 +208,31 @@ struct IIocmHostIo : IUnknown {
 
  protected:
   ~IIocmHostIo() = default;
+};
+
+// {7B3E9D14-C2A8-4E61-B5F0-19D4A6C83E27}
+inline constexpr IID IID_IIocmHostIo2 = {
+    0x7B3E9D14, 0xC2A8, 0x4E61, {0xB5, 0xF0, 0x19, 0xD4, 0xA6, 0xC8, 0x3E, 0x27}};
+
+/// IIocmHostIo and one more method, from QueryInterface(IID_IIocmHostIo2);
+/// the same object answers both.
+struct IIocmHostIo2 : IIocmHostIo {
+  /// SetFileCompletionNotificationModes for a bound handle. With
+  /// IOCM_SKIP_COMPLETION_ON_SUCCESS (like FILE_SKIP_COMPLETION_PORT_ON_SUCCESS),
+  /// a Read, Write, Recv or Send on it first tries the transfer on the
+  /// calling thread without waiting (preadv2/pwritev2 with RWF_NOWAIT,
+  /// recv/send with MSG_DONTWAIT). If the kernel finishes it at once, the
+  /// call returns S_OK with the byte count in InternalHigh (and 0 in
+  /// Internal), and no OnComplete follows; if the kernel fails it at once,
+  /// the call returns that error as an HRESULT (ERROR_HANDLE_EOF at the end
+  /// of a file), and no OnComplete follows either. Only when the transfer
+  /// would wait does it go to the poller and answer IOCM_E_IO_PENDING. 0
+  /// turns it off again; Unbind forgets it. ERROR_INVALID_HANDLE when the
+  /// handle is not bound; E_INVALIDARG for another mode bit.
+  virtual HRESULT SetCompletionModes(HANDLE hHandle, DWORD dwModes) = 0;  // slot 13
+
+ protected:
+  ~IIocmHostIo2() = default;
 };
 
 // {A41D7C52-90E3-4B6F-8E15-3C2F6A9B0D84}
