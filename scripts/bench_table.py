@@ -37,6 +37,8 @@ TARGETS = [
     # of a single-thread liburing loop, submitted from a host thread and
     # from inside OnComplete (a continuation).
     ("engine", "file_randread_qd1", "liburing_raw", ">=", 0.8),
+    # The same with the file opted into IOCM_SKIP_COMPLETION_ON_SUCCESS.
+    ("engine", "file_randread_qd1", "iocm_sync", "liburing_raw", ">=", 0.8),
     ("engine", "echo_c1", "liburing_raw", ">=", 0.9),
     ("engine", "file_randread_qd1", "iocm_cont", "liburing_raw", ">=", 0.9),
     ("engine", "file_randread_qd16", "iocm_cont", "liburing_raw", ">=", 0.9),

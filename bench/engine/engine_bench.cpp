@@ -69,8 +69,13 @@ enum class engine_op { nop, file_read };
 /// the notifier frees each slot. Checks that every one completed once.
 /// Pumped: the same through a pumped engine, whose only thread is the host
 /// thread (it pumps while it waits for a slot): the single-thread ceiling.
+/// The benchmark's own flag beside iocm's: the file is opted into
+/// IOCM_SKIP_COMPLETION_ON_SUCCESS, so a read the kernel finishes at once
+/// answers S_OK on the host thread and no OnComplete follows.
+constexpr std::uint32_t skip_on_success = 1u << 31;
+
 /// Flags: IOCM_HANDOFF measures delivery on notifiers only, as before the
-/// pollers delivered inline.
+/// pollers delivered inline; skip_on_success, reads finished at once.
 void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op op, int depth = 0,
                      bool pumped = false, std::uint32_t flags = 0) {
   iocm_bench::cpu_meter cpu;
@@ -78,10 +83,21 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
   std::optional<engine_under_test> engine;
   std::optional<cached_file> file;
   try {
-    engine.emplace(256, backend, nullptr, flags | (pumped ? IOCM_PUMPED : 0));
+    engine.emplace(256, backend, nullptr, (flags & ~skip_on_success) | (pumped ? IOCM_PUMPED : 0));
     if (op == engine_op::file_read) {
       file.emplace();
       engine->bind(file->fd);
+      if ((flags & skip_on_success) != 0) {
+        void* p = nullptr;
+        if (engine->manager->QueryInterface(IID_IIocmHostIo2, &p) != S_OK)
+          throw std::runtime_error("iocm: no IIocmHostIo2");
+        auto* io2 = static_cast<IIocmHostIo2*>(p);
+        const HRESULT hr =
+            io2->SetCompletionModes(reinterpret_cast<HANDLE>(static_cast<intptr_t>(file->fd)),
+                                    IOCM_SKIP_COMPLETION_ON_SUCCESS);
+        io2->Release();
+        if (hr != S_OK) throw std::runtime_error("iocm: SetCompletionModes failed");
+      }
     }
   } catch (const std::exception& ex) {
     state.SkipWithError(ex.what());
@@ -110,7 +126,7 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
     // Spin, then yield: on a small machine the notifier may share our core.
     for (iocm::detail::backoff b; s.busy.load(std::memory_order_acquire);) b.pause();
   };
-  std::uint64_t submitted = 0;
+  std::uint64_t submitted = 0, at_once = 0;  // at_once: answered S_OK, no OnComplete
   const int per_iteration = op == engine_op::nop ? ops_per_iteration : reads_per_iteration;
   cpu.start();
   for (auto _ : state) {
@@ -128,6 +144,15 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
         s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh = static_cast<DWORD>(off >> 32);
         hr = e.io->Read(target, buffers.data() + k * read_bytes, read_bytes, &s.ov);
       }
+      if (hr == S_OK && (flags & skip_on_success) != 0) {
+        if (s.ov.InternalHigh != read_bytes) {
+          state.SkipWithError("a short read at once");
+          return;
+        }
+        ++at_once;
+        s.busy.store(false, std::memory_order_relaxed);
+        continue;
+      }
       if (hr != IOCM_E_IO_PENDING) {
         state.SkipWithError("operation refused");
         return;
@@ -136,9 +161,10 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
   }
   cpu.stop();
   for (auto& s : slots) wait_free(s);
-  if (e.runtime.completed.load() != submitted)
+  if (e.runtime.completed.load() + at_once != submitted)
     state.SkipWithError("completions lost or duplicated");
-  else if (op == engine_op::file_read && e.runtime.bytes.load() != submitted * read_bytes)
+  else if (op == engine_op::file_read &&
+           e.runtime.bytes.load() + at_once * read_bytes != submitted * read_bytes)
     state.SkipWithError("short or failed reads");
   cpu.report(state, static_cast<std::int64_t>(submitted));
 }
@@ -700,6 +726,9 @@ const bool registered_io = [] {
         true, 0u);
     add(scenario + "iocm_handoff", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd,
         false, std::uint32_t{IOCM_HANDOFF});
+    if (qd == 1)
+      add(scenario + "iocm_sync", engine_ops_iocm, IOCM_BACKEND_URING, engine_op::file_read, qd,
+          false, skip_on_success);
     add(scenario + "liburing_raw", file_randread_liburing_raw, qd);
     if (qd == 1) add(scenario + "pread", file_randread_pread);
   }
