@@ -23,6 +23,10 @@
 // - threaded: the engine's own poller and notifier threads, as a host sees
 //   them; one input may take different interleavings on different runs.
 //
+// Completing at once: the program may opt a handle into
+// IOCM_SKIP_COMPLETION_ON_SUCCESS; a transfer that then answers S_OK counts
+// as not accepted, so an OnComplete for it would be unexpected.
+//
 // Chains: the program may start a chain on one of a few slots of their
 // own: a Nop, a file Read or a socket Recv whose OnComplete submits the
 // same again, up to a budget the input sets, as a runtime's continuation
@@ -258,6 +262,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (manager->QueryInterface(IID_IIocmHostIo, &p) != S_OK) std::abort();
   auto* io = static_cast<IIocmHostIo*>(p);
   clr.io = io;
+  if (manager->QueryInterface(IID_IIocmHostIo2, &p) != S_OK) std::abort();
+  auto* io2 = static_cast<IIocmHostIo2*>(p);
   if (manager->SetCLRIoCompletionManager(&clr) != S_OK) std::abort();
   IIocmPump* pump = nullptr;
   if (clr.pumped) {
@@ -292,7 +298,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
 
   for (int steps = 0; in.more() && steps < 64; ++steps) {
-    const unsigned op = in.below(19);
+    const unsigned op = in.below(20);
     const unsigned k = in.below(slots + 1);
     const unsigned h = in.below(handle_count);
     const unsigned port_index = in.below(ports_max + 1);  // ports_max: the null port
@@ -368,6 +374,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             fail("a misaligned OVERLAPPED was accepted", static_cast<int>(k), 0, 0);
         }
         break;
+      case 18:
+        // Completing at once on a handle, or not (an answer of S_OK is a
+        // transfer done on this thread: no OnComplete may follow).
+        note(io2->SetCompletionModes(as_handle(handles[h]), in.below(3)));
+        break;
       case 17: {
         // A chain: a Nop or Read on the file, or a Recv on a socket.
         const auto kind = static_cast<runtime::chain_kind>(in.below(3));
@@ -395,6 +406,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Release closes every port (the default one too) and delivers every
   // operation still in flight, aborted; after it no OnComplete may run.
   io->Release();
+  io2->Release();
   if (pump != nullptr) pump->Release();
   manager->Release();
   static const bool print_trace = std::getenv("IOCM_FUZZ_TRACE") != nullptr;
