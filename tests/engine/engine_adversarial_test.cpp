@@ -283,7 +283,8 @@ TEST_CASE("a signal storm at every thread during stress: nothing lost, nothing t
     REQUIRE(f.manager->Bind(f.port, as_handle(s.a.fd)) == S_OK);
     REQUIRE(f.manager->Bind(f.port, as_handle(s.b.fd)) == S_OK);
     // Stress: posts, nops, and a stream of 1-KiB sends and receives.
-    constexpr int posts = 20000, chunks = 400, chunk = 1024;
+    // Enough work that it outlasts more than 100 signals on a fast engine.
+    constexpr int posts = 60000, chunks = 400, chunk = 1024;
     std::vector<test_overlapped> ovs(posts + 2 * chunks);
     op_ledger book(ovs.size());
     for (std::size_t i = 0; i < ovs.size(); ++i) {
