@@ -104,13 +104,18 @@ using namespace iocm_test;
 
 namespace {
 
-struct counting_runtime final : ICLRIoCompletionManager {
+/// A runtime that lives as long as its test (reference counting is a
+/// formality); each test's runtime adds OnComplete.
+struct runtime_stub : ICLRIoCompletionManager {
   HRESULT QueryInterface(const IID&, void** ppv) override {
     *ppv = nullptr;
     return E_NOINTERFACE;
   }
   ULONG AddRef() override { return 2; }
   ULONG Release() override { return 1; }
+};
+
+struct counting_runtime final : runtime_stub {
   HRESULT OnComplete(DWORD error, DWORD, void* ov) override {
     if (error != 0 && error != 7) bad.fetch_add(1, std::memory_order_relaxed);
     holder_of<slot>(ov)->busy.store(false, std::memory_order_release);
@@ -122,6 +127,22 @@ struct counting_runtime final : ICLRIoCompletionManager {
   };
   std::atomic<std::uint64_t> done{0}, bad{0};
 };
+
+constexpr std::size_t file_bytes = 1 << 16;
+
+/// A temporary file of file_bytes bytes, just written (so page-cached),
+/// bound to port; its descriptor.
+int bound_file(IHostIoCompletionManager& m, HANDLE port) {
+  char path[] = "/tmp/iocm-alloc-XXXXXX";
+  const int file = ::mkostemp(path, O_CLOEXEC);
+  REQUIRE(file >= 0);
+  ::unlink(path);
+  const std::vector<char> content(file_bytes, 'x');
+  REQUIRE(::pwrite(file, content.data(), content.size(), 0) ==
+          static_cast<ssize_t>(content.size()));
+  REQUIRE(m.Bind(port, as_handle(file)) == S_OK);
+  return file;
+}
 
 }  // namespace
 
@@ -156,14 +177,7 @@ TEST_CASE(
     };
     HANDLE port = nullptr;
     REQUIRE(m->CreateIoCompletionPort(&port) == S_OK);
-    char path[] = "/tmp/iocm-alloc-XXXXXX";
-    const int file = ::mkostemp(path, O_CLOEXEC);
-    REQUIRE(file >= 0);
-    ::unlink(path);
-    std::vector<char> content(1 << 16, 'x');
-    REQUIRE(::pwrite(file, content.data(), content.size(), 0) ==
-            static_cast<ssize_t>(content.size()));
-    REQUIRE(m->Bind(port, as_handle(file)) == S_OK);
+    const int file = bound_file(*m, port);
 
     constexpr int window = 64;
     std::vector<counting_runtime::slot> slots(window);
@@ -185,8 +199,7 @@ TEST_CASE(
             hr = io->Post(port, 7, 1, &s.ov);
             break;
           default:
-            s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset =
-                static_cast<DWORD>((i * 64) % content.size());
+            s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>((i * 64) % file_bytes);
             hr = io->Read(as_handle(file), &buffers[(i % window) * 64], 64, &s.ov);
             break;
         }
@@ -221,13 +234,7 @@ TEST_CASE(
     "make 0 heap allocations after warm-up") {
   // A continuation: what a runtime's async code mostly does. The poller's
   // thread delivers each read and takes the next straight into its ring.
-  struct chain_runtime final : ICLRIoCompletionManager {
-    HRESULT QueryInterface(const IID&, void** ppv) override {
-      *ppv = nullptr;
-      return E_NOINTERFACE;
-    }
-    ULONG AddRef() override { return 2; }
-    ULONG Release() override { return 1; }
+  struct chain_runtime final : runtime_stub {
     HRESULT OnComplete(DWORD error, DWORD bytes, void* ov) override {
       if (error != 0 || bytes != 64) bad.fetch_add(1, std::memory_order_relaxed);
       const std::uint64_t n = done.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -236,7 +243,7 @@ TEST_CASE(
         return S_OK;
       }
       auto* o = static_cast<OVERLAPPED*>(ov);
-      o->DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>((n * 64) % (1 << 16));
+      o->DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>((n * 64) % file_bytes);
       if (io->Read(file, buffer, 64, o) != IOCM_E_IO_PENDING) {
         bad.fetch_add(1, std::memory_order_relaxed);
         idle.store(true, std::memory_order_release);
@@ -255,14 +262,7 @@ TEST_CASE(
   REQUIRE(m->SetCLRIoCompletionManager(&rt) == S_OK);
   HANDLE port = nullptr;
   REQUIRE(m->CreateIoCompletionPort(&port) == S_OK);
-  char path[] = "/tmp/iocm-alloc-XXXXXX";
-  const int file = ::mkostemp(path, O_CLOEXEC);
-  REQUIRE(file >= 0);
-  ::unlink(path);
-  std::vector<char> content(1 << 16, 'x');
-  REQUIRE(::pwrite(file, content.data(), content.size(), 0) ==
-          static_cast<ssize_t>(content.size()));
-  REQUIRE(m->Bind(port, as_handle(file)) == S_OK);
+  const int file = bound_file(*m, port);
   rt.io = io.get();
   rt.file = as_handle(file);
   iocm::overlapped o;
