@@ -19,7 +19,8 @@ NAME = re.compile(r"^(?P<suite>[a-z_]+)/(?P<scenario>[a-z0-9_]+)/(?P<impl>[a-z0-
 LATENCY_SCENARIOS = {"pingpong": "ns/round trip", "single_thread": "ns/pair",
                      "post_latency": "ns p50, post -> OnComplete",
                      "plaintext_latency": "ns p50, wrk request -> reply",
-                     "plaintext_p99": "ns p99, wrk request -> reply"}
+                     "plaintext_p99": "ns p99, wrk request -> reply",
+                     "plaintext_cpu": "server CPU ns per request, user + system"}
 
 # The stated targets. (suite, scenario, peer, op, bound), or
 # (suite, scenario, subject, peer, op, bound) for a subject other than the
@@ -55,6 +56,8 @@ TARGETS = [
     ("net", "plaintext", "nginx", ">=", 1.2),
     ("net", "plaintext_pipelined", "nginx", ">=", 1.2),
     ("net", "plaintext_p99", "nginx", "<=", 1.0),
+    # The server's CPU time per request (user + system), without pipelining.
+    ("net", "plaintext_cpu", "nginx", "<=", 0.8),
     # On one node, sharding costs at most 5% against the single-shard queue.
     # Only where threads <= CPUs on a 2-CPU machine: the oversubscribed
     # scenarios spread over 3x between runs there and cannot resolve 5%.
@@ -80,6 +83,8 @@ def value_of(run, scenario):
     """The figure a run contributes: ns for latency scenarios, M items/s else."""
     if scenario == "plaintext_p99":
         return run["p99_ns"]
+    if scenario == "plaintext_cpu":
+        return run["cpu_ns"]
     if "p50_ns" in run:
         return run["p50_ns"]
     if scenario == "pingpong":
@@ -103,6 +108,7 @@ def load(path):
     runs, errors, by_round = {}, [], {}
     tails = {}  # key -> [(p50, p99, p999, max)] per repetition, for latency histograms
     cpu = {}  # key -> [the process's CPU ns per item] per repetition, where reported
+    split = {}  # key -> [(user ns, system ns)] per repetition, where reported
     for b in data["benchmarks"]:
         m = NAME.match(b.get("run_name", b.get("name", "")))
         if not m:
@@ -119,7 +125,9 @@ def load(path):
             tails.setdefault(key, []).append(tuple(b.get(p, float("nan")) for p in PERCENTILES))
         if "cpu_ns_per_item" in b:
             cpu.setdefault(key, []).append(b["cpu_ns_per_item"])
-    return data.get("context", {}), runs, tails, errors, by_round, cpu
+        if "user_ns" in b:  # a split: the plaintext server's user and system time
+            split.setdefault(key, []).append((b["user_ns"], b["sys_ns"]))
+    return data.get("context", {}), runs, tails, errors, by_round, cpu, split
 
 
 def paired_ratio(by_round, a, b):
@@ -135,7 +143,7 @@ def paired_ratio(by_round, a, b):
 def render(path, baseline="iocm"):
     """The tables of one results file, and what they hold:
     (markdown text, {"medians", "runs", "tails", "targets", "errors"})."""
-    context, runs, tails, errors, by_round, cpu = load(path)
+    context, runs, tails, errors, by_round, cpu, split = load(path)
     medians = {k: statistics.median(v) for k, v in runs.items()}
     scenarios = []
     for suite, scenario, _ in medians:
@@ -153,6 +161,9 @@ def render(path, baseline="iocm"):
         # benchmark reports it: threads that spin or sleep cost that much.
         with_cpu = any(k[:2] == (suite, scenario) for k in cpu)
         cpu_head, cpu_rule = (" CPU ns/item |", "---:|") if with_cpu else ("", "")
+        with_split = any(k[:2] == (suite, scenario) for k in split)
+        if with_split:
+            cpu_head, cpu_rule = " user ns | system ns |", "---:|---:|"
         lines.append(f"| impl | {unit} | min – max | {ratio_head} |{cpu_head}")
         lines.append("|---|---:|---:|---:|" + cpu_rule)
         impls = sorted((k[2] for k in medians if k[:2] == (suite, scenario)),
@@ -170,6 +181,10 @@ def render(path, baseline="iocm"):
             if with_cpu:
                 c = cpu.get((suite, scenario, impl))
                 row += f" {statistics.median(c):.0f} |" if c else " — |"
+            elif with_split:
+                sp = split.get((suite, scenario, impl))
+                row += (f" {statistics.median(u for u, _ in sp):.0f} |"
+                        f" {statistics.median(y for _, y in sp):.0f} |") if sp else " — | — |"
             lines.append(row)
 
     if tails:

@@ -275,6 +275,34 @@ def parse_wrk(text):
     return float(rps.group(1)), pct, errors.group(0) if errors else None
 
 
+def tree_cpu(pid):
+    """(user, system) CPU seconds of process pid and every descendant alive
+    now, every thread included (nginx's workers are its master's children)."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After the command's closing parenthesis: state, ppid, ..., utime
+        # (the 14th field of stat) at index 11, stime at 12.
+        procs[int(d)] = (int(fields[1]), int(fields[11]), int(fields[12]))
+    tick = os.sysconf("SC_CLK_TCK")
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _, _) in procs.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    user = sum(procs[p][1] for p in tree if p in procs) / tick
+    system = sum(procs[p][2] for p in tree if p in procs) / tick
+    return user, system
+
+
 def cpu_split(server_cpus):
     n = os.cpu_count() or 1
     if server_cpus:
@@ -342,7 +370,9 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
                            "--latency"] + extra + [f"http://127.0.0.1:{ports[s]}/"]
                     if extra:
                         cmd += ["--", "16"]
+                    before = tree_cpu(procs[s].pid)
                     r = subprocess.run(cmd, capture_output=True, text=True)
+                    after = tree_cpu(procs[s].pid)
                     with open(log, "a") as logf:
                         logf.write(f"$ {' '.join(cmd)}   # {s}\n{r.stdout}{r.stderr}")
                     progress.advance(f"{mode} {s}")
@@ -354,6 +384,16 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
                         errors.append(f"wrk {mode} {s}: {e}; see {log}")
                         continue
                     entries.append(entry(f"net/{mode}/{s}", rep, rps))
+                    if mode == "plaintext" and rps > 0:
+                        # The server's CPU time per request, all its threads
+                        # and processes: what each request costs the kernel
+                        # (system) and the server itself (user).
+                        requests = rps * seconds
+                        user, system = (a - b for a, b in zip(after, before))
+                        entries.append(entry(f"net/plaintext_cpu/{s}", rep, None,
+                                             cpu_ns=(user + system) * 1e9 / requests,
+                                             user_ns=user * 1e9 / requests,
+                                             sys_ns=system * 1e9 / requests))
                     if mode == "plaintext" and 99 in pct:
                         # wrk's latency is per request only without pipelining.
                         entries.append(entry(f"net/plaintext_p99/{s}", rep, None,

@@ -4,6 +4,8 @@
 // the threads at work.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <benchmark/benchmark.h>
 #include <pthread.h>
 #include <sched.h>
@@ -41,11 +43,26 @@ inline void pin_to(int cpu) {
 /// loop, stop() right after it, report() instead of SetItemsProcessed.
 class cpu_meter {
  public:
-  void start() noexcept { start_ = now(); }
-  void stop() noexcept { spent_ += now() - start_; }
+  void start() noexcept {
+    start_ = now();
+    split(user_start_, sys_start_);
+  }
+  void stop() noexcept {
+    spent_ += now() - start_;
+    double user, sys;
+    split(user, sys);
+    user_ += user - user_start_;
+    sys_ += sys - sys_start_;
+  }
+  /// cpu_ns_per_item (exact), and how it splits between user and system
+  /// time (user_ns_per_item, sys_ns_per_item: the kernel's split, sampled).
   void report(benchmark::State& state, std::int64_t items) {
     state.SetItemsProcessed(items);
-    if (items > 0) state.counters["cpu_ns_per_item"] = spent_ / static_cast<double>(items);
+    if (items <= 0) return;
+    const auto n = static_cast<double>(items);
+    state.counters["cpu_ns_per_item"] = spent_ / n;
+    state.counters["user_ns_per_item"] = user_ / n;
+    state.counters["sys_ns_per_item"] = sys_ / n;
   }
 
  private:
@@ -54,7 +71,14 @@ class cpu_meter {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
   }
+  static void split(double& user, double& sys) noexcept {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    user = static_cast<double>(u.ru_utime.tv_sec) * 1e9 + u.ru_utime.tv_usec * 1e3;
+    sys = static_cast<double>(u.ru_stime.tv_sec) * 1e9 + u.ru_stime.tv_usec * 1e3;
+  }
   double start_ = 0, spent_ = 0;
+  double user_start_ = 0, sys_start_ = 0, user_ = 0, sys_ = 0;
 };
 
 /// Waits without taking a core from the threads doing the work.
