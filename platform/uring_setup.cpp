@@ -77,7 +77,7 @@ bool uring_check_options(iocm_config& c, std::string& why) {
   // (COOP_TASKRUN waits for its next interrupt; docs/ENGINE.md).
   if (c.ring_setup == IOCM_RING_DEFER_TASKRUN)
     c.flags |= IOCM_HANDOFF;
-  else if ((c.flags & IOCM_HANDOFF) == 0)
+  else if (c.ring_setup == IOCM_RING_PROBE && (c.flags & IOCM_HANDOFF) == 0)
     c.ring_setup = IOCM_RING_PLAIN;
   return true;
 }

@@ -11,6 +11,8 @@
 //   3. Inside an OnComplete on the poller's thread, GetAvailableThreads
 //      counts that thread as busy; Cancel and Close from there return.
 //   4. IOCM_HANDOFF: no OnComplete runs on a poller's thread.
+//   5. io_uring setups: the probe takes the plain one, COOP_TASKRUN asked
+//      for is kept, DEFER_TASKRUN asked for is kept (with hand-off).
 #include <doctest/doctest.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -26,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "iocm/engine.h"
 #include "support/engine_fixture.h"
 #include "support/kernel_objects.h"
 
@@ -234,4 +237,23 @@ TEST_CASE("IOCM_HANDOFF: no OnComplete runs on a poller's thread") {
   f.settle();
   CHECK(on_poller.load() == 0);
   CHECK(f.runtime.count() == 200);
+}
+
+TEST_CASE("io_uring setups: the probe takes plain; COOP_TASKRUN and DEFER_TASKRUN are kept") {
+  struct ignore final : iocm::completion_handler {
+    void on_complete(std::uint32_t, std::uint32_t, OVERLAPPED*) noexcept override {}
+  } handler;
+  const std::pair<std::uint32_t, std::uint32_t> asked_used[] = {
+      {IOCM_RING_PROBE, IOCM_RING_PLAIN},
+      {IOCM_RING_PLAIN, IOCM_RING_PLAIN},
+      {IOCM_RING_COOP_TASKRUN, IOCM_RING_COOP_TASKRUN},
+      {IOCM_RING_DEFER_TASKRUN, IOCM_RING_DEFER_TASKRUN}};
+  for (const auto& [asked, used] : asked_used) {
+    CAPTURE(asked);
+    iocm_config c = one_poller();
+    c.ring_setup = asked;
+    iocm::engine e(handler, c);
+    if (e.stats().backend != IOCM_BACKEND_URING) return;  // the epoll run: no rings
+    CHECK(e.stats().ring_setup == used);
+  }
 }

@@ -74,11 +74,11 @@ struct engine_stats {
   std::uint32_t pollers;
   std::uint32_t ring_setup;  ///< the iocm_ring_setup the probe settled on
   std::uint32_t notifiers;   ///< notifier threads alive
-  std::uint32_t busy;        ///< notifiers inside on_complete
-  std::uint32_t parked;      ///< notifiers asleep
-  std::uint64_t wakeups;     ///< times a sleeping notifier was woken
-  std::uint32_t shards;      ///< completion queue shards: NUMA nodes with a poller
-  std::uint32_t backend;     ///< the iocm_backend in use (URING or EPOLL)
+  std::uint32_t busy;     ///< threads inside on_complete (notifiers, and pollers delivering inline)
+  std::uint32_t parked;   ///< notifiers asleep
+  std::uint64_t wakeups;  ///< times a sleeping notifier was woken
+  std::uint32_t shards;   ///< completion queue shards: NUMA nodes with a poller
+  std::uint32_t backend;  ///< the iocm_backend in use (URING or EPOLL)
 };
 
 using port_handle = hosting::HANDLE;
