@@ -157,15 +157,13 @@ class epoll_poller final : public threaded_poller {
 
   void loop() override {
     backoff full_wait;
-    completion held;
+    kept_record kept;
     for (;;) {
-      // Deliver where it landed: the first record made since the last look
-      // is delivered here, the rest go to the queue.
-      if (delivering_inline() && outbox_.waiting() <= inline_most && host_.a_notifier_sleeps() &&
-          outbox_.take_first(held)) {
-        const std::size_t quiet = outbox_.waiting();
+      // Deliver where it landed: a record made since the last look is
+      // delivered here (keep_for_here), the rest go to the queue.
+      if (keep_for_here(outbox_, kept)) {
         (void)outbox_.publish(host_, completions_, false);
-        deliver_here_then_queued(held, quiet);
+        deliver_kept(kept);
         worked();
         continue;
       }

@@ -28,6 +28,7 @@
 #include "iocm/detail/backoff.h"
 #include "os.h"
 #include "poller.h"
+#include "record_outbox.h"
 
 namespace iocm::detail {
 
@@ -89,7 +90,10 @@ class threaded_poller : public poller {
       moved = pump_pass();
       disown();
     }
-    return host_.deliver_one_queued(helper_) || moved;
+    completion queued;  // nested, as a notifier's wait delivers
+    if (!host_.take_queued(helper_, queued)) return moved;
+    host_.deliver(queued);
+    return true;
   }
   watch_state watch() noexcept final {
     const std::uint64_t seq = callbacks_.load(std::memory_order_acquire);
@@ -221,24 +225,40 @@ class threaded_poller : public poller {
         std::this_thread::yield();
     }
   }
-  /// deliver_here(record), then as many queued records as the poller queued
-  /// without waking a notifier (`quiet`, the rest of a small harvest),
-  /// unless a spinning notifier took them first. Whatever it leaves in the
-  /// queue (other records may have come first) gets a notifier woken: none
-  /// may wait for this thread.
-  void deliver_here_then_queued(const completion& record, std::size_t quiet) noexcept {
-    deliver_here(record);
-    completion next;
-    for (std::size_t i = 0; i < quiet && host_.take_queued(helper_, next); ++i) deliver_here(next);
-    if (quiet != 0) host_.wake_notifiers(shard_);
+  /// A record the poller's thread keeps to deliver itself, and how many
+  /// of the same harvest it queued without waking a notifier.
+  struct kept_record {
+    completion record;
+    std::size_t quiet = 0;
+  };
+  /// The inline-delivery rule, the same for both pollers: from a harvest
+  /// of at most inline_most records, while some notifier sleeps (handing
+  /// over would cost a wake-up), keep the first. True when it kept one: the
+  /// caller then publishes the rest without a wake-up and calls
+  /// deliver_kept. A bigger harvest is a burst, and with every notifier
+  /// awake a hand-off is free: everything goes to the notifiers, as before.
+  bool keep_for_here(record_outbox& out, kept_record& k) noexcept {
+    // Cheapest first: most passes make no record at all, and the count of
+    // sleeping notifiers is a line the notifiers write.
+    const std::size_t made = out.waiting();
+    if (made == 0 || made > inline_most || !delivers_inline() || !host_.a_notifier_sleeps() ||
+        !out.take_first(k.record))
+      return false;
+    k.quiet = out.waiting();
+    return true;
   }
-  /// The most records a harvest may make for the poller to deliver them
-  /// itself: one at once, the rest queued without waking a notifier and
-  /// taken back after. A bigger harvest is a burst: every record goes to
-  /// the notifiers, which share it while this thread harvests on.
+  /// deliver_here(k.record), then as many queued records as the poller
+  /// queued without waking a notifier, unless a spinning notifier took them
+  /// first. Whatever it leaves in the queue (other records may have come
+  /// first) gets a notifier woken: none may wait for this thread.
+  void deliver_kept(const kept_record& k) noexcept {
+    deliver_here(k.record);
+    completion next;
+    for (std::size_t i = 0; i < k.quiet && host_.take_queued(helper_, next); ++i)
+      deliver_here(next);
+    if (k.quiet != 0) host_.wake_notifiers(shard_);
+  }
   static constexpr std::size_t inline_most = 3;
-  /// With a record to deliver inline: whether this poller delivers itself.
-  bool delivering_inline() const noexcept { return delivered_ != nullptr; }
   /// From submit_direct, holding the token: an operation into the ring;
   /// false when there is no room for it now.
   virtual bool take_direct(inbox_item item) noexcept = 0;

@@ -109,18 +109,16 @@ class uring_poller final : public threaded_poller {
   bool defer_taskrun() const noexcept { return setup_used_ == IOCM_RING_DEFER_TASKRUN; }
 
   /// The inbox into the SQ, the CQ into the queue; true when anything moved.
-  /// With `held` (the poller's own thread, delivering inline), the first
-  /// record stays out of the queue, in *held, for the thread to deliver.
-  bool pass(completion* held = nullptr) {
+  /// With `kept` (the poller's own thread), a record may stay out of the
+  /// queue for the thread to deliver itself (keep_for_here); *kept_one
+  /// says whether one did.
+  bool pass(kept_record* kept = nullptr, bool* kept_one = nullptr) {
     if (!wake_armed_ && !stopping() && io_uring_sq_space_left(&ring_) != 0) arm_wake_read();
     bool progress = take_inbox() != 0;
     progress = harvest() != 0 || progress;
-    // A few records: deliver here (the first now, the rest once it returns).
-    // More: a burst, which the notifiers share while this thread harvests.
-    holding_ = held != nullptr && outbox_.waiting() <= inline_most && host_.a_notifier_sleeps() &&
-               outbox_.take_first(*held);
-    quiet_ = holding_ ? outbox_.waiting() : 0;
-    publish(!holding_);
+    const bool keep = kept != nullptr && keep_for_here(outbox_, *kept);
+    if (kept_one != nullptr) *kept_one = keep;
+    publish(!keep);
     return progress;
   }
 
@@ -160,15 +158,16 @@ class uring_poller final : public threaded_poller {
 
   void loop() override {
     backoff full_wait;
-    completion held;
+    kept_record kept;
     for (;;) {
-      const bool progress = pass(delivering_inline() ? &held : nullptr);
-      if (holding_) {
+      bool kept_one;
+      const bool progress = pass(&kept, &kept_one);
+      if (kept_one) {
         // Deliver where it landed: the kernel gets what the pass prepared
         // first, then OnComplete runs here; what it submits goes straight
         // into the SQ, and to the kernel with the next flush.
         flush();
-        deliver_here_then_queued(held, quiet_);
+        deliver_kept(kept);
         worked();
         flush();
         continue;
@@ -496,8 +495,6 @@ class uring_poller final : public threaded_poller {
   int event_fd_ = -1;
   unsigned inflight_ = 0;  // SQEs handed to the kernel whose CQE is not reaped
   bool lane_full_ = false;
-  bool holding_ = false;   // the last pass kept a record for inline delivery
-  std::size_t quiet_ = 0;  // and queued this many without waking a notifier
   bool wake_armed_ = false;
   std::uint64_t wake_buffer_ = 0;
   poller_request* acks_ = nullptr;  // Unbinds whose cancel is in the SQ, not yet submitted

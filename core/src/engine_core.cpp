@@ -302,11 +302,7 @@ bool engine_core::try_at_once(op_kind kind, const binding& b, int fd, void* buff
     return true;
   }
   op_state* op = state_of(ov);
-  std::uint64_t phase = op_state::idle;
-  if (!op->phase.compare_exchange_strong(phase, op_state::in_flight, std::memory_order_acquire)) {
-    *hr = HRESULT_FROM_WIN32(phase == op_state::in_flight ? ERROR_BUSY : ERROR_INVALID_PARAMETER);
-    return true;
-  }
+  if (*hr = op->claim(); FAILED(*hr)) return true;
   const bool out = kind == op_kind::write || kind == op_kind::send;
   const std::int32_t res = os::transfer_now(fd, b.kind, out, buffer, length, aux);
   if (os::would_wait(res)) {

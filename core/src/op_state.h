@@ -36,6 +36,19 @@ struct op_state {
   static constexpr std::uint64_t in_flight = mark | 2;
 
   std::atomic<std::uint64_t> phase{idle};
+
+  /// Moves the phase from idle to in flight: the OVERLAPPED is the engine's
+  /// from now on. S_OK; ERROR_BUSY when it is in flight already;
+  /// ERROR_INVALID_PARAMETER when InitializeHostOverlapped never ran on it.
+  hosting::HRESULT claim() noexcept {
+    std::uint64_t expected = idle;
+    // acquire: whatever the previous completion wrote is ours now.
+    if (phase.compare_exchange_strong(expected, in_flight, std::memory_order_acquire))
+      return hosting::S_OK;
+    return hosting::HRESULT_FROM_WIN32(expected == in_flight ? hosting::ERROR_BUSY
+                                                             : hosting::ERROR_INVALID_PARAMETER);
+  }
+
   op_kind kind = op_kind::nop;
   os::handle_kind handle = os::handle_kind::other;
   std::uint16_t port_slot = 0;

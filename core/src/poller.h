@@ -78,14 +78,6 @@ class poller_host {
   }
   /// OnComplete for `record` on the calling thread.
   void deliver(const completion& record) noexcept { delivery_.deliver(record); }
-  /// Delivers one queued record on the calling thread, nested (a wait
-  /// inside OnComplete that must make progress); false when none was queued.
-  bool deliver_one_queued(completion_queue::consumer_token& token) noexcept {
-    completion record;
-    if (!queue_.try_dequeue(token, record)) return false;
-    delivery_.deliver(record);
-    return true;
-  }
   /// Takes one queued record for the calling poller to deliver; false when
   /// none waits.
   bool take_queued(completion_queue::consumer_token& token, completion& record) noexcept {

@@ -118,14 +118,9 @@ class port_table {
       pend.fetch_sub(1, std::memory_order_release);
       return port_gone;
     }
-    std::uint64_t phase = op_state::idle;
-    // acquire: whatever the previous completion wrote is ours now.
-    if (!op.phase.compare_exchange_strong(phase, op_state::in_flight, std::memory_order_acquire)) {
-      pend.fetch_sub(1, std::memory_order_release);
-      return hosting::HRESULT_FROM_WIN32(
-          phase == op_state::in_flight ? hosting::ERROR_BUSY : hosting::ERROR_INVALID_PARAMETER);
-    }
-    return hosting::S_OK;
+    const hosting::HRESULT claimed = op.claim();
+    if (hosting::FAILED(claimed)) pend.fetch_sub(1, std::memory_order_release);
+    return claimed;
   }
   /// Undoes admit() when the operation could not be queued: the engine is
   /// saturated.
