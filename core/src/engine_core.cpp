@@ -265,8 +265,9 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   if (length > max_transfer) length = max_transfer;
   if (b.skip_on_success && kind != op_kind::nop && kind != op_kind::accept &&
       kind != op_kind::connect) {
-    HRESULT hr;
-    if (try_at_once(kind, b, fd, buffer, length, aux, ov, &hr)) return hr;
+    if (const HRESULT hr = try_at_once(kind, b.kind, b.port_slot, fd, buffer, length, aux, ov);
+        hr != IOCM_E_IO_PENDING)
+      return hr;
   }
   const std::uint64_t open_state = std::uint64_t{b.port_generation} << 2 | port_table::open_state;
   op_state* op = state_of(ov);
@@ -291,35 +292,31 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   return IOCM_E_IO_PENDING;
 }
 
-bool engine_core::try_at_once(op_kind kind, const binding& b, int fd, void* buffer,
-                              std::uint32_t length, std::uint64_t aux, OVERLAPPED* ov,
-                              HRESULT* hr) noexcept {
-  if (b.kind == os::handle_kind::other) return false;  // nothing to try it with
+HRESULT engine_core::try_at_once(op_kind kind, os::handle_kind handle, std::uint16_t port_slot,
+                                 int fd, void* buffer, std::uint32_t length, std::uint64_t aux,
+                                 OVERLAPPED* ov) noexcept {
+  if (handle == os::handle_kind::other) return IOCM_E_IO_PENDING;  // nothing to try it with
   // As a submission would be: refused on a closing port, and the OVERLAPPED
   // is ours (in flight) while the transfer runs.
-  if (!ports_.is_open(b.port_slot)) {
-    *hr = HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
-    return true;
-  }
+  if (!ports_.is_open(port_slot)) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
   op_state* op = state_of(ov);
-  if (*hr = op->claim(); FAILED(*hr)) return true;
+  if (const HRESULT claimed = op->claim(); FAILED(claimed)) return claimed;
   const bool out = kind == op_kind::write || kind == op_kind::send;
-  const std::int32_t res = os::transfer_now(fd, b.kind, out, buffer, length, aux);
+  const std::int32_t res = os::transfer_now(fd, handle, out, buffer, length, aux);
   if (os::would_wait(res)) {
     op->phase.store(op_state::idle, std::memory_order_release);
-    return false;
+    return IOCM_E_IO_PENDING;  // the poller takes it
   }
   // The record finish() makes, as the poller would have (end of file,
   // orderly close), given back here instead of delivered.
   op->kind = kind;
-  op->handle = b.kind;
+  op->handle = handle;
   op->length = length;
   const completion c = finish(ov, res);
   ov->Internal = c.error;
   ov->InternalHigh = c.bytes;
   op->phase.store(op_state::idle, std::memory_order_release);
-  *hr = c.error == 0 ? S_OK : HRESULT_FROM_WIN32(c.error);
-  return true;
+  return c.error == 0 ? S_OK : HRESULT_FROM_WIN32(c.error);
 }
 
 std::uint32_t engine_core::pollers_in_callback() const noexcept {

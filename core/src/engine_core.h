@@ -130,10 +130,11 @@ class engine_core final : engine_waits {
   }
   bool queue_request_waiting(poller& p, inbox_item item) noexcept;
   /// A handle with IOCM_SKIP_COMPLETION_ON_SUCCESS: tries the transfer on
-  /// this thread. True when it is done (*hr: S_OK or the refusal); false
-  /// when it would wait (the poller takes it).
-  bool try_at_once(op_kind kind, const binding& b, int fd, void* buffer, std::uint32_t length,
-                   std::uint64_t aux, OVERLAPPED* ov, HRESULT* hr) noexcept;
+  /// this thread. S_OK or the refusal when it is done; IOCM_E_IO_PENDING
+  /// when it would wait (the poller takes it, as without the mode).
+  HRESULT try_at_once(op_kind kind, os::handle_kind handle, std::uint16_t port_slot, int fd,
+                      void* buffer, std::uint32_t length, std::uint64_t aux,
+                      OVERLAPPED* ov) noexcept;
 
   /// The delivered-count row ids (port_table::deliverer): notifier slot i
   /// has row i; the pump has the one after them.
