@@ -250,6 +250,11 @@ class epoll_poller final : public threaded_poller {
       case inbox_cancel_all:
         r->answer(cancel_fd(r->fd));
         return;
+      case inbox_carry:
+        // Never made for this backend: it does not receive ahead, so its
+        // Unbinds carry no bytes.
+        delete reinterpret_cast<carried_bytes*>(item & ~inbox_tag_mask);
+        return;
       default:
         break;
     }

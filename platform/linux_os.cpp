@@ -41,6 +41,13 @@ std::int32_t transfer_now(int fd, handle_kind kind, bool out, void* buffer, std:
 
 bool would_wait(std::int32_t result) noexcept { return result == -EAGAIN || result == -EOPNOTSUPP; }
 
+std::uint64_t socket_cookie(int fd) noexcept {
+  std::uint64_t cookie = 0;
+  socklen_t size = sizeof cookie;
+  if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &size) != 0) return 0;
+  return cookie;
+}
+
 bool query_handle(int fd, handle_kind& kind) noexcept {
   struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0) return false;

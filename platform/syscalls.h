@@ -34,6 +34,9 @@ struct syscall_table {
   /// io_uring_peek_batch_cqe: the CQEs ready now (the CQ ring is the
   /// process's memory, so a test may rewrite their results).
   unsigned (*uring_peek)(io_uring* ring, io_uring_cqe** cqes, unsigned count);
+  /// io_uring_register_buf_ring (flags 0): a provided-buffer ring for the
+  /// ring's multishot receives. 0 or -errno.
+  int (*uring_register_buf_ring)(io_uring* ring, io_uring_buf_reg* reg);
 
   // --- epoll and the wake-up eventfd ---
   int (*epoll_create)();  // with EPOLL_CLOEXEC

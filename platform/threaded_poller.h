@@ -180,6 +180,8 @@ class threaded_poller : public poller {
     fault_enter_dropped,  // io_uring_enter: EBADR
     fault_enter_other,    // io_uring_enter: an error iocm does not expect
     fault_wait_other,     // epoll_wait: an error iocm does not expect
+    fault_receive_ahead,  // io_uring: no provided buffers or multishot receive here
+    fault_carry_nomem,    // no memory to keep bytes received ahead over an Unbind
   };
   /// Says `text` through the engine's log the first time `f` happens.
   void report_once(fault f, std::uint32_t level, const char* text) noexcept {

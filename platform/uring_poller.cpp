@@ -25,11 +25,14 @@
 //   it completes aborted) or it is a connect.
 #include <liburing.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <new>
 #include <thread>
 
@@ -57,7 +60,34 @@ constexpr std::uint64_t tag_cancel = 2;  // a cancel nobody waits for (Close)
 // (poller_request* | 4): Cancel's cancel of all on a descriptor; its answer
 constexpr std::uint64_t tag_answer_one = 3;
 constexpr std::uint64_t tag_answer_all = 4;
+constexpr std::uint64_t tag_receive = 5;  // (fd << 3 | 5): a socket's multishot receive
 constexpr unsigned harvest_batch = 64;
+
+// Receiving ahead (docs/ENGINE.md, "Receiving ahead"): each poller's
+// buffers, made at its first Recv on a socket in IOCM_RECEIVE_AHEAD mode.
+constexpr unsigned rx_buffer_bytes = 4096;
+constexpr unsigned rx_buffer_count = 1024;  // a power of 2, below 65535
+constexpr unsigned rx_socket_most = 8;      // buffers a socket fills with no Recv posted
+constexpr std::uint16_t rx_group = 0;       // the buffer group id
+
+/// What a poller keeps of one socket that receives ahead. Only the poller
+/// touches it (the thread that holds its token). Value-initialised: idle.
+struct socket_rx {
+  op_fifo recvs;                        // the host's Recvs waiting for bytes, in order
+  carried_bytes* carried = nullptr;     // bytes from before an Unbind: served first
+  poller_request* unbinding = nullptr;  // an Unbind waiting for the receive to end
+  std::int32_t end = 0;                 // what ended the stream (0: orderly close; -errno)
+  std::int32_t rearm_next = 0;          // the list of sockets to restart (fd + 1; 0: last)
+  std::uint32_t offset = 0;             // bytes of the first buffer already served
+  std::uint16_t first = 0, last = 0;    // the buffers holding bytes, oldest first (id + 1)
+  std::uint16_t held = 0;               // how many
+  bool armed = false;     // a multishot receive is in the kernel
+  bool stopping = false;  // its cancel is on its way
+  bool has_end = false;   // `end` waits for a Recv, after the bytes
+  bool discard = false;   // its port is closing: what still arrives is dropped
+  bool single = false;    // a Recv given to the kernel alone (recv_single) is in flight
+  bool rearm_queued = false;
+};
 
 /// This backend's fields of an operation (op_state::scratch).
 struct op_fields {
@@ -80,6 +110,12 @@ class uring_poller final : public threaded_poller {
     stop_if_running();
     if (ring_ready_) io_uring_queue_exit(&ring_);
     if (event_fd_ >= 0) ::close(event_fd_);
+    if (rx_ring_ != nullptr) ::munmap(rx_ring_, rx_ring_bytes());
+    if (rx_memory_ != nullptr) ::munmap(rx_memory_, std::size_t{rx_buffer_count} * rx_buffer_bytes);
+    rx_.for_each(0, [](int, socket_rx& rx) {
+      delete rx.carried;
+      return true;
+    });
   }
 
   std::uint32_t ring_setup() const noexcept override { return setup_used_; }
@@ -87,9 +123,10 @@ class uring_poller final : public threaded_poller {
 
   /// The descriptor's cancel count, made here where running out of memory
   /// is still an HRESULT for Bind.
-  hosting::HRESULT prepare_handle(int fd, binding&) noexcept override {
+  hosting::HRESULT prepare_handle(int fd, binding& b) noexcept override {
     try {
       (void)cancels_.reserve(fd);
+      if (b.kind == os::handle_kind::socket) (void)rx_.reserve(fd);
     } catch (const std::bad_alloc&) {
       return E_OUTOFMEMORY;
     }
@@ -173,7 +210,7 @@ class uring_poller final : public threaded_poller {
         continue;
       }
       if (stopping() && inflight_ == (wake_armed_ ? 1u : 0u) && waiting_.empty() &&
-          outbox_.empty() && inbox_.empty())
+          rearm_head_ == 0 && outbox_.empty() && inbox_.empty())
         break;
       if (lane_full_) {
         // Backpressure: notifiers must drain our lane first. Keep the kernel
@@ -279,6 +316,17 @@ class uring_poller final : public threaded_poller {
   unsigned take_inbox() {
     unsigned sqes = io_uring_sq_space_left(&ring_);
     unsigned handled = 0;
+    while (rearm_head_ != 0 && sqes != 0) {
+      const int fd = rearm_head_ - 1;
+      socket_rx& rx = *rx_.find(fd);
+      rearm_head_ = rx.rearm_next;
+      rx.rearm_next = 0;
+      rx.rearm_queued = false;
+      if (rx.armed || rx.single || rx.unbinding != nullptr || rx.recvs.empty()) continue;
+      start_receiving(fd, rx);
+      --sqes;
+      ++handled;
+    }
     while (!waiting_.empty() && sqes != 0) {
       prepare_operation(*waiting_.pop());
       --sqes;
@@ -332,7 +380,14 @@ class uring_poller final : public threaded_poller {
     sqe->user_data = user_data;
     ++inflight_;
     count_cancel(fd);
-    return abort_waiting_on(fd);
+    std::uint32_t n = abort_waiting_on(fd);
+    if (socket_rx* rx = rx_.find(fd)) {
+      while (!rx->recvs.empty()) {
+        abort(*rx->recvs.pop());
+        ++n;
+      }
+    }
+    return n;
   }
 
   /// Cancel of one operation: its OVERLAPPED's address is only a key, for
@@ -340,9 +395,11 @@ class uring_poller final : public threaded_poller {
   void cancel_one(poller_request& r) noexcept {
     count_cancel(r.fd);
     const void* key = r.key;
-    const std::size_t here =
-        waiting_.remove_if([key](op_state& op) { return overlapped_of(&op) == key; },
-                           [this](op_state* op) { abort(*op); });
+    const auto is_key = [key](op_state& op) { return overlapped_of(&op) == key; };
+    const auto aborted = [this](op_state* op) { abort(*op); };
+    std::size_t here = waiting_.remove_if(is_key, aborted);
+    if (socket_rx* rx = rx_.find(r.fd); here == 0 && rx != nullptr)
+      here = rx->recvs.remove_if(is_key, aborted);
     if (here != 0) {
       r.answer(1);
       return;
@@ -360,23 +417,346 @@ class uring_poller final : public threaded_poller {
       case inbox_cancel_one:
         cancel_one(*r);
         return;
-      case inbox_cancel_fd:
-        (void)cancel_all_on(static_cast<int>(item >> 3), tag_cancel);
+      case inbox_cancel_fd: {
+        // Close: the port's sockets are done with; bytes received ahead go.
+        const int fd = static_cast<int>(item >> 3);
+        (void)cancel_all_on(fd, tag_cancel);
+        if (socket_rx* rx = rx_.find(fd)) drop_received(*rx);
         return;
-      case inbox_unbind:
+      }
+      case inbox_unbind: {
         // The kernel looks fd up when it gets the SQE: Unbind waits until
-        // then (acks are given once the SQ is submitted).
+        // then (acks are given once the SQ is submitted). A socket that
+        // receives ahead: until its receive has ended, and what it received
+        // goes with the answer (carried_bytes).
         (void)cancel_all_on(r->fd, tag_cancel);
+        socket_rx* rx = rx_.find(r->fd);
+        if (rx != nullptr && (rx->armed || rx->single)) {
+          rx->unbinding = r;
+          return;
+        }
+        if (rx != nullptr) carry_received(*rx, *r);
         r->next = acks_;
         acks_ = r;
         return;
-      case inbox_cancel_all:
+      }
+      case inbox_cancel_all: {
+        socket_rx* rx = rx_.find(r->fd);
+        r->own = rx != nullptr && (rx->armed || rx->single) ? 1 : 0;
         r->found = cancel_all_on(r->fd, reinterpret_cast<std::uint64_t>(r) | tag_answer_all);
         return;
-      default:
-        prepare_operation(*state_of(reinterpret_cast<OVERLAPPED*>(item)));
+      }
+      case inbox_carry: {
+        auto* c = reinterpret_cast<carried_bytes*>(item & ~inbox_tag_mask);
+        socket_rx& rx = *rx_.find(c->fd);  // made by prepare_handle, before this was queued
+        delete rx.carried;                  // (none: an Unbind took it)
+        rx.carried = c;
         return;
+      }
+      default: {
+        op_state& op = *state_of(reinterpret_cast<OVERLAPPED*>(item));
+        if (op.kind == op_kind::recv) {
+          socket_rx* rx = rx_.find(op.fd);
+          if (rx != nullptr && ((op.aux & recv_ahead) != 0 || receiving(*rx))) {
+            take_recv(op, *rx);
+            return;
+          }
+        }
+        prepare_operation(op);
+        return;
+      }
     }
+  }
+
+  // --- Receiving ahead (docs/ENGINE.md, "Receiving ahead"). A socket in
+  // --- IOCM_RECEIVE_AHEAD mode has one multishot receive in the kernel that
+  // --- fills this poller's buffers; the host's Recvs wait here and are
+  // --- served from them, in order. Every step uses at most one SQE.
+
+  /// True while the socket has anything of receiving ahead going: a Recv of
+  /// a socket that left the mode still goes through here until it is over.
+  static bool receiving(const socket_rx& rx) noexcept {
+    return rx.armed || rx.single || rx.first != 0 || rx.carried != nullptr || !rx.recvs.empty() ||
+           rx.has_end;
+  }
+
+  void take_recv(op_state& op, socket_rx& rx) noexcept {
+    if (!host_.port_open(op.port_slot)) {
+      prepare_operation(op);  // completes aborted, as every operation does then
+      return;
+    }
+    rx.recvs.push(&op);
+    serve(rx);
+    if (rx.recvs.empty()) return;
+    if (!rx.armed && !rx.single) {
+      start_receiving(op.fd, rx);
+    } else if (rx.armed && !rx.stopping && (rx.recvs.head->aux & recv_ahead) == 0) {
+      stop_receiving(op.fd, rx);  // the host turned the mode off
+    }
+  }
+
+  /// Gives the waiting Recvs what the socket holds, oldest first: bytes
+  /// carried over an Unbind, then the buffers, then how the stream ended.
+  void serve(socket_rx& rx) noexcept {
+    while (!rx.recvs.empty()) {
+      op_state& op = *rx.recvs.head;
+      std::int32_t res = 0;
+      if (op.length != 0) {
+        if (rx.carried != nullptr || rx.first != 0) {
+          res = static_cast<std::int32_t>(copy_out(rx, static_cast<std::byte*>(op.buffer), op.length));
+        } else if (rx.has_end) {
+          res = rx.end;  // once: a later Recv asks the kernel again
+          rx.has_end = false;
+        } else {
+          return;
+        }
+      }
+      rx.recvs.pop();
+      outbox_.add(op, finish(overlapped_of(&op), res));
+    }
+  }
+
+  std::uint32_t copy_out(socket_rx& rx, std::byte* to, std::uint32_t length) noexcept {
+    std::uint32_t n = 0;
+    if (carried_bytes* c = rx.carried) {
+      const std::size_t k = std::min<std::size_t>(length, c->bytes.size() - c->taken);
+      std::memcpy(to, c->bytes.data() + c->taken, k);
+      c->taken += k;
+      n = static_cast<std::uint32_t>(k);
+      if (c->taken == c->bytes.size()) {
+        delete c;
+        rx.carried = nullptr;
+      }
+    }
+    while (n < length && rx.first != 0) {
+      const unsigned id = rx.first - 1u;
+      const std::uint32_t k = std::min(length - n, rx_bytes_[id] - rx.offset);
+      std::memcpy(to + n, rx_buffer(id) + rx.offset, k);
+      n += k;
+      rx.offset += k;
+      if (rx.offset == rx_bytes_[id]) pop_buffer(rx);
+    }
+    return n;
+  }
+
+  /// The socket's first buffer is spent: back to the kernel.
+  void pop_buffer(socket_rx& rx) noexcept {
+    const unsigned id = rx.first - 1u;
+    rx.first = rx_next_[id];
+    if (rx.first == 0) rx.last = 0;
+    rx.offset = 0;
+    --rx.held;
+    give_back(id);
+  }
+
+  /// The head Recv needs the kernel: a multishot receive for a socket in
+  /// the mode while buffers are left, else the Recv alone into the host's
+  /// buffer (as without the mode). Room for one SQE was checked.
+  void start_receiving(int fd, socket_rx& rx) noexcept {
+    while (!rx.recvs.empty()) {
+      op_state& head = *rx.recvs.head;
+      if (!host_.port_open(head.port_slot)) {
+        abort(*rx.recvs.pop());
+        continue;
+      }
+      if ((head.aux & recv_ahead) != 0 && rx_pool_ready() && rx_in_kernel_ != 0) {
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = rx_group;
+        sqe->user_data = static_cast<std::uint64_t>(fd) << 3 | tag_receive;
+        ++inflight_;
+        rx.armed = true;
+        return;
+      }
+      rx.recvs.pop();
+      head.aux |= recv_single;
+      rx.single = true;
+      prepare_operation(head);
+      return;
+    }
+  }
+
+  /// Cancels the socket's multishot receive (it holds enough with no Recv
+  /// posted, or the mode was turned off). Room for one SQE was checked.
+  void stop_receiving(int fd, socket_rx& rx) noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_cancel64(sqe, static_cast<std::uint64_t>(fd) << 3 | tag_receive, 0);
+    sqe->user_data = tag_cancel;
+    ++inflight_;
+    rx.stopping = true;
+  }
+
+  /// A CQE of fd's multishot receive.
+  void received(int fd, std::int32_t res, std::uint32_t flags) noexcept {
+    socket_rx& rx = *rx_.find(fd);
+    const bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (more) ++inflight_;  // harvest counts every CQE; only the last ends the request
+    if ((flags & IORING_CQE_F_BUFFER) != 0) {
+      --rx_in_kernel_;
+      const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+      if (res > 0 && !rx.discard) {
+        rx_works_ = true;
+        rx_bytes_[id] = static_cast<std::uint32_t>(res);
+        rx_next_[id] = 0;
+        (rx.last != 0 ? rx_next_[rx.last - 1u] : rx.first) = static_cast<std::uint16_t>(id + 1);
+        rx.last = static_cast<std::uint16_t>(id + 1);
+        ++rx.held;
+      } else {
+        give_back(id);
+      }
+    }
+    if (!more) {
+      rx.armed = false;
+      rx.stopping = false;
+      rx.discard = false;
+      if (res == -EINVAL && !rx_works_) {
+        // A kernel without multishot receive (before 6.0): Recvs go to it
+        // one by one from now on.
+        rx_state_ = rx_pool_state::refused;
+        report_once(fault_receive_ahead, IOCM_LOG_INFO,
+                    "this kernel has no multishot receive; IOCM_RECEIVE_AHEAD sockets receive "
+                    "one Recv at a time");
+      } else if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED && res != -EINTR)) {
+        rx.has_end = true;  // an orderly close or an error, after the bytes before it
+        rx.end = res;
+      }
+    }
+    serve(rx);
+    if (!more) {
+      receiving_ended(fd, rx);
+    } else if (rx.recvs.empty() && rx.held >= rx_socket_most && !rx.stopping &&
+               io_uring_sq_space_left(&ring_) != 0) {
+      stop_receiving(fd, rx);  // enough kept for a host that is not reading
+    }
+  }
+
+  /// Nothing of fd's receiving is in the kernel any more: an Unbind waiting
+  /// for that takes the bytes; Recvs still waiting start it again.
+  void receiving_ended(int fd, socket_rx& rx) noexcept {
+    if (rx.armed || rx.single) return;
+    if (poller_request* r = rx.unbinding) {
+      rx.unbinding = nullptr;
+      carry_received(rx, *r);
+      if (io_uring_sq_ready(&ring_) == 0) {
+        r->answer(0);  // its cancel went to the kernel before this CQE came
+      } else {
+        r->next = acks_;
+        acks_ = r;
+      }
+      return;
+    }
+    if (rx.recvs.empty()) return;
+    if (io_uring_sq_space_left(&ring_) != 0) {
+      start_receiving(fd, rx);
+    } else if (!rx.rearm_queued) {  // the next pass, when the SQ has room
+      rx.rearm_queued = true;
+      rx.rearm_next = 0;
+      if (rearm_head_ == 0)
+        rearm_head_ = fd + 1;
+      else
+        rx_.find(rearm_tail_ - 1)->rearm_next = fd + 1;
+      rearm_tail_ = fd + 1;
+    }
+  }
+
+  /// A Recv given to the kernel alone (recv_single) has its CQE.
+  void single_done(op_state& op, std::int32_t res) noexcept {
+    op.aux &= ~recv_single;
+    socket_rx& rx = *rx_.find(op.fd);
+    rx.single = false;
+    if (to_retry(op, res)) {
+      rx.recvs.push_front(&op);  // interrupted: first again
+    } else {
+      if (res == -EINTR) op.kind = op_kind::aborted;
+      outbox_.add(op, finish(overlapped_of(&op), res));
+    }
+    receiving_ended(op.fd, rx);
+  }
+
+  /// Unbind: the bytes no Recv took go with the request, for a later Bind.
+  void carry_received(socket_rx& rx, poller_request& r) noexcept {
+    rx.has_end = false;  // the kernel says it again to a later Recv
+    if (rx.carried == nullptr && rx.first == 0) return;
+    std::unique_ptr<carried_bytes> c(new (std::nothrow) carried_bytes);
+    try {
+      if (c != nullptr && rx.carried != nullptr)
+        c->bytes.append(rx.carried->bytes, rx.carried->taken);
+      for (unsigned id = rx.first; c != nullptr && id != 0; id = rx_next_[id - 1u]) {
+        const std::uint32_t from = id == rx.first ? rx.offset : 0;
+        c->bytes.append(reinterpret_cast<const char*>(rx_buffer(id - 1u)) + from,
+                        rx_bytes_[id - 1u] - from);
+      }
+    } catch (const std::bad_alloc&) {
+      c.reset();
+    }
+    if (c == nullptr)
+      report_once(fault_carry_nomem, IOCM_LOG_ERROR,
+                  "Unbind: no memory to keep the bytes received ahead on a socket; they are lost");
+    r.carried = std::move(c);
+    drop_received(rx);
+  }
+
+  /// Gives every buffer of the socket back, forgets carried bytes and the
+  /// end; what its receive still brings is dropped too.
+  void drop_received(socket_rx& rx) noexcept {
+    while (rx.first != 0) pop_buffer(rx);
+    delete rx.carried;
+    rx.carried = nullptr;
+    rx.has_end = false;
+    if (rx.armed) rx.discard = true;
+  }
+
+  // --- The poller's buffers: a provided-buffer ring (group rx_group).
+  enum class rx_pool_state : std::uint8_t { unmade, ready, refused };
+  static std::size_t rx_ring_bytes() noexcept {
+    return std::size_t{rx_buffer_count} * sizeof(io_uring_buf);
+  }
+  std::byte* rx_buffer(unsigned id) const noexcept {
+    return rx_memory_ + std::size_t{id} * rx_buffer_bytes;
+  }
+  void give_back(unsigned id) noexcept {
+    io_uring_buf_ring_add(rx_ring_, rx_buffer(id), rx_buffer_bytes, static_cast<unsigned short>(id),
+                          io_uring_buf_ring_mask(rx_buffer_count), 0);
+    io_uring_buf_ring_advance(rx_ring_, 1);
+    ++rx_in_kernel_;
+  }
+
+  /// Makes and registers the buffers at the first use; false when the
+  /// kernel refuses them (said once; Recvs then go one by one).
+  bool rx_pool_ready() noexcept {
+    if (rx_state_ != rx_pool_state::unmade) return rx_state_ == rx_pool_state::ready;
+    rx_state_ = rx_pool_state::refused;
+    void* ring = ::mmap(nullptr, rx_ring_bytes(), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* memory = ::mmap(nullptr, std::size_t{rx_buffer_count} * rx_buffer_bytes,
+                          PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int r = -ENOMEM;
+    if (ring != MAP_FAILED && memory != MAP_FAILED) {
+      io_uring_buf_reg reg{};
+      reg.ring_addr = reinterpret_cast<std::uint64_t>(ring);
+      reg.ring_entries = rx_buffer_count;
+      reg.bgid = rx_group;
+      r = sys_.uring_register_buf_ring(&ring_, &reg);
+    }
+    if (r < 0) {
+      if (ring != MAP_FAILED) ::munmap(ring, rx_ring_bytes());
+      if (memory != MAP_FAILED) ::munmap(memory, std::size_t{rx_buffer_count} * rx_buffer_bytes);
+      const char* name = ::strerrorname_np(-r);
+      char line[200];
+      std::snprintf(line, sizeof line,
+                    "no receiving ahead: io_uring_register_buf_ring failed (%s); "
+                    "IOCM_RECEIVE_AHEAD sockets receive one Recv at a time",
+                    name != nullptr ? name : "?");
+      report_once(fault_receive_ahead, IOCM_LOG_INFO, line);
+      return false;
+    }
+    rx_ring_ = static_cast<io_uring_buf_ring*>(ring);
+    rx_memory_ = static_cast<std::byte*>(memory);
+    io_uring_buf_ring_init(rx_ring_);
+    for (unsigned id = 0; id < rx_buffer_count; ++id) give_back(id);
+    rx_state_ = rx_pool_state::ready;
+    return true;
   }
 
   void prepare_operation(op_state& op) noexcept {
@@ -435,13 +815,13 @@ class uring_poller final : public threaded_poller {
   unsigned harvest() noexcept {
     io_uring_cqe* cqes[harvest_batch];
     const unsigned n = sys_.uring_peek(&ring_, cqes, harvest_batch);
-    for (unsigned i = 0; i < n; ++i) reap(cqes[i]->user_data, cqes[i]->res);
+    for (unsigned i = 0; i < n; ++i) reap(cqes[i]->user_data, cqes[i]->res, cqes[i]->flags);
     io_uring_cq_advance(&ring_, n);
     inflight_ -= n;
     return n;
   }
 
-  void reap(std::uint64_t user_data, std::int32_t res) noexcept {
+  void reap(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept {
     auto* r = reinterpret_cast<poller_request*>(user_data & ~tag_mask);
     switch (user_data & tag_mask) {
       case tag_wake:
@@ -454,14 +834,24 @@ class uring_poller final : public threaded_poller {
         // the kernel decides); -ENOENT: not in flight here.
         r->answer(res == 0 || res == -EALREADY ? 1 : 0);
         return;
-      case tag_answer_all:
-        r->answer(r->found + (res > 0 ? static_cast<std::uint32_t>(res) : 0));
+      case tag_answer_all: {
+        // The kernel counts the socket's own receive among what it cancelled.
+        const std::uint32_t kernel = res > 0 ? static_cast<std::uint32_t>(res) : 0;
+        r->answer(r->found + (kernel > r->own ? kernel - r->own : 0));
+        return;
+      }
+      case tag_receive:
+        received(static_cast<int>(user_data >> 3), res, flags);
         return;
       default:
         break;
     }
     auto* ov = reinterpret_cast<OVERLAPPED*>(user_data);
     op_state& op = *state_of(ov);
+    if (op.kind == op_kind::recv && (op.aux & recv_single) != 0) {
+      single_done(op, res);
+      return;
+    }
     if (to_retry(op, res)) {
       waiting_.push(&op);
       return;
@@ -504,6 +894,18 @@ class uring_poller final : public threaded_poller {
   // Operations to submit again (their CQE said -EINTR), in order, through
   // op_state::next.
   op_fifo waiting_;
+  // Receiving ahead: each socket's state (entries made at Bind), the
+  // sockets whose receive waits for SQ room to start again (fd + 1), and
+  // the buffers, with each one's byte count and the next of its socket.
+  fd_table<socket_rx> rx_;
+  int rearm_head_ = 0, rearm_tail_ = 0;
+  rx_pool_state rx_state_ = rx_pool_state::unmade;
+  bool rx_works_ = false;  // a multishot receive has brought bytes here
+  io_uring_buf_ring* rx_ring_ = nullptr;
+  std::byte* rx_memory_ = nullptr;
+  unsigned rx_in_kernel_ = 0;  // buffers the kernel may fill now
+  std::uint32_t rx_bytes_[rx_buffer_count]{};
+  std::uint16_t rx_next_[rx_buffer_count]{};
   record_outbox outbox_;  // records not yet in the lane
 };
 

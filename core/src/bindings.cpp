@@ -2,6 +2,7 @@
 #include "bindings.h"
 
 #include <new>
+#include <thread>
 
 #include "os.h"
 
@@ -39,6 +40,7 @@ HRESULT bindings::bind(HANDLE port, HANDLE handle) noexcept {
     // epoll: the descriptor becomes non-blocking and joins the poller's
     // epoll set here, before any operation on it can be submitted.
     if (const HRESULT hr = pollers_[b.poller]->prepare_handle(fd, b); FAILED(hr)) return hr;
+    if (const HRESULT hr = hand_carried_locked(fd, *pollers_[b.poller]); FAILED(hr)) return hr;
     entry.store(binding::pack(b), std::memory_order_release);  // pairs with lookup()
   } catch (const std::bad_alloc&) {
     return E_OUTOFMEMORY;
@@ -78,10 +80,42 @@ HRESULT bindings::unbind(HANDLE handle) noexcept {
   // from inside OnComplete this thread delivers meanwhile (the poller may
   // wait for room in the queue).
   waits_.wait_delivering([&] { return request.answered(); });
-  if (b.made_nonblocking) {
+  if (b.made_nonblocking || request.carried != nullptr) {
     std::lock_guard lock(ports_.mutex());
-    restore_blocking_locked(fd);
+    if (b.made_nonblocking) restore_blocking_locked(fd);
+    if (request.carried != nullptr) keep_carried_locked(fd, std::move(request.carried));
   }
+  return S_OK;
+}
+
+void bindings::keep_carried_locked(int fd, std::unique_ptr<carried_bytes> carried) noexcept {
+  carried->fd = fd;
+  carried->cookie = os::socket_cookie(fd);
+  try {
+    carried_.insert_or_assign(fd, std::move(carried));
+  } catch (const std::bad_alloc&) {
+    log_.say(IOCM_LOG_ERROR,
+             "Unbind: no memory to keep the bytes received ahead on a socket; they are lost");
+  }
+}
+
+HRESULT bindings::hand_carried_locked(int fd, poller& p) noexcept {
+  if (carried_.empty()) return S_OK;
+  const auto it = carried_.find(fd);
+  if (it == carried_.end()) return S_OK;
+  // Another socket under the same number: the bytes were the old one's,
+  // whose host closed it without binding it again.
+  if (it->second->cookie == 0 || it->second->cookie != os::socket_cookie(fd)) {
+    carried_.erase(it);
+    return S_OK;
+  }
+  // Queued before the binding is published, so before any Recv on fd.
+  const auto item = reinterpret_cast<inbox_item>(it->second.get()) | inbox_carry;
+  for (int i = 0; !p.submit(item); ++i)
+    if (i == full_inbox_retries) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
+    else std::this_thread::yield();
+  (void)it->second.release();  // the poller's now
+  carried_.erase(it);
   return S_OK;
 }
 
@@ -128,7 +162,8 @@ void bindings::unbind_port(std::uint16_t slot, std::vector<int>& made_nonblockin
 }
 
 HRESULT bindings::set_completion_modes(HANDLE handle, DWORD modes) noexcept {
-  if ((modes & ~DWORD{IOCM_SKIP_COMPLETION_ON_SUCCESS}) != 0) return E_INVALIDARG;
+  if ((modes & ~DWORD{IOCM_SKIP_COMPLETION_ON_SUCCESS | IOCM_RECEIVE_AHEAD}) != 0)
+    return E_INVALIDARG;
   const int fd = fd_of(handle);
   // Under the lock Bind and Unbind take: the binding cannot change meanwhile.
   std::lock_guard lock(ports_.mutex());
@@ -136,6 +171,8 @@ HRESULT bindings::set_completion_modes(HANDLE handle, DWORD modes) noexcept {
   if (word == 0) return HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
   binding b = binding::unpack(word);
   b.skip_on_success = (modes & IOCM_SKIP_COMPLETION_ON_SUCCESS) != 0;
+  // Other handles have nothing to receive ahead: the mode does nothing there.
+  b.receive_ahead = (modes & IOCM_RECEIVE_AHEAD) != 0 && b.kind == os::handle_kind::socket;
   // Release pairs with lookup's acquire, as Bind's store does.
   handles_.slot(fd).store(binding::pack(b), std::memory_order_release);
   return S_OK;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "engine_waits.h"
@@ -21,8 +22,8 @@ namespace iocm::detail {
 class bindings {
  public:
   bindings(port_table& ports, const std::vector<std::unique_ptr<poller>>& pollers,
-           engine_waits& waits) noexcept
-      : ports_(ports), pollers_(pollers), waits_(waits) {}
+           engine_waits& waits, log_sink log) noexcept
+      : ports_(ports), pollers_(pollers), waits_(waits), log_(log) {}
   bindings(const bindings&) = delete;
   bindings& operator=(const bindings&) = delete;
 
@@ -56,11 +57,21 @@ class bindings {
   void restore_blocking_locked(int fd) noexcept;
 
  private:
+  /// Keeps what an Unbind's poller received ahead on fd for a later Bind.
+  void keep_carried_locked(int fd, std::unique_ptr<carried_bytes> carried) noexcept;
+  /// Bind of fd to poller p: bytes kept for this socket go to p first.
+  hosting::HRESULT hand_carried_locked(int fd, poller& p) noexcept;
+
   port_table& ports_;
   const std::vector<std::unique_ptr<poller>>& pollers_;
   engine_waits& waits_;
+  const log_sink log_;
   handle_table handles_;
   hosting::HANDLE default_port_ = nullptr;     // ports' mutex
+  // Bytes received ahead on sockets that were unbound, by descriptor
+  // (ports' mutex): the next Bind of the same socket hands them to its
+  // poller; a Bind of another socket with that number drops them.
+  std::unordered_map<int, std::unique_ptr<carried_bytes>> carried_;
   std::atomic<std::uint32_t> next_poller_{0};  // Bind spreads handles round-robin
 };
 

@@ -74,7 +74,7 @@ engine_core::engine_core(const engine_setup& setup)
                  (setup.config.flags & IOCM_PUMPED) == 0),
       host_(queue_, notifiers_.idle(), ports_, delivery_,
             log_sink{setup.config.log, setup.config.log_context}),
-      bindings_(ports_, pollers_, *this) {}
+      bindings_(ports_, pollers_, *this, log_sink{setup.config.log, setup.config.log_context}) {}
 
 std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
                                                  HRESULT* error) noexcept {
@@ -263,8 +263,13 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   // longer recv or send outright: take such a length as the most one call
   // can move, so that both backends answer alike (a short transfer).
   if (length > max_transfer) length = max_transfer;
-  if (b.skip_on_success && kind != op_kind::nop && kind != op_kind::accept &&
-      kind != op_kind::connect) {
+  if (b.receive_ahead && (kind == op_kind::recv || kind == op_kind::read)) {
+    // Bytes may wait in the poller already: every receive goes there, in
+    // order (a Read too, or it would overtake them).
+    kind = op_kind::recv;
+    aux = recv_ahead;
+  } else if (b.skip_on_success && kind != op_kind::nop && kind != op_kind::accept &&
+             kind != op_kind::connect) {
     if (const HRESULT hr = try_at_once(kind, b.kind, b.port_slot, fd, buffer, length, aux, ov);
         hr != IOCM_E_IO_PENDING)
       return hr;

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <cstddef>
 #include <cstdint>
 #include <memory_resource>
@@ -36,18 +38,36 @@ inline constexpr inbox_item inbox_unbind = 3;
 // (poller_request* | 4): Cancel of everything on request->fd; answered with
 // how many operations it found.
 inline constexpr inbox_item inbox_cancel_all = 4;
+// (carried_bytes* | 5): bytes received ahead on a socket before an Unbind,
+// for the poller it is bound to again (docs/ENGINE.md, "Receiving ahead").
+inline constexpr inbox_item inbox_carry = 5;
 inline inbox_item cancel_fd_item(int fd) noexcept {
   return (static_cast<inbox_item>(static_cast<std::uint32_t>(fd)) << 3) | inbox_cancel_fd;
 }
+
+/// Bytes a poller received ahead of the host's Recvs on a socket that was
+/// then unbound: kept by the engine until the same socket (the same cookie)
+/// is bound again, and then served to its first Recvs. 8-aligned (tagged).
+struct alignas(8) carried_bytes {
+  int fd = -1;
+  std::uint64_t cookie = 0;  // SO_COOKIE: tells the socket from a later one with its number
+  std::string bytes;
+  std::size_t taken = 0;  // bytes of `bytes` already served
+};
 
 /// A request a thread waits on, on its own stack, until the poller answers
 /// (Cancel, Unbind): the poller's answer() is its last touch of it.
 struct alignas(8) poller_request {
   int fd = -1;
+  /// Unbind: bytes received ahead that no Recv took (the poller fills it).
+  std::unique_ptr<carried_bytes> carried;
   /// Cancel of one: the OVERLAPPED's address, a key compared with the
   /// addresses of the operations the poller holds, never dereferenced.
   const void* key = nullptr;
   std::uint32_t found = 0;  // the answer: operations found (Cancel)
+  // Cancel of all: cancels the kernel will count that were the poller's
+  // own (a socket's receive ahead), not the host's operations.
+  std::uint32_t own = 0;
   std::atomic<std::uint32_t> done{0};
   poller_request* next = nullptr;  // the poller's own list while it holds the request
 

@@ -105,6 +105,11 @@ struct op_fifo {
     (tail != nullptr ? tail->next : head) = op;
     tail = op;
   }
+  void push_front(op_state* op) noexcept {
+    op->next = head;
+    head = op;
+    if (tail == nullptr) tail = op;
+  }
   op_state* pop() noexcept {
     op_state* op = head;
     head = op->next;
@@ -135,6 +140,12 @@ struct op_fifo {
     return n;
   }
 };
+
+/// For recv, aux says whether the socket receives ahead (IOCM_RECEIVE_AHEAD).
+inline constexpr std::uint64_t recv_ahead = 1;
+/// A receiving-ahead socket's Recv the poller gave the kernel on its own
+/// (no buffers to receive ahead into): the poller's mark, set and cleared there.
+inline constexpr std::uint64_t recv_single = 2;
 
 /// For accept, aux says what buffer points to.
 inline constexpr std::uint64_t accept_into_handle = 0;  // HANDLE* (IIocmHostIo)

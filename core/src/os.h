@@ -21,6 +21,10 @@ enum class handle_kind : std::uint8_t { file, pipe, socket, other };
 /// The kind of an open descriptor, or false when fd is not open.
 bool query_handle(int fd, handle_kind& kind) noexcept;
 
+/// The kernel's unique number for the socket fd names (SO_COOKIE), or 0
+/// when fd is not a socket or the kernel cannot say.
+std::uint64_t socket_cookie(int fd) noexcept;
+
 /// One read (`out` false) or write of fd that must not wait: preadv2 or
 /// pwritev2 with RWF_NOWAIT on a file or pipe (at `offset`; a file's
 /// all-ones offset appends), recv or send with MSG_DONTWAIT on a socket.

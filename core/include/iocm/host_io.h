@@ -137,6 +137,10 @@ inline constexpr iocm::hosting::DWORD IOCM_INFINITE = 0xFFFFFFFFu;
 /// IIocmHostIo2::SetCompletionModes: a transfer the kernel finishes at once
 /// returns S_OK on the calling thread and is not delivered (docs/ENGINE.md).
 inline constexpr iocm::hosting::DWORD IOCM_SKIP_COMPLETION_ON_SUCCESS = 1;
+/// IIocmHostIo2::SetCompletionModes, for a socket: the engine may receive
+/// ahead of the host's Recvs (io_uring: one multishot receive into the
+/// poller's buffers, armed once; docs/ENGINE.md, "Receiving ahead").
+inline constexpr iocm::hosting::DWORD IOCM_RECEIVE_AHEAD = 2;
 
 /// The bytes iocm keeps after each OVERLAPPED (GetHostOverlappedSize).
 inline constexpr std::uint32_t IOCM_HOST_OVERLAPPED_SIZE = 64;
@@ -226,9 +230,19 @@ struct IIocmHostIo2 : IIocmHostIo {
   /// Internal), and no OnComplete follows; if the kernel fails it at once,
   /// the call returns that error as an HRESULT (ERROR_HANDLE_EOF at the end
   /// of a file), and no OnComplete follows either. Only when the transfer
-  /// would wait does it go to the poller and answer IOCM_E_IO_PENDING. 0
-  /// turns it off again; Unbind forgets it. ERROR_INVALID_HANDLE when the
-  /// handle is not bound; E_INVALIDARG for another mode bit.
+  /// would wait does it go to the poller and answer IOCM_E_IO_PENDING.
+  ///
+  /// With IOCM_RECEIVE_AHEAD, on a socket, the engine keeps one multishot
+  /// receive in the kernel instead of one receive per Recv (io_uring; epoll
+  /// receives as before): bytes land in the poller's buffers and are copied
+  /// into the host's Recvs in order, also bytes that came before the Recv
+  /// was posted. A Read on such a socket is a Recv; its Recvs never
+  /// complete at once. Unbind keeps the bytes received ahead and gives them
+  /// to the first Recvs after the same socket is bound again (docs/ENGINE.md,
+  /// "Receiving ahead").
+  ///
+  /// 0 turns the modes off again; Unbind forgets them. ERROR_INVALID_HANDLE
+  /// when the handle is not bound; E_INVALIDARG for another mode bit.
   virtual HRESULT SetCompletionModes(HANDLE hHandle, DWORD dwModes) = 0;  // slot 13
 
  protected:
