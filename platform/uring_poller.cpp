@@ -501,15 +501,15 @@ class uring_poller final : public threaded_poller {
     while (!rx.recvs.empty()) {
       op_state& op = *rx.recvs.head;
       std::int32_t res = 0;
-      if (op.length != 0) {
-        if (rx.carried != nullptr || rx.first != 0) {
-          res = static_cast<std::int32_t>(copy_out(rx, static_cast<std::byte*>(op.buffer), op.length));
-        } else if (rx.has_end) {
-          res = rx.end;  // once: a later Recv asks the kernel again
-          rx.has_end = false;
-        } else {
-          return;
-        }
+      if (rx.carried != nullptr || rx.first != 0) {
+        // (A Recv of 0 bytes, the zero-byte read that waits for data,
+        // completes with 0 and leaves the bytes.)
+        res = static_cast<std::int32_t>(copy_out(rx, static_cast<std::byte*>(op.buffer), op.length));
+      } else if (rx.has_end) {
+        res = rx.end;
+        if (op.length != 0) rx.has_end = false;  // once: a later Recv asks the kernel again
+      } else {
+        return;
       }
       rx.recvs.pop();
       outbox_.add(op, finish(overlapped_of(&op), res));

@@ -1,0 +1,322 @@
+// IIocmHostIo2::SetCompletionModes with IOCM_RECEIVE_AHEAD (docs/ENGINE.md,
+// "Receiving ahead"): a socket's bytes may be received before the host
+// posts a Recv (io_uring: one multishot receive into the poller's buffers);
+// every byte still reaches the host's Recvs once, in order: with bytes sent
+// before any Recv, with the poller's buffers used up, across Cancel, Unbind
+// and a later Bind, and when the host turns the mode off.
+//
+// Each case runs on both backends (CTest runs the program with
+// IOCM_BACKEND=uring and =epoll): epoll does not receive ahead, and must
+// answer the same. The uring run exits 77 (skipped) on a kernel without
+// multishot receive (before 6.0).
+#include <doctest/doctest.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/engine_fixture.h"
+#include "support/kernel_objects.h"
+
+using namespace iocm_test;
+
+namespace {
+
+bool on_uring() {
+  const char* b = std::getenv("IOCM_BACKEND");
+  return b != nullptr && std::string(b) == "uring";
+}
+
+/// Multishot receive came with Linux 6.0.
+bool kernel_receives_ahead() {
+  utsname u{};
+  int major = 0, minor = 0;
+  return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && major >= 6;
+}
+
+struct host_io2_deleter {
+  void operator()(IIocmHostIo2* p) const noexcept { p->Release(); }
+};
+
+std::unique_ptr<IIocmHostIo2, host_io2_deleter> io2_of(IHostIoCompletionManager* m) {
+  void* p = nullptr;
+  REQUIRE(m->QueryInterface(IID_IIocmHostIo2, &p) == S_OK);
+  return std::unique_ptr<IIocmHostIo2, host_io2_deleter>(static_cast<IIocmHostIo2*>(p));
+}
+
+/// The byte at position i of stream `s`: no two streams alike, no short period.
+char pattern(unsigned s, std::size_t i) {
+  return static_cast<char>((i * 131 + s * 7 + (i >> 9)) % 251);
+}
+
+void send_all(int fd, const char* data, std::size_t n) {
+  while (n != 0) {
+    const ssize_t k = ::send(fd, data, n, MSG_NOSIGNAL);
+    REQUIRE(k > 0);
+    data += k;
+    n -= static_cast<std::size_t>(k);
+  }
+}
+
+void send_pattern(int fd, unsigned s, std::size_t from, std::size_t n) {
+  std::string bytes(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) bytes[i] = pattern(s, from + i);
+  send_all(fd, bytes.data(), n);
+}
+
+/// Bytes the kernel still holds for fd to read.
+int kernel_holds(int fd) {
+  int n = -1;
+  REQUIRE(::ioctl(fd, FIONREAD, &n) == 0);
+  return n;
+}
+
+/// On io_uring, waits until the engine has taken everything the kernel
+/// held for fd (it received ahead); true when it did within 5 s.
+bool engine_took_all(int fd) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (kernel_holds(fd) != 0) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+/// The fixture with the mode at hand; every case skips on a uring run
+/// where the kernel cannot receive ahead.
+struct ahead_fixture : engine_fixture {
+  explicit ahead_fixture(const iocm_config& c = small_config())
+      : engine_fixture(c), io2(io2_of(manager.get())) {}
+
+  /// As engine_fixture::settle, with this interface's reference gone too.
+  void settle() {
+    io2.reset();
+    engine_fixture::settle();
+  }
+
+  void bind_ahead(int fd) {
+    REQUIRE(manager->Bind(port, as_handle(fd)) == S_OK);
+    REQUIRE(io2->SetCompletionModes(as_handle(fd), IOCM_RECEIVE_AHEAD) == S_OK);
+  }
+
+  /// Posts a Recv (or a Read) and waits for its completion.
+  completion_seen receive(int fd, char* buffer, DWORD length, bool as_read = false) {
+    test_overlapped* o = fresh();
+    const std::size_t before = runtime.count();
+    const HRESULT hr = as_read ? io->Read(as_handle(fd), buffer, length, &o->ov)
+                               : io->Recv(as_handle(fd), buffer, length, &o->ov);
+    REQUIRE(hr == IOCM_E_IO_PENDING);
+    REQUIRE(runtime.wait_for(before + 1));
+    return runtime.only(&o->ov);
+  }
+
+  /// Receives exactly n bytes of stream s, from position `from`, in Recvs
+  /// of `chunk` bytes; checks every byte.
+  void expect_pattern(int fd, unsigned s, std::size_t from, std::size_t n, DWORD chunk) {
+    std::vector<char> buffer(chunk);
+    std::size_t got = 0;
+    while (got < n) {
+      const completion_seen c = receive(fd, buffer.data(), chunk);
+      REQUIRE(c.error == 0);
+      REQUIRE(c.bytes > 0);  // no early end of stream
+      REQUIRE(got + c.bytes <= n);
+      for (DWORD i = 0; i < c.bytes; ++i)
+        if (buffer[i] != pattern(s, from + got + i))
+          FAIL("stream " << s << ": byte " << from + got + i << " is wrong");
+      got += c.bytes;
+    }
+  }
+
+  std::unique_ptr<IIocmHostIo2, host_io2_deleter> io2;
+};
+
+#define SKIP_WITHOUT_MULTISHOT()                                                      \
+  do {                                                                                \
+    if (on_uring() && !kernel_receives_ahead()) {                                     \
+      MESSAGE("this kernel has no multishot receive (Linux 6.0): skipped");           \
+      std::exit(77);                                                                  \
+    }                                                                                 \
+  } while (0)
+
+}  // namespace
+
+TEST_CASE("bytes sent before a Recv is posted are received ahead and served in order") {
+  SKIP_WITHOUT_MULTISHOT();
+  ahead_fixture f;
+  fd_guard client, server;
+  connected_pair(client, server);
+  f.bind_ahead(server.fd);
+  char buffer[8192];
+
+  send_all(client.fd, "hello", 5);
+  completion_seen c = f.receive(server.fd, buffer, 5);
+  CHECK(c.error == 0);
+  CHECK(std::string(buffer, c.bytes) == "hello");
+
+  // No Recv posted: io_uring takes the bytes anyway, epoll leaves them.
+  send_pattern(client.fd, 0, 0, 20000);
+  if (on_uring()) {
+    CHECK(engine_took_all(server.fd));
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(kernel_holds(server.fd) == 20000);
+  }
+  // Served in Recvs smaller and larger than a buffer, and a Read.
+  f.expect_pattern(server.fd, 0, 0, 3000, 3000);
+  c = f.receive(server.fd, buffer, 7000, /*as_read=*/true);
+  REQUIRE(c.error == 0);
+  for (DWORD i = 0; i < c.bytes; ++i) REQUIRE(buffer[i] == pattern(0, 3000 + i));
+  f.expect_pattern(server.fd, 0, 3000 + c.bytes, 17000 - c.bytes, 5000);
+
+  // A Recv of 0 bytes (the zero-byte read) waits for bytes, completes with
+  // 0 and leaves them.
+  test_overlapped* zero = f.fresh();
+  const std::size_t before = f.runtime.count();
+  REQUIRE(f.io->Recv(as_handle(server.fd), buffer, 0, &zero->ov) == IOCM_E_IO_PENDING);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(f.runtime.count() == before);
+  send_pattern(client.fd, 7, 0, 50);
+  REQUIRE(f.runtime.wait_for(before + 1));
+  CHECK(f.runtime.only(&zero->ov).error == 0);
+  CHECK(f.runtime.only(&zero->ov).bytes == 0);
+  f.expect_pattern(server.fd, 7, 0, 50, 50);
+
+  // The mode turned off with bytes kept: they still come first.
+  send_pattern(client.fd, 1, 0, 6000);
+  if (on_uring()) CHECK(engine_took_all(server.fd));
+  REQUIRE(f.io2->SetCompletionModes(as_handle(server.fd), 0) == S_OK);
+  send_pattern(client.fd, 1, 6000, 3000);
+  f.expect_pattern(server.fd, 1, 0, 9000, 2500);
+
+  // And on again; then the peer's orderly close, after its last bytes.
+  REQUIRE(f.io2->SetCompletionModes(as_handle(server.fd), IOCM_RECEIVE_AHEAD) == S_OK);
+  send_pattern(client.fd, 2, 0, 100);
+  REQUIRE(::shutdown(client.fd, SHUT_WR) == 0);
+  f.expect_pattern(server.fd, 2, 0, 100, 4096);
+  c = f.receive(server.fd, buffer, sizeof buffer);
+  CHECK(c.error == 0);
+  CHECK(c.bytes == 0);
+  c = f.receive(server.fd, buffer, sizeof buffer);  // and again, as recv(2) says
+  CHECK(c.error == 0);
+  CHECK(c.bytes == 0);
+}
+
+TEST_CASE("the poller's buffers used up mid-stream: every socket still gets every byte") {
+  SKIP_WITHOUT_MULTISHOT();
+  // One poller, so that all sockets share its 1024 buffers: 160 sockets
+  // each keeping at least 8 of them (32 KiB) use them up, and receives end
+  // with ENOBUFS; the Recvs posted then must still get every byte.
+  iocm_config config = small_config();
+  config.pollers = 1;
+  ahead_fixture f(config);
+  constexpr unsigned sockets = 160;
+  constexpr std::size_t stream = 48 * 1024;
+  std::vector<fd_guard> clients(sockets), servers(sockets);
+  for (unsigned s = 0; s < sockets; ++s) {
+    connected_pair(clients[s], servers[s]);
+    f.bind_ahead(servers[s].fd);
+    send_pattern(clients[s].fd, s, 0, 1);
+    f.expect_pattern(servers[s].fd, s, 0, 1, 1);  // its receive is in the kernel now
+  }
+  for (unsigned s = 0; s < sockets; ++s) send_pattern(clients[s].fd, s, 1, stream - 1);
+  if (on_uring()) {
+    // The engine holds all it could: some sockets' bytes wait in the kernel.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::size_t in_kernel = 0;
+    for (unsigned s = 0; s < sockets; ++s) in_kernel += kernel_holds(servers[s].fd);
+    CHECK(in_kernel > 0);
+    CHECK(in_kernel < sockets * (stream - 1));
+  }
+  for (unsigned s = 0; s < sockets; ++s)
+    f.expect_pattern(servers[s].fd, s, 1, stream - 1, 1000 + (s * 1237) % 9000);
+}
+
+TEST_CASE("Unbind keeps bytes received ahead for the same socket's next Bind, not another's") {
+  SKIP_WITHOUT_MULTISHOT();
+  ahead_fixture f;
+  fd_guard client, server;
+  connected_pair(client, server);
+  f.bind_ahead(server.fd);
+  send_pattern(client.fd, 3, 0, 10);
+  f.expect_pattern(server.fd, 3, 0, 10, 64);
+  send_pattern(client.fd, 3, 10, 9000);
+  if (on_uring()) CHECK(engine_took_all(server.fd));
+  REQUIRE(f.io->Unbind(as_handle(server.fd)) == S_OK);
+
+  // Bound again: the bytes come first, then what the peer sends next.
+  f.bind_ahead(server.fd);
+  send_pattern(client.fd, 3, 9010, 500);
+  f.expect_pattern(server.fd, 3, 10, 9500, 4000);
+
+  // Bound again without the mode: the same.
+  send_pattern(client.fd, 3, 9510, 3000);
+  if (on_uring()) CHECK(engine_took_all(server.fd));
+  REQUIRE(f.io->Unbind(as_handle(server.fd)) == S_OK);
+  REQUIRE(f.manager->Bind(f.port, as_handle(server.fd)) == S_OK);
+  f.expect_pattern(server.fd, 3, 9510, 3000, 1024);
+
+  // Bytes kept for a socket the host then closed: another socket given
+  // the same number gets none of them.
+  REQUIRE(f.io2->SetCompletionModes(as_handle(server.fd), IOCM_RECEIVE_AHEAD) == S_OK);
+  send_pattern(client.fd, 3, 12510, 1);
+  f.expect_pattern(server.fd, 3, 12510, 1, 1);
+  send_pattern(client.fd, 3, 12511, 700);
+  if (on_uring()) CHECK(engine_took_all(server.fd));
+  REQUIRE(f.io->Unbind(as_handle(server.fd)) == S_OK);
+  const int number = server.fd;
+  fd_guard client2, server2;
+  connected_pair(client2, server2);
+  REQUIRE(::dup2(server2.fd, number) == number);  // closes the old socket
+  f.bind_ahead(number);
+  send_pattern(client2.fd, 4, 0, 300);
+  f.expect_pattern(number, 4, 0, 300, 4096);
+}
+
+TEST_CASE("Cancel of a waiting Recv, and Close with bytes received ahead and a Recv waiting") {
+  SKIP_WITHOUT_MULTISHOT();
+  ahead_fixture f;
+  fd_guard client, server;
+  connected_pair(client, server);
+  f.bind_ahead(server.fd);
+  char buffer[256];
+  test_overlapped* waiting = f.fresh();
+  REQUIRE(f.io->Recv(as_handle(server.fd), buffer, sizeof buffer, &waiting->ov) ==
+          IOCM_E_IO_PENDING);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK(f.io->Cancel(as_handle(server.fd), &waiting->ov) == S_OK);
+  REQUIRE(f.runtime.wait_for(1));
+  CHECK(f.runtime.only(&waiting->ov).error == ERROR_OPERATION_ABORTED);
+  // Cancelling all of a socket whose only Recv is gone finds nothing, even
+  // though its receive ahead is in the kernel.
+  CHECK(f.io->Cancel(as_handle(server.fd), nullptr) == HRESULT_FROM_WIN32(ERROR_NOT_FOUND));
+  send_pattern(client.fd, 5, 0, 3000);
+  f.expect_pattern(server.fd, 5, 0, 3000, 256);
+
+  // Bytes kept and a Recv waiting on a second socket when the port closes.
+  fd_guard client2, server2;
+  connected_pair(client2, server2);
+  f.bind_ahead(server2.fd);
+  send_pattern(client2.fd, 6, 0, 10);
+  f.expect_pattern(server2.fd, 6, 0, 10, 10);
+  send_pattern(client2.fd, 6, 10, 5000);
+  if (on_uring()) CHECK(engine_took_all(server2.fd));
+  char big[8192];
+  test_overlapped* last = f.fresh();
+  // It takes what is kept (or, on epoll, what the kernel has) at once.
+  REQUIRE(f.io->Recv(as_handle(server2.fd), big, 1, &last->ov) == IOCM_E_IO_PENDING);
+  test_overlapped* left = f.fresh();
+  send_pattern(client.fd, 5, 3000, 1);  // the first socket's receive brings one more
+  REQUIRE(f.io->Recv(as_handle(server.fd), big, sizeof big, &left->ov) == IOCM_E_IO_PENDING);
+  test_overlapped* open = f.fresh();
+  REQUIRE(f.io->Recv(as_handle(server.fd), big, sizeof big, &open->ov) == IOCM_E_IO_PENDING);
+  f.settle();  // closes the port: the one still waiting completes aborted
+  CHECK(f.runtime.only(&open->ov).error == ERROR_OPERATION_ABORTED);
+}
