@@ -64,6 +64,7 @@ struct options {
   std::uint32_t backend = IOCM_BACKEND_AUTO;
   int accepts = 8;  // accepts in flight on the listener
   bool quiet = false;
+  bool receive_ahead = false;  // IOCM_RECEIVE_AHEAD on every connection
 };
 
 inline bool parse_number(const char* s, unsigned long max, unsigned long& out) {
@@ -80,7 +81,7 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
   auto usage = [&](FILE* to) {
     std::fprintf(to,
                  "usage: %s [--address A] [--port N] [--pollers N] [--threads N] [--cpus LIST]\n"
-                 "          [--backend auto|uring|epoll] [--accepts N] [--quiet]\n"
+                 "          [--backend auto|uring|epoll] [--accepts N] [--receive-ahead] [--quiet]\n"
                  "%s\n"
                  "  --address A   IPv4 address to listen on (default 127.0.0.1)\n"
                  "  --port N      TCP port; 0 picks a free one (default 8080)\n"
@@ -90,6 +91,8 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
                  "  --cpus LIST   CPUs the engine may use, e.g. 0-1 (default: all)\n"
                  "  --backend B   io_uring or epoll (default auto)\n"
                  "  --accepts N   accepts kept in flight, 1-1024 (default 8)\n"
+                 "  --receive-ahead  let the engine receive ahead of each connection's Recvs\n"
+                 "                (IOCM_RECEIVE_AHEAD: one multishot receive per connection)\n"
                  "  --quiet       no line once listening\n"
                  "SIGINT or SIGTERM stops it: pending replies are sent, then it exits 0.\n",
                  name, what);
@@ -102,6 +105,10 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
     }
     if (a == "--quiet") {
       o.quiet = true;
+      continue;
+    }
+    if (a == "--receive-ahead") {
+      o.receive_ahead = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -279,8 +286,8 @@ class server {
     c.cpus = options_.cpus.empty() ? nullptr : options_.cpus.c_str();
     HRESULT hr = iocm_create_host_io_completion_manager(&c, &manager_);
     void* io = nullptr;
-    if (SUCCEEDED(hr)) hr = manager_->QueryInterface(IID_IIocmHostIo, &io);
-    io_ = static_cast<IIocmHostIo*>(io);
+    if (SUCCEEDED(hr)) hr = manager_->QueryInterface(IID_IIocmHostIo2, &io);
+    io_ = static_cast<IIocmHostIo2*>(io);
     DWORD area = 0;
     if (SUCCEEDED(hr)) hr = manager_->GetHostOverlappedSize(&area);
     if (SUCCEEDED(hr) && area > IOCM_HOST_OVERLAPPED_SIZE) hr = E_FAIL;
@@ -323,6 +330,8 @@ class server {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto* c = new (std::nothrow) connection{};
     if (c == nullptr || FAILED(manager_->Bind(port_, as_handle(fd))) ||
+        (options_.receive_ahead &&
+         FAILED(io_->SetCompletionModes(as_handle(fd), IOCM_RECEIVE_AHEAD))) ||
         FAILED(manager_->InitializeHostOverlapped(c->recv_op.ov())) ||
         FAILED(manager_->InitializeHostOverlapped(c->send_op.ov()))) {
       delete c;
@@ -467,7 +476,7 @@ class server {
   const char* name_ = "";
   runtime runtime_;
   IHostIoCompletionManager* manager_ = nullptr;
-  IIocmHostIo* io_ = nullptr;
+  IIocmHostIo2* io_ = nullptr;
   HANDLE port_ = nullptr;
   int listener_ = -1;
   std::uint16_t bound_port_ = 0;

@@ -188,7 +188,7 @@ class uring_poller final : public threaded_poller {
   }
 
   bool take_direct(inbox_item item) noexcept override {
-    if (io_uring_sq_space_left(&ring_) == 0) return false;
+    if (io_uring_sq_space_left(&ring_) < 2) return false;
     take(item);  // an operation: one SQE, submitted when the thread comes back
     return true;
   }
@@ -332,8 +332,10 @@ class uring_poller final : public threaded_poller {
       --sqes;
       ++handled;
     }
+    // Two SQEs an item at most: a cancel on a socket that receives ahead
+    // also cancels its receive by its user_data.
     inbox_item items[submit_batch];
-    const std::size_t n = inbox_.take(items, sqes < submit_batch ? sqes : submit_batch);
+    const std::size_t n = inbox_.take(items, std::min<unsigned>(sqes / 2, submit_batch));
     for (std::size_t i = 0; i < n; ++i) take(items[i]);
     return handled + static_cast<unsigned>(n);
   }
@@ -386,6 +388,10 @@ class uring_poller final : public threaded_poller {
         abort(*rx->recvs.pop());
         ++n;
       }
+      // Its receive holds the socket open: a host that closed the socket
+      // before this (without Unbind) leaves a number the cancel above
+      // cannot find. Its user_data finds it.
+      if (rx->armed && !rx->stopping) stop_receiving(fd, *rx);
     }
     return n;
   }

@@ -73,6 +73,9 @@ enum class engine_op { nop, file_read };
 /// IOCM_SKIP_COMPLETION_ON_SUCCESS, so a read the kernel finishes at once
 /// answers S_OK on the host thread and no OnComplete follows.
 constexpr std::uint32_t skip_on_success = 1u << 31;
+/// Another: every echo socket is opted into IOCM_RECEIVE_AHEAD (one
+/// multishot receive per socket into the poller's buffers).
+constexpr std::uint32_t receive_ahead = 1u << 30;
 
 /// Flags: IOCM_HANDOFF measures delivery on notifiers only, as before the
 /// pollers delivered inline; skip_on_success, reads finished at once.
@@ -86,18 +89,7 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
     engine.emplace(256, backend, nullptr, (flags & ~skip_on_success) | (pumped ? IOCM_PUMPED : 0));
     if (op == engine_op::file_read) {
       file.emplace();
-      engine->bind(file->fd);
-      if ((flags & skip_on_success) != 0) {
-        void* p = nullptr;
-        if (engine->manager->QueryInterface(IID_IIocmHostIo2, &p) != S_OK)
-          throw std::runtime_error("iocm: no IIocmHostIo2");
-        auto* io2 = static_cast<IIocmHostIo2*>(p);
-        const HRESULT hr =
-            io2->SetCompletionModes(reinterpret_cast<HANDLE>(static_cast<intptr_t>(file->fd)),
-                                    IOCM_SKIP_COMPLETION_ON_SUCCESS);
-        io2->Release();
-        if (hr != S_OK) throw std::runtime_error("iocm: SetCompletionModes failed");
-      }
+      engine->bind(file->fd, (flags & skip_on_success) != 0 ? IOCM_SKIP_COMPLETION_ON_SUCCESS : 0);
     }
   } catch (const std::exception& ex) {
     state.SkipWithError(ex.what());
@@ -367,11 +359,12 @@ void echo_iocm(benchmark::State& state, std::uint32_t backend, int width, bool p
     std::optional<engine_under_test> engine;
     std::optional<tcp_connections> conns;
     try {
-      engine.emplace(256, backend, &runtime, flags | (pumped ? IOCM_PUMPED : 0));
+      engine.emplace(256, backend, &runtime, (flags & ~receive_ahead) | (pumped ? IOCM_PUMPED : 0));
       conns.emplace(width);
+      const DWORD modes = (flags & receive_ahead) != 0 ? IOCM_RECEIVE_AHEAD : 0;
       for (auto [c, s] : conns->pairs) {
-        engine->bind(c);
-        engine->bind(s);
+        engine->bind(c, modes);
+        engine->bind(s, modes);
       }
     } catch (const std::exception& ex) {
       state.SkipWithError(ex.what());
@@ -739,6 +732,7 @@ const bool registered_io = [] {
     add(scenario + "iocm_pumped", echo_iocm, IOCM_BACKEND_URING, width, true, 0u);
     add(scenario + "iocm_handoff", echo_iocm, IOCM_BACKEND_URING, width, false,
         std::uint32_t{IOCM_HANDOFF});
+    add(scenario + "iocm_ahead", echo_iocm, IOCM_BACKEND_URING, width, false, receive_ahead);
     add(scenario + "liburing_raw", echo_liburing_raw, width);
   }
   return true;

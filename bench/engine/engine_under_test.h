@@ -92,9 +92,18 @@ struct engine_under_test {
     manager->Bind(port, handle);
   }
   /// Binds one more descriptor to the port.
-  void bind(int fd) {
-    if (manager->Bind(port, reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd))) != S_OK)
-      throw std::runtime_error("iocm: Bind failed");
+  /// Binds fd; with modes, sets them too (IIocmHostIo2::SetCompletionModes).
+  void bind(int fd, DWORD modes = 0) {
+    const auto h = reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd));
+    if (manager->Bind(port, h) != S_OK) throw std::runtime_error("iocm: Bind failed");
+    if (modes == 0) return;
+    void* p = nullptr;
+    if (manager->QueryInterface(IID_IIocmHostIo2, &p) != S_OK)
+      throw std::runtime_error("iocm: no IIocmHostIo2");
+    auto* io2 = static_cast<IIocmHostIo2*>(p);
+    const HRESULT hr = io2->SetCompletionModes(h, modes);
+    io2->Release();
+    if (hr != S_OK) throw std::runtime_error("iocm: SetCompletionModes failed");
   }
   /// A pumped engine: delivers what is ready, sleeping in the kernel until
   /// something is (as a single-thread loop waits for its ring).

@@ -320,3 +320,18 @@ TEST_CASE("Cancel of a waiting Recv, and Close with bytes received ahead and a R
   f.settle();  // closes the port: the one still waiting completes aborted
   CHECK(f.runtime.only(&open->ov).error == ERROR_OPERATION_ABORTED);
 }
+
+TEST_CASE("a socket closed without Unbind while it receives ahead: the engine still closes") {
+  SKIP_WITHOUT_MULTISHOT();
+  // Its receive holds the socket in the kernel, so the peer sees no close,
+  // and the number no longer finds it: Close must cancel it another way.
+  ahead_fixture f;
+  fd_guard client, server;
+  connected_pair(client, server);
+  f.bind_ahead(server.fd);
+  send_pattern(client.fd, 8, 0, 10);
+  f.expect_pattern(server.fd, 8, 0, 10, 10);
+  server.reset(-1);  // closed, still bound
+  f.settle();        // returns: nothing of it is left in the kernel
+  CHECK(f.runtime.count() == 1);
+}

@@ -177,11 +177,11 @@ std::size_t reply_size(std::uint16_t port) {
 
 }  // namespace
 
-TEST_CASE("iocm-echo returns every byte, in order, on many connections at once") {
-  host_process h({IOCM_ECHO_PATH, "--port", "0"});
+/// Every connection sends `bytes` of its own pattern while reading the echo
+/// back; each must get exactly what it sent.
+void check_echo(std::vector<std::string> args, int connections, std::size_t bytes) {
+  host_process h(std::move(args));
   h.wait_listening();
-  constexpr int connections = 6;
-  constexpr std::size_t bytes = 256 * 1024;
   std::vector<std::thread> clients;
   std::vector<int> good(connections, 0);
   for (int k = 0; k < connections; ++k) {
@@ -212,6 +212,14 @@ TEST_CASE("iocm-echo returns every byte, in order, on many connections at once")
   for (int k = 0; k < connections; ++k) CHECK_MESSAGE(good[k] == 1, "connection " << k);
   ::kill(h.pid, SIGTERM);
   CHECK(h.wait_exit() == 0);
+}
+
+TEST_CASE("iocm-echo returns every byte, in order, on many connections at once") {
+  check_echo({IOCM_ECHO_PATH, "--port", "0"}, 6, 256 * 1024);
+}
+
+TEST_CASE("iocm-echo receiving ahead: every byte, in order, on 64 connections") {
+  check_echo({IOCM_ECHO_PATH, "--port", "0", "--receive-ahead"}, 64, 64 * 1024);
 }
 
 TEST_CASE("iocm-plaintext answers keep-alive, split and pipelined requests in order") {
@@ -267,6 +275,30 @@ TEST_CASE("iocm-plaintext answers keep-alive, split and pipelined requests in or
     CHECK(eof);
     CHECK(r.starts_with("HTTP/1.1 400 Bad Request\r\n"));
   }
+  ::kill(h.pid, SIGTERM);
+  CHECK(h.wait_exit() == 0);
+}
+
+TEST_CASE("iocm-plaintext receiving ahead: keep-alive, split and pipelined requests in order") {
+  host_process h({IOCM_PLAINTEXT_PATH, "--port", "0", "--receive-ahead"});
+  h.wait_listening();
+  const std::size_t one = reply_size(h.port);
+  fd_guard c(connect_to(h.port));
+  for (int i = 0; i < 100; ++i) {
+    send_all(c.fd, get);
+    REQUIRE(read_exactly(c.fd, one).starts_with(ok_reply_head));
+  }
+  for (char ch : get) {
+    send_all(c.fd, std::string_view(&ch, 1));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  CHECK(count(read_exactly(c.fd, one), "Hello, World!") == 1);
+  std::string burst;
+  for (int i = 0; i < 500; ++i) burst += get;
+  send_all(c.fd, burst);
+  const std::string r = read_exactly(c.fd, 500 * one);
+  CHECK(count(r, ok_reply_head) == 500);
+  CHECK(count(r, "Hello, World!") == 500);
   ::kill(h.pid, SIGTERM);
   CHECK(h.wait_exit() == 0);
 }
