@@ -58,6 +58,13 @@ TARGETS = [
     ("net", "plaintext_p99", "nginx", "<=", 1.0),
     # The server's CPU time per request (user + system), without pipelining.
     ("net", "plaintext_cpu", "nginx", "<=", 0.8),
+    # Receiving ahead (IOCM_RECEIVE_AHEAD: one multishot receive per
+    # connection): the same server against nginx, and echo at width 16 and
+    # 64 against a single-thread liburing loop of single-shot receives.
+    ("net", "plaintext", "iocm_ahead", "nginx", ">=", 1.2),
+    ("net", "plaintext_cpu", "iocm_ahead", "nginx", "<=", 0.8),
+    ("engine", "echo_c16", "iocm_ahead", "liburing_raw", ">=", 1.1),
+    ("engine", "echo_c64", "iocm_ahead", "liburing_raw", ">=", 1.1),
     # On one node, sharding costs at most 5% against the single-shard queue.
     # Only where threads <= CPUs on a 2-CPU machine: the oversubscribed
     # scenarios spread over 3x between runs there and cannot resolve 5%.

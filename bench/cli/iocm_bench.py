@@ -320,7 +320,7 @@ def cpu_split(server_cpus):
 def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
     wrk, nginx = shutil.which("wrk"), shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    servers = [s for s in ("iocm", "nginx")
+    servers = [s for s in ("iocm", "iocm_ahead", "nginx")
                if re.search(name_filter, f"net/plaintext/{s}") or
                re.search(name_filter, f"net/plaintext_pipelined/{s}")]
     if not servers:
@@ -342,9 +342,11 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
         ports = {}
         for s in servers:
             ports[s] = free_port()
-            if s == "iocm":
+            if s.startswith("iocm"):
+                # iocm_ahead: the same server with every connection receiving
+                # ahead (one multishot receive each).
                 cmd = [tool("examples/iocm-plaintext"), "--port", str(ports[s]), "--cpus", cpu_list,
-                       "--quiet"]
+                       "--quiet"] + (["--receive-ahead"] if s == "iocm_ahead" else [])
             else:
                 mask = ["0"] * (max(cpus) + 1)
                 for c in cpus:
@@ -406,7 +408,7 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
     finally:
         for s, p in procs.items():
             status = stop(p)
-            if s == "iocm" and status not in (0, None):
+            if s.startswith("iocm") and status not in (0, None):
                 errors.append(f"iocm-plaintext exited {status} on SIGTERM")
         shutil.rmtree(prefix, ignore_errors=True)
         progress.end()

@@ -287,6 +287,109 @@ TEST_CASE(
   ::close(file);
 }
 
+TEST_CASE(
+    "200k TCP round trips with both sockets receiving ahead (multishot receive into the poller's "
+    "buffers) make 0 heap allocations after warm-up") {
+  // Client: send 64 bytes, receive them back; server: receive 64, send
+  // them back. Every next step is issued from the last one's OnComplete.
+  struct echo_chain final : runtime_stub {
+    struct op : iocm::overlapped {
+      int step = 0;  // 0 client send, 1 client recv, 2 server recv, 3 server send
+      DWORD done = 0;
+    };
+    HRESULT OnComplete(DWORD error, DWORD bytes, void* ov) override {
+      op& o = *holder_of<op>(ov);
+      if (error != 0 || bytes == 0) {
+        if (!(o.step == 2 && closing.load())) bad.fetch_add(1, std::memory_order_relaxed);
+        return S_OK;
+      }
+      o.done += bytes;
+      if (o.done < 64) {
+        issue(o);  // partial: the rest first
+        return S_OK;
+      }
+      o.done = 0;
+      switch (o.step) {
+        case 0:
+          issue(ops[1]);
+          break;
+        case 1:
+          if (trips.fetch_add(1, std::memory_order_relaxed) + 1 >= until.load())
+            idle.store(true, std::memory_order_release);
+          else
+            issue(ops[0]);
+          break;
+        case 2:
+          issue(ops[3]);
+          break;
+        default:
+          issue(ops[2]);
+          break;
+      }
+      return S_OK;
+    }
+    void issue(op& o) {
+      const bool client = o.step < 2;
+      char* at = (client ? client_buffer : server_buffer) + o.done;
+      const HANDLE h = client ? client_socket : server_socket;
+      const HRESULT hr = o.step == 0 || o.step == 3 ? io->Send(h, at, 64 - o.done, &o.ov)
+                                                    : io->Recv(h, at, 64 - o.done, &o.ov);
+      if (hr != IOCM_E_IO_PENDING) {
+        bad.fetch_add(1, std::memory_order_relaxed);
+        idle.store(true, std::memory_order_release);
+      }
+    }
+    IIocmHostIo* io = nullptr;
+    HANDLE client_socket = nullptr, server_socket = nullptr;
+    op ops[4];
+    char client_buffer[64] = {}, server_buffer[64] = {};
+    std::atomic<std::uint64_t> trips{0}, bad{0}, until{0};
+    std::atomic<bool> idle{true}, closing{false};
+  };
+  echo_chain rt;
+  manager_ptr m = make_manager(small_config());
+  host_io_ptr io = io_of(m.get());
+  REQUIRE(m->SetCLRIoCompletionManager(&rt) == S_OK);
+  HANDLE port = nullptr;
+  REQUIRE(m->CreateIoCompletionPort(&port) == S_OK);
+  fd_guard client, server;
+  connected_pair(client, server);
+  void* p = nullptr;
+  REQUIRE(m->QueryInterface(IID_IIocmHostIo2, &p) == S_OK);
+  auto* io2 = static_cast<IIocmHostIo2*>(p);
+  for (const int fd : {client.fd, server.fd}) {
+    REQUIRE(m->Bind(port, as_handle(fd)) == S_OK);
+    REQUIRE(io2->SetCompletionModes(as_handle(fd), IOCM_RECEIVE_AHEAD) == S_OK);
+  }
+  io2->Release();
+  rt.io = io.get();
+  rt.client_socket = as_handle(client.fd);
+  rt.server_socket = as_handle(server.fd);
+  for (int i = 0; i < 4; ++i) {
+    rt.ops[i].step = i;
+    REQUIRE(m->InitializeHostOverlapped(&rt.ops[i].ov) == S_OK);
+  }
+  rt.issue(rt.ops[2]);
+  auto run = [&](std::uint64_t trips) {
+    rt.until.store(rt.trips.load() + trips);
+    rt.idle.store(false);
+    rt.issue(rt.ops[0]);
+    for (iocm::detail::backoff b; !rt.idle.load(std::memory_order_acquire);) b.pause();
+  };
+  run(20000);  // warm-up: the poller's buffers are made at its first receive ahead
+  const std::uint64_t before = rt.trips.load();
+  allocations.store(0);
+  counting.store(true);
+  run(200000);
+  counting.store(false);
+  CHECK(rt.trips.load() - before == 200000);
+  CHECK(rt.bad.load() == 0);
+  CHECK(allocations.load() == 0);
+  rt.closing.store(true);
+  io.reset();
+  m.reset();
+}
+
 TEST_CASE("the hooks see allocations (the test above could fail)") {
   allocations.store(0);
   counting.store(true);
