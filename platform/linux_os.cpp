@@ -41,6 +41,8 @@ std::int32_t transfer_now(int fd, handle_kind kind, bool out, void* buffer, std:
 
 bool would_wait(std::int32_t result) noexcept { return result == -EAGAIN || result == -EOPNOTSUPP; }
 
+void close_descriptor(int fd) noexcept { (void)::close(fd); }
+
 std::uint64_t socket_cookie(int fd) noexcept {
   std::uint64_t cookie = 0;
   socklen_t size = sizeof cookie;

@@ -182,6 +182,8 @@ class threaded_poller : public poller {
     fault_wait_other,     // epoll_wait: an error iocm does not expect
     fault_receive_ahead,  // io_uring: no provided buffers or multishot receive here
     fault_carry_nomem,    // no memory to keep bytes received ahead over an Unbind
+    fault_accept_ahead,   // io_uring: no multishot accept here
+    fault_accept_full,    // a connection accepted ahead had no place and was closed
   };
   /// Says `text` through the engine's log the first time `f` happens.
   void report_once(fault f, std::uint32_t level, const char* text) noexcept {

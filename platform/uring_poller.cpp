@@ -61,6 +61,7 @@ constexpr std::uint64_t tag_cancel = 2;  // a cancel nobody waits for (Close)
 constexpr std::uint64_t tag_answer_one = 3;
 constexpr std::uint64_t tag_answer_all = 4;
 constexpr std::uint64_t tag_receive = 5;  // (fd << 3 | 5): a socket's multishot receive
+constexpr std::uint64_t tag_accept = 6;   // (fd << 3 | 6): a listener's multishot accept
 constexpr unsigned harvest_batch = 64;
 
 // Receiving ahead (docs/ENGINE.md, "Receiving ahead"): each poller's
@@ -69,11 +70,15 @@ constexpr unsigned rx_buffer_bytes = 4096;
 constexpr unsigned rx_buffer_count = 1024;  // a power of 2, below 65535
 constexpr unsigned rx_socket_most = 8;      // buffers a socket fills with no Recv posted
 constexpr std::uint16_t rx_group = 0;       // the buffer group id
+// Accepting ahead (docs/ENGINE.md, "Accepting ahead").
+constexpr unsigned accepted_count = 1024;  // connections kept per poller, below 65535
+constexpr unsigned listener_most = 64;     // kept for one listener with no Accept posted
 
-/// What a poller keeps of one socket that receives ahead. Only the poller
-/// touches it (the thread that holds its token). Value-initialised: idle.
+/// What a poller keeps of one socket that receives ahead, or of a listener
+/// that accepts ahead. Only the poller touches it (the thread that holds
+/// its token). Value-initialised: idle.
 struct socket_rx {
-  op_fifo recvs;                        // the host's Recvs waiting for bytes, in order
+  op_fifo recvs;                        // the host's Recvs (a listener's: Accepts) waiting, in order
   carried_bytes* carried = nullptr;     // bytes from before an Unbind: served first
   poller_request* unbinding = nullptr;  // an Unbind waiting for the receive to end
   std::int32_t end = 0;                 // what ended the stream (0: orderly close; -errno)
@@ -81,7 +86,11 @@ struct socket_rx {
   std::uint32_t offset = 0;             // bytes of the first buffer already served
   std::uint16_t first = 0, last = 0;    // the buffers holding bytes, oldest first (id + 1)
   std::uint16_t held = 0;               // how many
-  bool armed = false;     // a multishot receive is in the kernel
+  // A listener's connections accepted with no Accept posted, oldest first
+  // (ids + 1 in the poller's accepted_), and how many.
+  std::uint16_t conn_first = 0, conn_last = 0, conn_held = 0;
+  bool listener = false;  // its Accepts went through here
+  bool armed = false;     // a multishot receive (a listener's: accept) is in the kernel
   bool stopping = false;  // its cancel is on its way
   bool has_end = false;   // `end` waits for a Recv, after the bytes
   bool discard = false;   // its port is closing: what still arrives is dropped
@@ -104,7 +113,10 @@ class uring_poller final : public threaded_poller {
         ring_entries_(setup.ring_entries),
         requested_setup_(setup.ring_setup),
         completions_(std::move(setup.completions)),
-        sys_(syscalls_in_use()) {}
+        sys_(syscalls_in_use()) {
+    for (unsigned id = 0; id < accepted_count; ++id)
+      accepted_next_[id] = static_cast<std::uint16_t>(id + 1 < accepted_count ? id + 2 : 0);
+  }
 
   ~uring_poller() override {
     stop_if_running();
@@ -112,8 +124,9 @@ class uring_poller final : public threaded_poller {
     if (event_fd_ >= 0) ::close(event_fd_);
     if (rx_ring_ != nullptr) ::munmap(rx_ring_, rx_ring_bytes());
     if (rx_memory_ != nullptr) ::munmap(rx_memory_, std::size_t{rx_buffer_count} * rx_buffer_bytes);
-    rx_.for_each(0, [](int, socket_rx& rx) {
+    rx_.for_each(0, [this](int, socket_rx& rx) {
       delete rx.carried;
+      while (rx.conn_first != 0) ::close(pop_accepted(rx));
       return true;
     });
   }
@@ -188,7 +201,7 @@ class uring_poller final : public threaded_poller {
   }
 
   bool take_direct(inbox_item item) noexcept override {
-    if (io_uring_sq_space_left(&ring_) < 2) return false;
+    if (io_uring_sq_space_left(&ring_) == 0) return false;
     take(item);  // an operation: one SQE, submitted when the thread comes back
     return true;
   }
@@ -323,7 +336,7 @@ class uring_poller final : public threaded_poller {
       rx.rearm_next = 0;
       rx.rearm_queued = false;
       if (rx.armed || rx.single || rx.unbinding != nullptr || rx.recvs.empty()) continue;
-      start_receiving(fd, rx);
+      start(fd, rx);
       --sqes;
       ++handled;
     }
@@ -333,9 +346,11 @@ class uring_poller final : public threaded_poller {
       ++handled;
     }
     // Two SQEs an item at most: a cancel on a socket that receives ahead
-    // also cancels its receive by its user_data.
+    // also cancels its receive by its user_data (in a ring of one free SQE,
+    // one item, whose second cancel is skipped: cancel_all_on).
     inbox_item items[submit_batch];
-    const std::size_t n = inbox_.take(items, std::min<unsigned>(sqes / 2, submit_batch));
+    const unsigned most = sqes == 1 ? 1 : sqes / 2;
+    const std::size_t n = inbox_.take(items, std::min(most, submit_batch));
     for (std::size_t i = 0; i < n; ++i) take(items[i]);
     return handled + static_cast<unsigned>(n);
   }
@@ -391,7 +406,8 @@ class uring_poller final : public threaded_poller {
       // Its receive holds the socket open: a host that closed the socket
       // before this (without Unbind) leaves a number the cancel above
       // cannot find. Its user_data finds it.
-      if (rx->armed && !rx->stopping) stop_receiving(fd, *rx);
+      if (rx->armed && !rx->stopping && io_uring_sq_space_left(&ring_) != 0)
+        stop_receiving(fd, *rx);
     }
     return n;
   }
@@ -455,8 +471,15 @@ class uring_poller final : public threaded_poller {
       case inbox_carry: {
         auto* c = reinterpret_cast<carried_bytes*>(item & ~inbox_tag_mask);
         socket_rx& rx = *rx_.find(c->fd);  // made by prepare_handle, before this was queued
-        delete rx.carried;                  // (none: an Unbind took it)
-        rx.carried = c;
+        for (const int socket : c->sockets) keep_accepted(rx, socket);
+        c->sockets.clear();
+        rx.listener = rx.listener || rx.conn_first != 0;
+        delete rx.carried;  // (none: an Unbind took it)
+        rx.carried = nullptr;
+        if (c->bytes.size() == c->taken)
+          delete c;
+        else
+          rx.carried = c;
         return;
       }
       default: {
@@ -465,6 +488,12 @@ class uring_poller final : public threaded_poller {
           socket_rx* rx = rx_.find(op.fd);
           if (rx != nullptr && ((op.aux & recv_ahead) != 0 || receiving(*rx))) {
             take_recv(op, *rx);
+            return;
+          }
+        } else if (op.kind == op_kind::accept) {
+          socket_rx* rx = rx_.find(op.fd);
+          if (rx != nullptr && ((op.aux & accept_ahead) != 0 || receiving(*rx))) {
+            take_accept(op, *rx);
             return;
           }
         }
@@ -483,7 +512,7 @@ class uring_poller final : public threaded_poller {
   /// a socket that left the mode still goes through here until it is over.
   static bool receiving(const socket_rx& rx) noexcept {
     return rx.armed || rx.single || rx.first != 0 || rx.carried != nullptr || !rx.recvs.empty() ||
-           rx.has_end;
+           rx.has_end || rx.conn_first != 0;
   }
 
   void take_recv(op_state& op, socket_rx& rx) noexcept {
@@ -587,7 +616,8 @@ class uring_poller final : public threaded_poller {
   /// posted, or the mode was turned off). Room for one SQE was checked.
   void stop_receiving(int fd, socket_rx& rx) noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    io_uring_prep_cancel64(sqe, static_cast<std::uint64_t>(fd) << 3 | tag_receive, 0);
+    io_uring_prep_cancel64(
+        sqe, static_cast<std::uint64_t>(fd) << 3 | (rx.listener ? tag_accept : tag_receive), 0);
     sqe->user_data = tag_cancel;
     ++inflight_;
     rx.stopping = true;
@@ -654,7 +684,7 @@ class uring_poller final : public threaded_poller {
     }
     if (rx.recvs.empty()) return;
     if (io_uring_sq_space_left(&ring_) != 0) {
-      start_receiving(fd, rx);
+      start(fd, rx);
     } else if (!rx.rearm_queued) {  // the next pass, when the SQ has room
       rx.rearm_queued = true;
       rx.rearm_next = 0;
@@ -683,9 +713,13 @@ class uring_poller final : public threaded_poller {
   /// Unbind: the bytes no Recv took go with the request, for a later Bind.
   void carry_received(socket_rx& rx, poller_request& r) noexcept {
     rx.has_end = false;  // the kernel says it again to a later Recv
-    if (rx.carried == nullptr && rx.first == 0) return;
+    if (rx.carried == nullptr && rx.first == 0 && rx.conn_first == 0) return;
     std::unique_ptr<carried_bytes> c(new (std::nothrow) carried_bytes);
     try {
+      if (c != nullptr) {
+        c->sockets.reserve(rx.conn_held);
+        while (rx.conn_first != 0) c->sockets.push_back(pop_accepted(rx));
+      }
       if (c != nullptr && rx.carried != nullptr)
         c->bytes.append(rx.carried->bytes, rx.carried->taken);
       for (unsigned id = rx.first; c != nullptr && id != 0; id = rx_next_[id - 1u]) {
@@ -698,7 +732,8 @@ class uring_poller final : public threaded_poller {
     }
     if (c == nullptr)
       report_once(fault_carry_nomem, IOCM_LOG_ERROR,
-                  "Unbind: no memory to keep the bytes received ahead on a socket; they are lost");
+                  "Unbind: no memory to keep what was received or accepted ahead on a socket; "
+                  "it is lost");
     r.carried = std::move(c);
     drop_received(rx);
   }
@@ -707,10 +742,135 @@ class uring_poller final : public threaded_poller {
   /// end; what its receive still brings is dropped too.
   void drop_received(socket_rx& rx) noexcept {
     while (rx.first != 0) pop_buffer(rx);
+    while (rx.conn_first != 0) ::close(pop_accepted(rx));
     delete rx.carried;
     rx.carried = nullptr;
     rx.has_end = false;
     if (rx.armed) rx.discard = true;
+  }
+
+  /// The head Recv or Accept needs the kernel.
+  void start(int fd, socket_rx& rx) noexcept {
+    if (rx.listener)
+      start_accepting(fd, rx);
+    else
+      start_receiving(fd, rx);
+  }
+
+  // --- Accepting ahead (docs/ENGINE.md, "Accepting ahead"): one multishot
+  // --- accept per listener; connections no Accept waits for are kept in
+  // --- accepted_ (at most listener_most per listener before it pauses).
+
+  void take_accept(op_state& op, socket_rx& rx) noexcept {
+    rx.listener = true;
+    if (!host_.port_open(op.port_slot)) {
+      op.aux &= ~accept_ahead;
+      prepare_operation(op);  // completes aborted
+      return;
+    }
+    rx.recvs.push(&op);
+    while (!rx.recvs.empty() && rx.conn_first != 0) complete_accept(*rx.recvs.pop(), pop_accepted(rx));
+    if (rx.recvs.empty()) return;
+    if (!rx.armed && !rx.single) {
+      start_accepting(op.fd, rx);
+    } else if (rx.armed && !rx.stopping && (rx.recvs.head->aux & accept_ahead) == 0) {
+      stop_receiving(op.fd, rx);  // the host turned the mode off
+    }
+  }
+
+  void complete_accept(op_state& op, std::int32_t res) noexcept {
+    op.aux &= ~(accept_ahead | recv_single);
+    outbox_.add(op, finish(overlapped_of(&op), res));
+  }
+
+  /// Room for one SQE was checked.
+  void start_accepting(int fd, socket_rx& rx) noexcept {
+    while (!rx.recvs.empty()) {
+      op_state& head = *rx.recvs.head;
+      if (!host_.port_open(head.port_slot)) {
+        abort(*rx.recvs.pop());
+        continue;
+      }
+      if ((head.aux & accept_ahead) != 0 && accept_state_ != rx_pool_state::refused &&
+          accepted_free_ != 0) {
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+        sqe->user_data = static_cast<std::uint64_t>(fd) << 3 | tag_accept;
+        ++inflight_;
+        rx.armed = true;
+        return;
+      }
+      rx.recvs.pop();
+      head.aux = (head.aux & ~accept_ahead) | recv_single;
+      rx.single = true;
+      prepare_operation(head);
+      return;
+    }
+  }
+
+  /// A CQE of fd's multishot accept.
+  void accepted(int fd, std::int32_t res, std::uint32_t flags) noexcept {
+    socket_rx& rx = *rx_.find(fd);
+    const bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (more) ++inflight_;  // harvest counts every CQE; only the last ends the request
+    if (res >= 0) {
+      accept_state_ = rx_pool_state::ready;
+      if (rx.discard)
+        ::close(res);  // its port is closing: as the kernel closes a listener's backlog
+      else if (!rx.recvs.empty())
+        complete_accept(*rx.recvs.pop(), res);
+      else
+        keep_accepted(rx, res);
+    }
+    if (!more) {
+      rx.armed = false;
+      rx.stopping = false;
+      rx.discard = false;
+      if (res == -EINVAL && accept_state_ == rx_pool_state::unmade) {
+        accept_state_ = rx_pool_state::refused;  // before Linux 5.19
+        report_once(fault_accept_ahead, IOCM_LOG_INFO,
+                    "this kernel has no multishot accept; IOCM_ACCEPT_AHEAD listeners accept "
+                    "one Accept at a time");
+      } else if (res < 0 && res != -ECANCELED && res != -EINTR && !rx.recvs.empty()) {
+        complete_accept(*rx.recvs.pop(), res);  // e.g. EMFILE: the Accept says so
+      }
+      receiving_ended(fd, rx);
+    } else if (rx.recvs.empty() && !rx.stopping && io_uring_sq_space_left(&ring_) != 0 &&
+               (rx.conn_held >= listener_most || accepted_free_ == 0)) {
+      stop_receiving(fd, rx);  // enough kept: the kernel's backlog holds the rest
+    }
+  }
+
+  /// Keeps a connection accepted with no Accept waiting. With none of the
+  /// poller's places left (its listeners were each paused at listener_most,
+  /// and more came while their cancels were on their way), it is closed,
+  /// said once: its peer sees a reset, as with a full backlog.
+  void keep_accepted(socket_rx& rx, int socket) noexcept {
+    if (accepted_free_ == 0) {
+      ::close(socket);
+      report_once(fault_accept_full, IOCM_LOG_ERROR,
+                  "accepting ahead: no place left for a connection accepted with no Accept "
+                  "posted; it was closed");
+      return;
+    }
+    const unsigned id = accepted_free_ - 1u;
+    accepted_free_ = accepted_next_[id];
+    accepted_fd_[id] = socket;
+    accepted_next_[id] = 0;
+    (rx.conn_last != 0 ? accepted_next_[rx.conn_last - 1u] : rx.conn_first) =
+        static_cast<std::uint16_t>(id + 1);
+    rx.conn_last = static_cast<std::uint16_t>(id + 1);
+    ++rx.conn_held;
+  }
+
+  int pop_accepted(socket_rx& rx) noexcept {
+    const unsigned id = rx.conn_first - 1u;
+    rx.conn_first = accepted_next_[id];
+    if (rx.conn_first == 0) rx.conn_last = 0;
+    --rx.conn_held;
+    accepted_next_[id] = accepted_free_;
+    accepted_free_ = static_cast<std::uint16_t>(id + 1);
+    return accepted_fd_[id];
   }
 
   // --- The poller's buffers: a provided-buffer ring (group rx_group).
@@ -849,12 +1009,15 @@ class uring_poller final : public threaded_poller {
       case tag_receive:
         received(static_cast<int>(user_data >> 3), res, flags);
         return;
+      case tag_accept:
+        accepted(static_cast<int>(user_data >> 3), res, flags);
+        return;
       default:
         break;
     }
     auto* ov = reinterpret_cast<OVERLAPPED*>(user_data);
     op_state& op = *state_of(ov);
-    if (op.kind == op_kind::recv && (op.aux & recv_single) != 0) {
+    if ((op.kind == op_kind::recv || op.kind == op_kind::accept) && (op.aux & recv_single) != 0) {
       single_done(op, res);
       return;
     }
@@ -912,6 +1075,12 @@ class uring_poller final : public threaded_poller {
   unsigned rx_in_kernel_ = 0;  // buffers the kernel may fill now
   std::uint32_t rx_bytes_[rx_buffer_count]{};
   std::uint16_t rx_next_[rx_buffer_count]{};
+  // Accepting ahead: whether the kernel has multishot accept (unmade: not
+  // known yet), and the connections kept (a free list through accepted_next_).
+  rx_pool_state accept_state_ = rx_pool_state::unmade;
+  int accepted_fd_[accepted_count]{};
+  std::uint16_t accepted_next_[accepted_count]{};
+  std::uint16_t accepted_free_ = 1;
   record_outbox outbox_;  // records not yet in the lane
 };
 

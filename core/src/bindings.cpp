@@ -162,7 +162,8 @@ void bindings::unbind_port(std::uint16_t slot, std::vector<int>& made_nonblockin
 }
 
 HRESULT bindings::set_completion_modes(HANDLE handle, DWORD modes) noexcept {
-  if ((modes & ~DWORD{IOCM_SKIP_COMPLETION_ON_SUCCESS | IOCM_RECEIVE_AHEAD}) != 0)
+  if ((modes & ~DWORD{IOCM_SKIP_COMPLETION_ON_SUCCESS | IOCM_RECEIVE_AHEAD | IOCM_ACCEPT_AHEAD}) !=
+      0)
     return E_INVALIDARG;
   const int fd = fd_of(handle);
   // Under the lock Bind and Unbind take: the binding cannot change meanwhile.
@@ -173,6 +174,7 @@ HRESULT bindings::set_completion_modes(HANDLE handle, DWORD modes) noexcept {
   b.skip_on_success = (modes & IOCM_SKIP_COMPLETION_ON_SUCCESS) != 0;
   // Other handles have nothing to receive ahead: the mode does nothing there.
   b.receive_ahead = (modes & IOCM_RECEIVE_AHEAD) != 0 && b.kind == os::handle_kind::socket;
+  b.accept_ahead = (modes & IOCM_ACCEPT_AHEAD) != 0 && b.kind == os::handle_kind::socket;
   // Release pairs with lookup's acquire, as Bind's store does.
   handles_.slot(fd).store(binding::pack(b), std::memory_order_release);
   return S_OK;

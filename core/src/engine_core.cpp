@@ -268,6 +268,8 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
     // order (a Read too, or it would overtake them).
     kind = op_kind::recv;
     aux = recv_ahead;
+  } else if (b.accept_ahead && kind == op_kind::accept) {
+    aux |= accept_ahead;
   } else if (b.skip_on_success && kind != op_kind::nop && kind != op_kind::accept &&
              kind != op_kind::connect) {
     if (const HRESULT hr = try_at_once(kind, b.kind, b.port_slot, fd, buffer, length, aux, ov);

@@ -24,12 +24,15 @@ struct binding {
   // IOCM_RECEIVE_AHEAD: a socket's Recvs go through the poller's receive
   // ahead (a multishot receive into its buffers).
   bool receive_ahead = false;
+  // IOCM_ACCEPT_AHEAD: a listener's Accepts go through the poller's
+  // multishot accept.
+  bool accept_ahead = false;
 
   static constexpr std::uint32_t generation_mask = (1u << 28) - 1;
-  static constexpr std::uint32_t poller_mask = (1u << 14) - 1;  // pollers are at most 1024
+  static constexpr std::uint32_t poller_mask = (1u << 13) - 1;  // pollers are at most 1024
   static std::uint64_t pack(const binding& b) noexcept {
     return 1u | std::uint64_t{b.port_slot} << 1 | std::uint64_t{b.poller & poller_mask} << 17 |
-           std::uint64_t{b.receive_ahead} << 31 |
+           std::uint64_t{b.accept_ahead} << 30 | std::uint64_t{b.receive_ahead} << 31 |
            std::uint64_t{b.skip_on_success} << 32 |
            std::uint64_t{static_cast<std::uint8_t>(b.kind)} << 33 |
            std::uint64_t{b.made_nonblocking} << 35 |
@@ -42,7 +45,8 @@ struct binding {
             ((w >> 35) & 1) != 0,
             static_cast<std::uint32_t>(w >> 36) & generation_mask,
             ((w >> 32) & 1) != 0,
-            ((w >> 31) & 1) != 0};
+            ((w >> 31) & 1) != 0,
+            ((w >> 30) & 1) != 0};
   }
 };
 

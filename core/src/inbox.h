@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 #include <cstddef>
 #include <cstdint>
 #include <memory_resource>
@@ -53,6 +54,16 @@ struct alignas(8) carried_bytes {
   std::uint64_t cookie = 0;  // SO_COOKIE: tells the socket from a later one with its number
   std::string bytes;
   std::size_t taken = 0;  // bytes of `bytes` already served
+  // A listener's connections accepted ahead that no Accept took; closed
+  // with this object unless a Bind of the listener takes them out.
+  std::vector<int> sockets;
+
+  carried_bytes() = default;
+  carried_bytes(const carried_bytes&) = delete;
+  carried_bytes& operator=(const carried_bytes&) = delete;
+  ~carried_bytes() {
+    for (const int s : sockets) os::close_descriptor(s);
+  }
 };
 
 /// A request a thread waits on, on its own stack, until the poller answers

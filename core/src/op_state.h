@@ -150,6 +150,9 @@ inline constexpr std::uint64_t recv_single = 2;
 /// For accept, aux says what buffer points to.
 inline constexpr std::uint64_t accept_into_handle = 0;  // HANDLE* (IIocmHostIo)
 inline constexpr std::uint64_t accept_into_int = 1;     // int* (iocm::engine)
+/// Flags beside them: a listener in IOCM_ACCEPT_AHEAD mode (engine_core
+/// sets it); the poller's recv_single mark (2) serves accepts too.
+inline constexpr std::uint64_t accept_ahead = 4;
 
 static_assert(sizeof(op_state) <= IOCM_HOST_OVERLAPPED_SIZE,
               "per-operation state fits in the host overlapped area");
@@ -194,7 +197,7 @@ inline completion finish(hosting::OVERLAPPED* ov, std::int32_t res) noexcept {
       }
       return {ERROR_SUCCESS, static_cast<std::uint32_t>(res), ov};
     case op_kind::accept:
-      if (op.aux == accept_into_int)
+      if ((op.aux & 1) == accept_into_int)
         *static_cast<int*>(op.buffer) = res;
       else
         *static_cast<HANDLE*>(op.buffer) =

@@ -21,6 +21,9 @@ enum class handle_kind : std::uint8_t { file, pipe, socket, other };
 /// The kind of an open descriptor, or false when fd is not open.
 bool query_handle(int fd, handle_kind& kind) noexcept;
 
+/// close(2), its answer ignored (a descriptor the engine owns).
+void close_descriptor(int fd) noexcept;
+
 /// The kernel's unique number for the socket fd names (SO_COOKIE), or 0
 /// when fd is not a socket or the kernel cannot say.
 std::uint64_t socket_cookie(int fd) noexcept;

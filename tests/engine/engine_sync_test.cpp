@@ -41,7 +41,7 @@ TEST_CASE("IIocmHostIo2 is the same object as IIocmHostIo; bad handles and modes
   CHECK(io2->SetCompletionModes(as_handle(p.a.fd), IOCM_SKIP_COMPLETION_ON_SUCCESS) ==
         invalid_handle);  // not bound
   REQUIRE(f.manager->Bind(f.port, as_handle(p.a.fd)) == S_OK);
-  CHECK(io2->SetCompletionModes(as_handle(p.a.fd), 4) == E_INVALIDARG);
+  CHECK(io2->SetCompletionModes(as_handle(p.a.fd), 8) == E_INVALIDARG);
   CHECK(io2->SetCompletionModes(as_handle(p.a.fd), IOCM_SKIP_COMPLETION_ON_SUCCESS) == S_OK);
   REQUIRE(f.io->Unbind(as_handle(p.a.fd)) == S_OK);
   CHECK(io2->SetCompletionModes(as_handle(p.a.fd), 0) == invalid_handle);

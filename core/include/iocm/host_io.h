@@ -141,6 +141,10 @@ inline constexpr iocm::hosting::DWORD IOCM_SKIP_COMPLETION_ON_SUCCESS = 1;
 /// ahead of the host's Recvs (io_uring: one multishot receive into the
 /// poller's buffers, armed once; docs/ENGINE.md, "Receiving ahead").
 inline constexpr iocm::hosting::DWORD IOCM_RECEIVE_AHEAD = 2;
+/// IIocmHostIo2::SetCompletionModes, for a listening socket: the engine may
+/// accept connections ahead of the host's Accepts (io_uring: one multishot
+/// accept, armed once; docs/ENGINE.md, "Accepting ahead").
+inline constexpr iocm::hosting::DWORD IOCM_ACCEPT_AHEAD = 4;
 
 /// The bytes iocm keeps after each OVERLAPPED (GetHostOverlappedSize).
 inline constexpr std::uint32_t IOCM_HOST_OVERLAPPED_SIZE = 64;
@@ -240,6 +244,14 @@ struct IIocmHostIo2 : IIocmHostIo {
   /// complete at once. Unbind keeps the bytes received ahead and gives them
   /// to the first Recvs after the same socket is bound again (docs/ENGINE.md,
   /// "Receiving ahead").
+  ///
+  /// With IOCM_ACCEPT_AHEAD, on a listening socket, the engine keeps one
+  /// multishot accept in the kernel (io_uring; epoll accepts as before): the
+  /// host's Accepts get the connections in the order they were accepted,
+  /// also those accepted before the Accept was posted (at most 64 wait per
+  /// listener; then accepting pauses until Accepts come). Unbind keeps the
+  /// connections no Accept took for the same socket's next Bind; closing the
+  /// port closes them (docs/ENGINE.md, "Accepting ahead").
   ///
   /// 0 turns the modes off again; Unbind forgets them. ERROR_INVALID_HANDLE
   /// when the handle is not bound; E_INVALIDARG for another mode bit.
