@@ -65,6 +65,7 @@ struct options {
   int accepts = 8;  // accepts in flight on the listener
   bool quiet = false;
   bool receive_ahead = false;  // IOCM_RECEIVE_AHEAD on every connection
+  bool accept_ahead = false;   // IOCM_ACCEPT_AHEAD on the listener
 };
 
 inline bool parse_number(const char* s, unsigned long max, unsigned long& out) {
@@ -81,7 +82,8 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
   auto usage = [&](FILE* to) {
     std::fprintf(to,
                  "usage: %s [--address A] [--port N] [--pollers N] [--threads N] [--cpus LIST]\n"
-                 "          [--backend auto|uring|epoll] [--accepts N] [--receive-ahead] [--quiet]\n"
+                 "          [--backend auto|uring|epoll] [--accepts N] [--receive-ahead]\n"
+                 "          [--accept-ahead] [--quiet]\n"
                  "%s\n"
                  "  --address A   IPv4 address to listen on (default 127.0.0.1)\n"
                  "  --port N      TCP port; 0 picks a free one (default 8080)\n"
@@ -93,6 +95,8 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
                  "  --accepts N   accepts kept in flight, 1-1024 (default 8)\n"
                  "  --receive-ahead  let the engine receive ahead of each connection's Recvs\n"
                  "                (IOCM_RECEIVE_AHEAD: one multishot receive per connection)\n"
+                 "  --accept-ahead   let the engine accept connections ahead of the Accepts\n"
+                 "                (IOCM_ACCEPT_AHEAD: one multishot accept on the listener)\n"
                  "  --quiet       no line once listening\n"
                  "SIGINT or SIGTERM stops it: pending replies are sent, then it exits 0.\n",
                  name, what);
@@ -109,6 +113,10 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
     }
     if (a == "--receive-ahead") {
       o.receive_ahead = true;
+      continue;
+    }
+    if (a == "--accept-ahead") {
+      o.accept_ahead = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -294,6 +302,8 @@ class server {
     if (SUCCEEDED(hr)) hr = manager_->SetCLRIoCompletionManager(&runtime_);
     if (SUCCEEDED(hr)) hr = manager_->CreateIoCompletionPort(&port_);
     if (SUCCEEDED(hr)) hr = manager_->Bind(port_, as_handle(listener_));
+    if (SUCCEEDED(hr) && options_.accept_ahead)
+      hr = io_->SetCompletionModes(as_handle(listener_), IOCM_ACCEPT_AHEAD);
     if (FAILED(hr)) {
       std::fprintf(stderr, "%s: the engine could not start: HRESULT 0x%08x\n", name_,
                    static_cast<unsigned>(hr));

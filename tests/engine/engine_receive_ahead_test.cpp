@@ -10,12 +10,15 @@
 // answer the same. The uring run exits 77 (skipped) on a kernel without
 // multishot receive (before 6.0).
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +93,23 @@ bool engine_took_all(int fd) {
   return true;
 }
 
+/// Connections waiting in a listener's backlog (tcp_info's unacked on a
+/// listening socket).
+unsigned backlog_of(int listener) {
+  tcp_info info{};
+  socklen_t size = sizeof info;
+  REQUIRE(::getsockopt(listener, IPPROTO_TCP, TCP_INFO, &info, &size) == 0);
+  return info.tcpi_unacked;
+}
+
+/// A client that connects to `l` and sends its number (4 bytes).
+int numbered_client(const tcp_listener& l, std::uint32_t number) {
+  const int fd = tcp_socket();
+  REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&l.addr), sizeof l.addr) == 0);
+  send_all(fd, reinterpret_cast<const char*>(&number), sizeof number);
+  return fd;
+}
+
 /// The fixture with the mode at hand; every case skips on a uring run
 /// where the kernel cannot receive ahead.
 struct ahead_fixture : engine_fixture {
@@ -102,9 +122,36 @@ struct ahead_fixture : engine_fixture {
     engine_fixture::settle();
   }
 
-  void bind_ahead(int fd) {
+  void bind_ahead(int fd, DWORD modes = IOCM_RECEIVE_AHEAD) {
     REQUIRE(manager->Bind(port, as_handle(fd)) == S_OK);
-    REQUIRE(io2->SetCompletionModes(as_handle(fd), IOCM_RECEIVE_AHEAD) == S_OK);
+    REQUIRE(io2->SetCompletionModes(as_handle(fd), modes) == S_OK);
+  }
+
+  /// Posts an Accept and waits for it; returns the accepted socket, or -1.
+  int accept(int listener) {
+    test_overlapped* o = fresh();
+    HANDLE accepted = nullptr;
+    const std::size_t before = runtime.count();
+    REQUIRE(io->Accept(as_handle(listener), &accepted, &o->ov) == IOCM_E_IO_PENDING);
+    REQUIRE(runtime.wait_for(before + 1));
+    if (runtime.only(&o->ov).error != 0) return -1;
+    return static_cast<int>(reinterpret_cast<std::intptr_t>(accepted));
+  }
+
+  /// Accepts n connections and reads each one's number: each of 0..n-1
+  /// exactly once.
+  void expect_numbered(int listener, unsigned n) {
+    std::set<std::uint32_t> seen;
+    for (unsigned i = 0; i < n; ++i) {
+      const int s = accept(listener);
+      REQUIRE(s >= 0);
+      std::uint32_t number = 0;
+      REQUIRE(::recv(s, &number, sizeof number, MSG_WAITALL) == sizeof number);
+      ::close(s);
+      CHECK(number < n);
+      CHECK(seen.insert(number).second);
+    }
+    CHECK(seen.size() == n);
   }
 
   /// Posts a Recv (or a Read) and waits for its completion.
@@ -334,4 +381,77 @@ TEST_CASE("a socket closed without Unbind while it receives ahead: the engine st
   server.reset(-1);  // closed, still bound
   f.settle();        // returns: nothing of it is left in the kernel
   CHECK(f.runtime.count() == 1);
+}
+
+TEST_CASE("accepting ahead: a connection storm, every connection accepted once, in order kept") {
+  SKIP_WITHOUT_MULTISHOT();
+  ahead_fixture f;
+  tcp_listener l;
+  REQUIRE(::listen(l.fd.fd, 4096) == 0);
+  f.bind_ahead(l.fd.fd, IOCM_ACCEPT_AHEAD);
+  std::vector<fd_guard> clients(600);
+  clients[0].reset(numbered_client(l, 0));
+  f.expect_numbered(l.fd.fd, 1);  // its multishot accept is in the kernel now
+
+  // No Accept posted: io_uring takes connections from the backlog anyway
+  // (up to 64 of them), epoll leaves them there.
+  for (std::uint32_t i = 1; i <= 10; ++i) clients[i].reset(numbered_client(l, i - 1));
+  if (on_uring()) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (backlog_of(l.fd.fd) != 0 && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(backlog_of(l.fd.fd) == 0);
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(backlog_of(l.fd.fd) == 10);
+  }
+  f.expect_numbered(l.fd.fd, 10);
+
+  // A storm: 589 connections from another thread while Accepts come one by
+  // one; more than a listener may keep, so accepting pauses and resumes.
+  std::thread storm([&] {
+    for (std::uint32_t i = 11; i < 600; ++i) clients[i].reset(numbered_client(l, i - 11));
+  });
+  f.expect_numbered(l.fd.fd, 589);
+  storm.join();
+  CHECK(backlog_of(l.fd.fd) == 0);
+}
+
+TEST_CASE("accepting ahead: Unbind keeps the connections for the next Bind; Close closes them") {
+  SKIP_WITHOUT_MULTISHOT();
+  ahead_fixture f;
+  tcp_listener l;
+  f.bind_ahead(l.fd.fd, IOCM_ACCEPT_AHEAD);
+  std::vector<fd_guard> clients(12);
+  clients[0].reset(numbered_client(l, 0));
+  f.expect_numbered(l.fd.fd, 1);
+  for (std::uint32_t i = 1; i <= 5; ++i) clients[i].reset(numbered_client(l, i - 1));
+  if (on_uring()) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (backlog_of(l.fd.fd) != 0 && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(f.io->Unbind(as_handle(l.fd.fd)) == S_OK);
+  f.bind_ahead(l.fd.fd, IOCM_ACCEPT_AHEAD);
+  f.expect_numbered(l.fd.fd, 5);
+
+  // Kept when the port closes: closed, so their peers see the end. (An
+  // Accept that finds none kept arms the multishot accept again.)
+  clients[9].reset(numbered_client(l, 0));
+  f.expect_numbered(l.fd.fd, 1);
+  for (std::uint32_t i = 6; i <= 8; ++i) clients[i].reset(numbered_client(l, i));
+  if (on_uring()) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (backlog_of(l.fd.fd) != 0 && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(backlog_of(l.fd.fd) == 0);
+    f.settle();
+    for (std::uint32_t i = 6; i <= 8; ++i) {
+      char c;
+      timeval t{5, 0};
+      ::setsockopt(clients[i].fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t);
+      CHECK(::recv(clients[i].fd, &c, 1, 0) <= 0);  // the end (0) or a reset, not a timeout
+      CHECK(errno != EAGAIN);
+    }
+  }
 }

@@ -219,7 +219,7 @@ TEST_CASE("iocm-echo returns every byte, in order, on many connections at once")
 }
 
 TEST_CASE("iocm-echo receiving ahead: every byte, in order, on 64 connections") {
-  check_echo({IOCM_ECHO_PATH, "--port", "0", "--receive-ahead"}, 64, 64 * 1024);
+  check_echo({IOCM_ECHO_PATH, "--port", "0", "--receive-ahead", "--accept-ahead"}, 64, 64 * 1024);
 }
 
 TEST_CASE("iocm-plaintext answers keep-alive, split and pipelined requests in order") {
