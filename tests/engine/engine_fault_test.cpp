@@ -7,6 +7,7 @@
 // (tests/CMakeLists.txt).
 #include <doctest/doctest.h>
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "fault_injector.h"
 #include "iocm/engine.h"
 #include "iocm/win32_errors.h"
+#include "support/engine_fixture.h"
 #include "support/kernel_objects.h"
 #include "support/op_ledger.h"
 
@@ -859,4 +861,39 @@ TEST_CASE(
 TEST_CASE(
     "a stalled poller (epoll): the others keep flowing, and its operations still complete once") {
   stalled_poller(IOCM_BACKEND_EPOLL);
+}
+
+TEST_CASE("io_uring: provided buffers refused: receiving-ahead sockets receive Recv by Recv, "
+          "said once" * doctest::test_suite("uring")) {
+  log_lines log;
+  fault_injector faults({{.which = call::uring_register_buf_ring, .answer = -EINVAL, .times = 0}});
+  engine_fixture f(config_for(IOCM_BACKEND_URING, log));
+  void* p = nullptr;
+  REQUIRE(f.manager->QueryInterface(IID_IIocmHostIo2, &p) == S_OK);
+  auto* io2 = static_cast<IIocmHostIo2*>(p);
+  fd_guard client, server;
+  connected_pair(client, server);
+  REQUIRE(f.manager->Bind(f.port, as_handle(server.fd)) == S_OK);
+  REQUIRE(io2->SetCompletionModes(as_handle(server.fd), IOCM_RECEIVE_AHEAD) == S_OK);
+  io2->Release();
+  faults.arm();
+  char buffer[64];
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    REQUIRE(::send(client.fd, "hello", 5, 0) == 5);
+    test_overlapped* o = f.fresh();
+    REQUIRE(f.io->Recv(as_handle(server.fd), buffer, sizeof buffer, &o->ov) == IOCM_E_IO_PENDING);
+    REQUIRE(f.runtime.wait_for(static_cast<std::size_t>(round) + 1));
+    CHECK(f.runtime.only(&o->ov).bytes == 5);
+    CHECK(std::memcmp(buffer, "hello", 5) == 0);
+  }
+  // Nothing is taken ahead: bytes with no Recv posted stay in the kernel.
+  REQUIRE(::send(client.fd, "more", 4, 0) == 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int held = 0;
+  REQUIRE(::ioctl(server.fd, FIONREAD, &held) == 0);
+  CHECK(held == 4);
+  CHECK(faults.fired(0) == 1);  // tried once, at the first Recv
+  CHECK(log.count(IOCM_LOG_INFO, "io_uring_register_buf_ring failed (EINVAL)") == 1);
+  CHECK(log.count(IOCM_LOG_ERROR) == 0);
 }

@@ -43,6 +43,7 @@ enum class call : unsigned {
   connect_result,
   fcntl,
   pwrite_append,
+  uring_register_buf_ring,
 };
 
 inline constexpr std::size_t no_cap = std::numeric_limits<std::size_t>::max();
@@ -214,6 +215,10 @@ struct fault_table_maker {
                        [&] { return fi::real().uring_wait(ring, timeout_ms); });
     };
     t.uring_peek = fi::peek;
+    t.uring_register_buf_ring = [](io_uring* ring, io_uring_buf_reg* reg) {
+      return fi::other(call::uring_register_buf_ring, -1,
+                       [&] { return fi::real().uring_register_buf_ring(ring, reg); });
+    };
     t.epoll_create = [] {
       return fi::other(call::epoll_create, -1, [] { return fi::real().epoll_create(); });
     };
