@@ -184,6 +184,7 @@ class threaded_poller : public poller {
     fault_carry_nomem,    // no memory to keep bytes received ahead over an Unbind
     fault_accept_ahead,   // io_uring: no multishot accept here
     fault_accept_full,    // a connection accepted ahead had no place and was closed
+    fault_fixed_files,    // io_uring: no file table, or a descriptor it refused
   };
   /// Says `text` through the engine's log the first time `f` happens.
   void report_once(fault f, std::uint32_t level, const char* text) noexcept {

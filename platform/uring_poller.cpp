@@ -26,6 +26,7 @@
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -105,6 +106,7 @@ struct op_fields {
   std::uint32_t epoch;
 };
 constexpr unsigned submit_batch = 64;
+constexpr rlim_t fixed_most = 65536;  // entries of a poller's file table at most
 
 class uring_poller final : public threaded_poller {
  public:
@@ -112,6 +114,7 @@ class uring_poller final : public threaded_poller {
       : threaded_poller(setup, "iocm-poll"),
         ring_entries_(setup.ring_entries),
         requested_setup_(setup.ring_setup),
+        fixed_wanted_(setup.fixed_files),
         completions_(std::move(setup.completions)),
         sys_(syscalls_in_use()) {
     for (unsigned id = 0; id < accepted_count; ++id)
@@ -140,10 +143,17 @@ class uring_poller final : public threaded_poller {
     try {
       (void)cancels_.reserve(fd);
       if (b.kind == os::handle_kind::socket) (void)rx_.reserve(fd);
+      if (fixed_ready_) (void)fixed_.reserve(fd);
     } catch (const std::bad_alloc&) {
       return E_OUTOFMEMORY;
     }
     return S_OK;
+  }
+
+  inbox_item registration(int fd) const noexcept override {
+    return fixed_ready_ && fd < fixed_size_
+               ? static_cast<inbox_item>(static_cast<std::uint32_t>(fd)) << 3 | inbox_register
+               : 0;
   }
 
  protected:
@@ -393,7 +403,8 @@ class uring_poller final : public threaded_poller {
   /// complete aborted. Returns how many were waiting.
   std::uint32_t cancel_all_on(int fd, std::uint64_t user_data) noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // room was checked
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_prep_cancel_fd(
+        sqe, fd, IORING_ASYNC_CANCEL_ALL | (is_fixed(fd) ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
     sqe->user_data = user_data;
     ++inflight_;
     count_cancel(fd);
@@ -444,6 +455,7 @@ class uring_poller final : public threaded_poller {
         const int fd = static_cast<int>(item >> 3);
         (void)cancel_all_on(fd, tag_cancel);
         if (socket_rx* rx = rx_.find(fd)) drop_received(*rx);
+        unregister(fd);
         return;
       }
       case inbox_unbind: {
@@ -452,12 +464,17 @@ class uring_poller final : public threaded_poller {
         // receives ahead: until its receive has ended, and what it received
         // goes with the answer (carried_bytes).
         (void)cancel_all_on(r->fd, tag_cancel);
+        const bool was_fixed = unregister(r->fd);
         socket_rx* rx = rx_.find(r->fd);
         if (rx != nullptr && (rx->armed || rx->single)) {
           rx->unbinding = r;
           return;
         }
         if (rx != nullptr) carry_received(*rx, *r);
+        if (was_fixed) {
+          r->answer(0);  // its cancel is in the kernel, and the table lets go of fd
+          return;
+        }
         r->next = acks_;
         acks_ = r;
         return;
@@ -466,6 +483,21 @@ class uring_poller final : public threaded_poller {
         socket_rx* rx = rx_.find(r->fd);
         r->own = rx != nullptr && (rx->armed || rx->single) ? 1 : 0;
         r->found = cancel_all_on(r->fd, reinterpret_cast<std::uint64_t>(r) | tag_answer_all);
+        return;
+      }
+      case inbox_register: {
+        int fd = static_cast<int>(item >> 3);
+        const int done = io_uring_register_files_update(&ring_, static_cast<unsigned>(fd), &fd, 1);
+        if (done == 1) {
+          *fixed_.find(fd) = true;
+        } else {
+          const char* name = ::strerrorname_np(done < 0 ? -done : EIO);
+          char line[160];
+          std::snprintf(line, sizeof line,
+                        "io_uring_register_files_update failed (%s); such descriptors are "
+                        "used unregistered", name != nullptr ? name : "?");
+          report_once(fault_fixed_files, IOCM_LOG_WARNING, line);
+        }
         return;
       }
       case inbox_carry: {
@@ -513,6 +545,29 @@ class uring_poller final : public threaded_poller {
   static bool receiving(const socket_rx& rx) noexcept {
     return rx.armed || rx.single || rx.first != 0 || rx.carried != nullptr || !rx.recvs.empty() ||
            rx.has_end || rx.conn_first != 0;
+  }
+
+  // --- Registered files (IOCM_FIXED_FILES): a bound descriptor's index in
+  // --- the ring's file table is its own number.
+  bool is_fixed(int fd) const noexcept {
+    if (!fixed_ready_) return false;
+    const bool* f = fixed_.find(fd);
+    return f != nullptr && *f;
+  }
+  /// Unbind or Close of fd: once its cancel is in the kernel (submitted
+  /// now: the cancel names the table's entry), the table lets go of the
+  /// file, so that the host's close really closes it. True if fd was
+  /// registered.
+  bool unregister(int fd) noexcept {
+    if (!is_fixed(fd)) return false;
+    while (io_uring_sq_ready(&ring_) != 0) {
+      enter_kernel(false);
+      if (io_uring_sq_ready(&ring_) != 0) (void)harvest();  // the kernel wants CQEs reaped first
+    }
+    int none = -1;
+    (void)io_uring_register_files_update(&ring_, static_cast<unsigned>(fd), &none, 1);
+    *fixed_.find(fd) = false;
+    return true;
   }
 
   void take_recv(op_state& op, socket_rx& rx) noexcept {
@@ -597,7 +652,7 @@ class uring_poller final : public threaded_poller {
       if ((head.aux & recv_ahead) != 0 && rx_pool_ready() && rx_in_kernel_ != 0) {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->flags |= IOSQE_BUFFER_SELECT | (is_fixed(fd) ? IOSQE_FIXED_FILE : 0);
         sqe->buf_group = rx_group;
         sqe->user_data = static_cast<std::uint64_t>(fd) << 3 | tag_receive;
         ++inflight_;
@@ -795,6 +850,7 @@ class uring_poller final : public threaded_poller {
           accepted_free_ != 0) {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (is_fixed(fd)) sqe->flags |= IOSQE_FIXED_FILE;
         sqe->user_data = static_cast<std::uint64_t>(fd) << 3 | tag_accept;
         ++inflight_;
         rx.armed = true;
@@ -968,6 +1024,9 @@ class uring_poller final : public threaded_poller {
           io_uring_prep_nop(sqe);
           break;
       }
+      // Every prep above put op.fd in sqe->fd: with the file registered,
+      // that is its index in the table.
+      if (op.kind != op_kind::nop && is_fixed(op.fd)) sqe->flags |= IOSQE_FIXED_FILE;
     }
     io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(overlapped_of(&op)));
   }
@@ -1038,6 +1097,23 @@ class uring_poller final : public threaded_poller {
         FAILED(hr))
       return hr;
     ring_ready_ = true;
+    if (fixed_wanted_) {
+      // The kernel refuses a table larger than RLIMIT_NOFILE.
+      rlimit files{};
+      const rlim_t limit = ::getrlimit(RLIMIT_NOFILE, &files) == 0 ? files.rlim_cur : 1024;
+      const unsigned size = static_cast<unsigned>(limit < fixed_most ? limit : fixed_most);
+      if (const int r = io_uring_register_files_sparse(&ring_, size); r == 0) {
+        fixed_ready_ = true;
+        fixed_size_ = static_cast<int>(size);
+      } else {
+        const char* name = ::strerrorname_np(-r);
+        char line[160];
+        std::snprintf(line, sizeof line,
+                      "no registered files: io_uring_register_files_sparse failed (%s); "
+                      "descriptors are used unregistered", name != nullptr ? name : "?");
+        report_once(fault_fixed_files, IOCM_LOG_INFO, line);
+      }
+    }
     // Blocking: io_uring answers a read on an O_NONBLOCK descriptor with
     // -EAGAIN instead of waiting for it.
     event_fd_ = sys_.eventfd(EFD_CLOEXEC);
@@ -1046,6 +1122,13 @@ class uring_poller final : public threaded_poller {
 
   const std::uint32_t ring_entries_;
   const std::uint32_t requested_setup_;
+  const bool fixed_wanted_;
+  // Registered files: whether the table exists (written by set_up, before
+  // start returns; read-only after, also by registration on Bind's thread),
+  // its size, and per descriptor whether it is in it (the poller's).
+  bool fixed_ready_ = false;
+  int fixed_size_ = 0;
+  fd_table<bool> fixed_;
   completion_queue::producer_token completions_;
   const syscall_table& sys_;
   io_uring ring_{};

@@ -320,7 +320,7 @@ def cpu_split(server_cpus):
 def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
     wrk, nginx = shutil.which("wrk"), shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    servers = [s for s in ("iocm", "iocm_ahead", "nginx")
+    servers = [s for s in ("iocm", "iocm_ahead", "iocm_ahead_fixed", "nginx")
                if re.search(name_filter, f"net/plaintext/{s}") or
                re.search(name_filter, f"net/plaintext_pipelined/{s}")]
     if not servers:
@@ -345,8 +345,10 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
             if s.startswith("iocm"):
                 # iocm_ahead: the same server with every connection receiving
                 # ahead (one multishot receive each).
+                # iocm_ahead_fixed: and its descriptors registered
+                # (IOCM_FIXED_FILES, through the environment).
                 cmd = [tool("examples/iocm-plaintext"), "--port", str(ports[s]), "--cpus", cpu_list,
-                       "--quiet"] + (["--receive-ahead"] if s == "iocm_ahead" else [])
+                       "--quiet"] + (["--receive-ahead"] if s.startswith("iocm_ahead") else [])
             else:
                 mask = ["0"] * (max(cpus) + 1)
                 for c in cpus:
@@ -360,7 +362,8 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
                 logf.write("$ " + " ".join(cmd) + "\n")
                 logf.flush()
                 # The child keeps its own copy of the descriptor.
-                procs[s] = subprocess.Popen(["taskset", "-c", cpu_list] + cmd,
+                env = dict(os.environ, IOCM_FIXED_FILES="1" if s == "iocm_ahead_fixed" else "0")
+                procs[s] = subprocess.Popen(["taskset", "-c", cpu_list] + cmd, env=env,
                                             stdout=subprocess.DEVNULL, stderr=logf)
             if not wait_port(ports[s], procs[s]):
                 errors.append(f"{s} did not start listening; see {log}")

@@ -733,6 +733,8 @@ const bool registered_io = [] {
     add(scenario + "iocm_handoff", echo_iocm, IOCM_BACKEND_URING, width, false,
         std::uint32_t{IOCM_HANDOFF});
     add(scenario + "iocm_ahead", echo_iocm, IOCM_BACKEND_URING, width, false, receive_ahead);
+    add(scenario + "iocm_ahead_fixed", echo_iocm, IOCM_BACKEND_URING, width, false,
+        receive_ahead | IOCM_FIXED_FILES);
     add(scenario + "liburing_raw", echo_liburing_raw, width);
   }
   return true;

@@ -41,6 +41,11 @@ HRESULT bindings::bind(HANDLE port, HANDLE handle) noexcept {
     // epoll set here, before any operation on it can be submitted.
     if (const HRESULT hr = pollers_[b.poller]->prepare_handle(fd, b); FAILED(hr)) return hr;
     if (const HRESULT hr = hand_carried_locked(fd, *pollers_[b.poller]); FAILED(hr)) return hr;
+    // Registered before the binding is published, so before any operation.
+    // No room in the inbox (a pumped engine binding from inside its pump,
+    // say): the descriptor is used unregistered, as with a full table.
+    if (const inbox_item item = pollers_[b.poller]->registration(fd); item != 0)
+      (void)pollers_[b.poller]->submit(item);
     entry.store(binding::pack(b), std::memory_order_release);  // pairs with lookup()
   } catch (const std::bad_alloc&) {
     return E_OUTOFMEMORY;

@@ -102,7 +102,8 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
                " is not a power of two in 64..16777216");
   if (c.max_ports == 0 || c.max_ports > max_ports_limit)
     return bad("max_ports " + std::to_string(c.max_ports) + " is not in 1..1024");
-  if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED | IOCM_HANDOFF}) != 0)
+  if ((c.flags &
+       ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED | IOCM_HANDOFF | IOCM_FIXED_FILES}) != 0)
     return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
   const bool pumped = (c.flags & IOCM_PUMPED) != 0;
   if (pumped) {
@@ -136,6 +137,15 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
     if (!why_not.empty())
       out.notice =
           std::string("using the ") + find_backend(c.backend)->name + " backend: " + why_not;
+  }
+
+  // IOCM_FIXED_FILES=1 in the environment turns registered files on for an
+  // engine whose config leaves them off (=0 or unset: as the config says).
+  if (const char* env = std::getenv("IOCM_FIXED_FILES"); env != nullptr) {
+    if (std::string_view(env) == "1")
+      c.flags |= IOCM_FIXED_FILES;
+    else if (std::string_view(env) != "0")
+      return bad("IOCM_FIXED_FILES=" + quoted(env) + " is not 0 or 1");
   }
 
   // Placement: the config's fields first, then the environment.

@@ -42,6 +42,9 @@ inline constexpr inbox_item inbox_cancel_all = 4;
 // (carried_bytes* | 5): bytes received ahead on a socket before an Unbind,
 // for the poller it is bound to again (docs/ENGINE.md, "Receiving ahead").
 inline constexpr inbox_item inbox_carry = 5;
+// (fd << 3 | 6): register fd in the poller's file table (IOCM_FIXED_FILES),
+// queued by Bind before any operation on fd.
+inline constexpr inbox_item inbox_register = 6;
 inline inbox_item cancel_fd_item(int fd) noexcept {
   return (static_cast<inbox_item>(static_cast<std::uint32_t>(fd)) << 3) | inbox_cancel_fd;
 }

@@ -99,6 +99,7 @@ struct poller_setup {
   int cpu = -1;  // -1: do not pin
   std::uint32_t ring_entries = 256;
   std::uint32_t ring_setup = 0;  // iocm_ring_setup (io_uring)
+  bool fixed_files = false;      // IOCM_FIXED_FILES (io_uring)
   std::size_t inbox_capacity = 4096;
   std::pmr::memory_resource* inbox_memory = nullptr;  // the poller's node; null: default
   completion_queue::producer_token completions;       // own lane, own node's shard
@@ -161,6 +162,13 @@ class poller {
     (void)fd;
     (void)b;
     return hosting::S_OK;
+  }
+  /// Bind's last part (bind lock held): the request that registers fd in
+  /// the poller's file table, to queue before the binding is published;
+  /// 0 when the poller registers nothing.
+  virtual inbox_item registration(int fd) const noexcept {
+    (void)fd;
+    return 0;
   }
   /// Unbind's part once fd's cancel is queued (bind lock held): stop
   /// watching fd (epoll: it leaves the epoll set).

@@ -125,6 +125,12 @@ enum iocm_config_flags : std::uint32_t {
   /// lands"); io_uring then runs without setup flags unless ring_setup asks
   /// for COOP_TASKRUN, and asking for DEFER_TASKRUN implies this flag.
   IOCM_HANDOFF = 1u << 2,
+  /// io_uring: every bound descriptor below the poller's table size (the
+  /// process's RLIMIT_NOFILE, at most 65536) is registered in its poller's
+  /// file table at Bind and removed at Unbind, and its operations name it
+  /// by that index: no file reference taken and dropped per operation
+  /// (docs/ENGINE.md, "Registered files"). Ignored by epoll.
+  IOCM_FIXED_FILES = 1u << 3,
 };
 
 /// The accepted answer of every operation: HRESULT_FROM_WIN32(ERROR_IO_PENDING).
