@@ -66,6 +66,7 @@ struct options {
   bool quiet = false;
   bool receive_ahead = false;  // IOCM_RECEIVE_AHEAD on every connection
   bool accept_ahead = false;   // IOCM_ACCEPT_AHEAD on the listener
+  bool inline_all = false;     // IOCM_INLINE_ALL: pollers deliver everything
 };
 
 inline bool parse_number(const char* s, unsigned long max, unsigned long& out) {
@@ -83,7 +84,7 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
     std::fprintf(to,
                  "usage: %s [--address A] [--port N] [--pollers N] [--threads N] [--cpus LIST]\n"
                  "          [--backend auto|uring|epoll] [--accepts N] [--receive-ahead]\n"
-                 "          [--accept-ahead] [--quiet]\n"
+                 "          [--accept-ahead] [--inline-all] [--quiet]\n"
                  "%s\n"
                  "  --address A   IPv4 address to listen on (default 127.0.0.1)\n"
                  "  --port N      TCP port; 0 picks a free one (default 8080)\n"
@@ -97,6 +98,7 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
                  "                (IOCM_RECEIVE_AHEAD: one multishot receive per connection)\n"
                  "  --accept-ahead   let the engine accept connections ahead of the Accepts\n"
                  "                (IOCM_ACCEPT_AHEAD: one multishot accept on the listener)\n"
+                 "  --inline-all  pollers run every OnComplete themselves (IOCM_INLINE_ALL)\n"
                  "  --quiet       no line once listening\n"
                  "SIGINT or SIGTERM stops it: pending replies are sent, then it exits 0.\n",
                  name, what);
@@ -117,6 +119,10 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
     }
     if (a == "--accept-ahead") {
       o.accept_ahead = true;
+      continue;
+    }
+    if (a == "--inline-all") {
+      o.inline_all = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -292,6 +298,7 @@ class server {
     c.max_threads = options_.threads;
     c.backend = options_.backend;
     c.cpus = options_.cpus.empty() ? nullptr : options_.cpus.c_str();
+    if (options_.inline_all) c.flags |= IOCM_INLINE_ALL;
     HRESULT hr = iocm_create_host_io_completion_manager(&c, &manager_);
     void* io = nullptr;
     if (SUCCEEDED(hr)) hr = manager_->QueryInterface(IID_IIocmHostIo2, &io);

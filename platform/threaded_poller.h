@@ -41,6 +41,8 @@ class threaded_poller : public poller {
         cpu_(setup.cpu),
         prefix_(name_prefix),
         delivered_(setup.delivered),
+        inline_most_(setup.inline_all ? ~std::size_t{0} : 3),
+        inline_always_(setup.inline_all),
         helper_(std::move(setup.helper)),
         shard_(setup.completions.shard()) {}
 
@@ -237,7 +239,7 @@ class threaded_poller : public poller {
     std::size_t quiet = 0;
   };
   /// The inline-delivery rule, the same for both pollers: from a harvest
-  /// of at most inline_most records, while some notifier sleeps (handing
+  /// of at most inline_most_ records, while some notifier sleeps (handing
   /// over would cost a wake-up), keep the first. True when it kept one: the
   /// caller then publishes the rest without a wake-up and calls
   /// deliver_kept. A bigger harvest is a burst, and with every notifier
@@ -246,8 +248,8 @@ class threaded_poller : public poller {
     // Cheapest first: most passes make no record at all, and the count of
     // sleeping notifiers is a line the notifiers write.
     const std::size_t made = out.waiting();
-    if (made == 0 || made > inline_most || !delivers_inline() || !host_.a_notifier_sleeps() ||
-        !out.take_first(k.record))
+    if (made == 0 || made > inline_most_ || !delivers_inline() ||
+        !(inline_always_ || host_.a_notifier_sleeps()) || !out.take_first(k.record))
       return false;
     k.quiet = out.waiting();
     return true;
@@ -263,7 +265,6 @@ class threaded_poller : public poller {
       deliver_here(next);
     if (k.quiet != 0) host_.wake_notifiers(shard_);
   }
-  static constexpr std::size_t inline_most = 3;
   /// From submit_direct, holding the token: an operation into the ring;
   /// false when there is no room for it now.
   virtual bool take_direct(inbox_item item) noexcept = 0;
@@ -322,6 +323,11 @@ class threaded_poller : public poller {
   std::optional<hosting::HRESULT> start_result_;
   std::thread thread_;
   port_table::delivered_row* delivered_;  // null: the poller never delivers
+  // The inline-delivery rule's numbers: the most records a harvest may
+  // make and still be delivered here (3; IOCM_INLINE_ALL: any), and whether
+  // that needs a notifier asleep (not with IOCM_INLINE_ALL).
+  const std::size_t inline_most_;
+  const bool inline_always_;
   completion_queue::consumer_token helper_;
   const std::size_t shard_;  // of the poller's lane
   std::atomic<std::uint32_t> owner_{1};

@@ -320,7 +320,7 @@ def cpu_split(server_cpus):
 def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
     wrk, nginx = shutil.which("wrk"), shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    servers = [s for s in ("iocm", "iocm_ahead", "iocm_ahead_fixed", "nginx")
+    servers = [s for s in ("iocm", "iocm_ahead", "iocm_ahead_fixed", "iocm_ahead_all", "nginx")
                if re.search(name_filter, f"net/plaintext/{s}") or
                re.search(name_filter, f"net/plaintext_pipelined/{s}")]
     if not servers:
@@ -346,9 +346,11 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
                 # iocm_ahead: the same server with every connection receiving
                 # ahead (one multishot receive each).
                 # iocm_ahead_fixed: and its descriptors registered
-                # (IOCM_FIXED_FILES, through the environment).
+                # (IOCM_FIXED_FILES, through the environment); iocm_ahead_all:
+                # and every OnComplete on the poller (IOCM_INLINE_ALL).
                 cmd = [tool("examples/iocm-plaintext"), "--port", str(ports[s]), "--cpus", cpu_list,
-                       "--quiet"] + (["--receive-ahead"] if s.startswith("iocm_ahead") else [])
+                       "--quiet"] + (["--receive-ahead"] if s.startswith("iocm_ahead") else []) + (
+                           ["--inline-all"] if s == "iocm_ahead_all" else [])
             else:
                 mask = ["0"] * (max(cpus) + 1)
                 for c in cpus:

@@ -735,6 +735,8 @@ const bool registered_io = [] {
     add(scenario + "iocm_ahead", echo_iocm, IOCM_BACKEND_URING, width, false, receive_ahead);
     add(scenario + "iocm_ahead_fixed", echo_iocm, IOCM_BACKEND_URING, width, false,
         receive_ahead | IOCM_FIXED_FILES);
+    add(scenario + "iocm_ahead_all", echo_iocm, IOCM_BACKEND_URING, width, false,
+        receive_ahead | IOCM_INLINE_ALL);
     add(scenario + "liburing_raw", echo_liburing_raw, width);
   }
   return true;

@@ -103,8 +103,12 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
   if (c.max_ports == 0 || c.max_ports > max_ports_limit)
     return bad("max_ports " + std::to_string(c.max_ports) + " is not in 1..1024");
   if ((c.flags &
-       ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED | IOCM_HANDOFF | IOCM_FIXED_FILES}) != 0)
+       ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED | IOCM_HANDOFF | IOCM_FIXED_FILES |
+                      IOCM_INLINE_ALL}) != 0)
     return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
+  if ((c.flags & IOCM_HANDOFF) != 0 && (c.flags & IOCM_INLINE_ALL) != 0)
+    return bad("flags: IOCM_HANDOFF (never deliver on a poller) and IOCM_INLINE_ALL (deliver "
+               "everything there) contradict each other");
   const bool pumped = (c.flags & IOCM_PUMPED) != 0;
   if (pumped) {
     // One poller, run by whichever thread pumps: a ring tied to the thread
@@ -146,6 +150,16 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
       c.flags |= IOCM_FIXED_FILES;
     else if (std::string_view(env) != "0")
       return bad("IOCM_FIXED_FILES=" + quoted(env) + " is not 0 or 1");
+  }
+
+  // IOCM_INLINE_ALL=1 likewise, for an engine that delivers on its pollers
+  // at all (not IOCM_HANDOFF, not pumped).
+  if (const char* env = std::getenv("IOCM_INLINE_ALL"); env != nullptr) {
+    if (std::string_view(env) == "1") {
+      if ((c.flags & (IOCM_HANDOFF | IOCM_PUMPED)) == 0) c.flags |= IOCM_INLINE_ALL;
+    } else if (std::string_view(env) != "0") {
+      return bad("IOCM_INLINE_ALL=" + quoted(env) + " is not 0 or 1");
+    }
   }
 
   // Placement: the config's fields first, then the environment.

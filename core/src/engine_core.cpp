@@ -101,6 +101,7 @@ std::unique_ptr<engine_core> engine_core::create(const engine_setup& setup,
       ps.ring_entries = setup.config.ring_entries;
       ps.ring_setup = setup.config.ring_setup;
       ps.fixed_files = (setup.config.flags & IOCM_FIXED_FILES) != 0;
+      ps.inline_all = (setup.config.flags & IOCM_INLINE_ALL) != 0;
       ps.inbox_capacity = setup.config.inbox_capacity;
       ps.inbox_memory = core->shard_memory_[where.shard].get();
       ps.completions = core->queue_.make_producer(where.shard);

@@ -109,6 +109,7 @@ struct poller_setup {
   /// poller never delivers.
   port_table::delivered_row* delivered = nullptr;
   completion_queue::consumer_token helper;
+  bool inline_all = false;  // IOCM_INLINE_ALL: every harvest delivered here
 };
 
 class poller {

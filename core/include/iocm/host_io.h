@@ -131,6 +131,14 @@ enum iocm_config_flags : std::uint32_t {
   /// by that index: no file reference taken and dropped per operation
   /// (docs/ENGINE.md, "Registered files"). Ignored by epoll.
   IOCM_FIXED_FILES = 1u << 3,
+  /// A poller's thread delivers every completion it harvests itself, however
+  /// many at once and whether or not a notifier is awake: one thread per
+  /// core runs submission, completion and callbacks, as a thread-per-core
+  /// server does (docs/ENGINE.md, "Delivery where the completion lands").
+  /// Notifiers still deliver Posts, records a spinning notifier takes first,
+  /// and whatever the ring monitor moves while a callback blocks. Not with
+  /// IOCM_HANDOFF; a pumped engine delivers on the pump anyway.
+  IOCM_INLINE_ALL = 1u << 4,
 };
 
 /// The accepted answer of every operation: HRESULT_FROM_WIN32(ERROR_IO_PENDING).
