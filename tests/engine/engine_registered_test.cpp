@@ -8,8 +8,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -51,7 +53,20 @@ int tables_listing(int fd) {
   return n;
 }
 
+/// Sparse file tables came with Linux 5.19: the uring run skips (exit 77)
+/// before it.
+void skip_without_sparse_tables() {
+  utsname u{};
+  int major = 0, minor = 0;
+  if (!on_uring() || (::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+                      (major > 5 || (major == 5 && minor >= 19))))
+    return;
+  MESSAGE("this kernel has no sparse io_uring file tables (Linux 5.19): skipped");
+  std::exit(77);
+}
+
 iocm_config registered_config() {
+  skip_without_sparse_tables();
   iocm_config c = small_config();
   c.pollers = 1;
   c.flags |= IOCM_FIXED_FILES;
