@@ -55,8 +55,10 @@ constexpr syscall_table real{
     .uring_wait = real_uring_wait,
     .uring_peek = [](io_uring* ring, io_uring_cqe** cqes,
                      unsigned count) { return io_uring_peek_batch_cqe(ring, cqes, count); },
-    .uring_register_buf_ring = [](io_uring* ring,
-                                  io_uring_buf_reg* reg) { return io_uring_register_buf_ring(ring, reg, 0); },
+    .uring_register_buf_ring =
+        [](io_uring* ring, io_uring_buf_reg* reg) {
+          return io_uring_register_buf_ring(ring, reg, 0);
+        },
     .epoll_create = [] { return or_errno(::epoll_create1(EPOLL_CLOEXEC)); },
     .epoll_ctl = [](int epfd, int op, int fd,
                     epoll_event* event) { return or_errno(::epoll_ctl(epfd, op, fd, event)); },

@@ -79,8 +79,8 @@ constexpr unsigned listener_most = 64;     // kept for one listener with no Acce
 /// that accepts ahead. Only the poller touches it (the thread that holds
 /// its token). Value-initialised: idle.
 struct socket_rx {
-  op_fifo recvs;                        // the host's Recvs (a listener's: Accepts) waiting, in order
-  carried_bytes* carried = nullptr;     // bytes from before an Unbind: served first
+  op_fifo recvs;                     // the host's Recvs (a listener's: Accepts) waiting, in order
+  carried_bytes* carried = nullptr;  // bytes from before an Unbind: served first
   poller_request* unbinding = nullptr;  // an Unbind waiting for the receive to end
   std::int32_t end = 0;                 // what ended the stream (0: orderly close; -errno)
   std::int32_t rearm_next = 0;          // the list of sockets to restart (fd + 1; 0: last)
@@ -495,7 +495,8 @@ class uring_poller final : public threaded_poller {
           char line[160];
           std::snprintf(line, sizeof line,
                         "io_uring_register_files_update failed (%s); such descriptors are "
-                        "used unregistered", name != nullptr ? name : "?");
+                        "used unregistered",
+                        name != nullptr ? name : "?");
           report_once(fault_fixed_files, IOCM_LOG_WARNING, line);
         }
         return;
@@ -594,7 +595,8 @@ class uring_poller final : public threaded_poller {
       if (rx.carried != nullptr || rx.first != 0) {
         // (A Recv of 0 bytes, the zero-byte read that waits for data,
         // completes with 0 and leaves the bytes.)
-        res = static_cast<std::int32_t>(copy_out(rx, static_cast<std::byte*>(op.buffer), op.length));
+        res =
+            static_cast<std::int32_t>(copy_out(rx, static_cast<std::byte*>(op.buffer), op.length));
       } else if (rx.has_end) {
         res = rx.end;
         if (op.length != 0) rx.has_end = false;  // once: a later Recv asks the kernel again
@@ -824,7 +826,8 @@ class uring_poller final : public threaded_poller {
       return;
     }
     rx.recvs.push(&op);
-    while (!rx.recvs.empty() && rx.conn_first != 0) complete_accept(*rx.recvs.pop(), pop_accepted(rx));
+    while (!rx.recvs.empty() && rx.conn_first != 0)
+      complete_accept(*rx.recvs.pop(), pop_accepted(rx));
     if (rx.recvs.empty()) return;
     if (!rx.armed && !rx.single) {
       start_accepting(op.fd, rx);
@@ -1110,7 +1113,8 @@ class uring_poller final : public threaded_poller {
         char line[160];
         std::snprintf(line, sizeof line,
                       "no registered files: io_uring_register_files_sparse failed (%s); "
-                      "descriptors are used unregistered", name != nullptr ? name : "?");
+                      "descriptors are used unregistered",
+                      name != nullptr ? name : "?");
         report_once(fault_fixed_files, IOCM_LOG_INFO, line);
       }
     }

@@ -116,9 +116,10 @@ HRESULT bindings::hand_carried_locked(int fd, poller& p) noexcept {
   }
   // Queued before the binding is published, so before any Recv on fd.
   const auto item = reinterpret_cast<inbox_item>(it->second.get()) | inbox_carry;
-  for (int i = 0; !p.submit(item); ++i)
+  for (int i = 0; !p.submit(item); ++i) {
     if (i == full_inbox_retries) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
-    else std::this_thread::yield();
+    std::this_thread::yield();
+  }
   (void)it->second.release();  // the poller's now
   carried_.erase(it);
   return S_OK;

@@ -67,7 +67,7 @@ class bindings {
   engine_waits& waits_;
   const log_sink log_;
   handle_table handles_;
-  hosting::HANDLE default_port_ = nullptr;     // ports' mutex
+  hosting::HANDLE default_port_ = nullptr;  // ports' mutex
   // Bytes received ahead on sockets that were unbound, by descriptor
   // (ports' mutex): the next Bind of the same socket hands them to its
   // poller; a Bind of another socket with that number drops them.

@@ -102,13 +102,13 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
                " is not a power of two in 64..16777216");
   if (c.max_ports == 0 || c.max_ports > max_ports_limit)
     return bad("max_ports " + std::to_string(c.max_ports) + " is not in 1..1024");
-  if ((c.flags &
-       ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED | IOCM_HANDOFF | IOCM_FIXED_FILES |
-                      IOCM_INLINE_ALL}) != 0)
+  if ((c.flags & ~std::uint32_t{IOCM_NO_PINNING | IOCM_PUMPED | IOCM_HANDOFF | IOCM_FIXED_FILES |
+                                IOCM_INLINE_ALL}) != 0)
     return bad("flags " + std::to_string(c.flags) + " has bits iocm does not know");
   if ((c.flags & IOCM_HANDOFF) != 0 && (c.flags & IOCM_INLINE_ALL) != 0)
-    return bad("flags: IOCM_HANDOFF (never deliver on a poller) and IOCM_INLINE_ALL (deliver "
-               "everything there) contradict each other");
+    return bad(
+        "flags: IOCM_HANDOFF (never deliver on a poller) and IOCM_INLINE_ALL (deliver "
+        "everything there) contradict each other");
   const bool pumped = (c.flags & IOCM_PUMPED) != 0;
   if (pumped) {
     // One poller, run by whichever thread pumps: a ring tied to the thread

@@ -10,12 +10,12 @@
 #pragma once
 
 #include <atomic>
-#include <memory>
-#include <string>
-#include <vector>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <memory_resource>
+#include <string>
+#include <vector>
 
 #include "iocm/cache_line.h"
 #include "iocm/detail/fence.h"

@@ -863,8 +863,10 @@ TEST_CASE(
   stalled_poller(IOCM_BACKEND_EPOLL);
 }
 
-TEST_CASE("io_uring: provided buffers refused: receiving-ahead sockets receive Recv by Recv, "
-          "said once" * doctest::test_suite("uring")) {
+TEST_CASE(
+    "io_uring: provided buffers refused: receiving-ahead sockets receive Recv by Recv, "
+    "said once" *
+    doctest::test_suite("uring")) {
   log_lines log;
   fault_injector faults({{.which = call::uring_register_buf_ring, .answer = -EINVAL, .times = 0}});
   engine_fixture f(config_for(IOCM_BACKEND_URING, log));

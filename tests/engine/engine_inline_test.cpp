@@ -239,14 +239,17 @@ TEST_CASE("IOCM_HANDOFF: no OnComplete runs on a poller's thread") {
   CHECK(f.runtime.count() == 200);
 }
 
-TEST_CASE("IOCM_INLINE_ALL: bursts are delivered on the poller's thread; without it, by notifiers") {
+TEST_CASE(
+    "IOCM_INLINE_ALL: bursts are delivered on the poller's thread; without it, by notifiers") {
   for (const std::uint32_t flags : {0u, std::uint32_t{IOCM_INLINE_ALL}}) {
     CAPTURE(flags);
     engine_fixture f(one_poller(flags));
     socket_pair p;
     REQUIRE(f.manager->Bind(f.port, as_handle(p.a.fd)) == S_OK);
     std::atomic<int> on_poller{0}, elsewhere{0};
-    f.runtime.hook = [&](DWORD, DWORD, void*) { (on_poller_thread() ? on_poller : elsewhere) += 1; };
+    f.runtime.hook = [&](DWORD, DWORD, void*) {
+      (on_poller_thread() ? on_poller : elsewhere) += 1;
+    };
     // Bursts of 16 nops: harvests of several records at once. Counted
     // from the 11th, well after the notifier's first spin (a spinning
     // notifier may take records first) has ended in a park.

@@ -18,10 +18,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -185,12 +185,12 @@ struct ahead_fixture : engine_fixture {
   std::unique_ptr<IIocmHostIo2, host_io2_deleter> io2;
 };
 
-#define SKIP_WITHOUT_MULTISHOT()                                                      \
-  do {                                                                                \
-    if (on_uring() && !kernel_receives_ahead()) {                                     \
-      MESSAGE("this kernel has no multishot receive (Linux 6.0): skipped");           \
-      std::exit(77);                                                                  \
-    }                                                                                 \
+#define SKIP_WITHOUT_MULTISHOT()                                            \
+  do {                                                                      \
+    if (on_uring() && !kernel_receives_ahead()) {                           \
+      MESSAGE("this kernel has no multishot receive (Linux 6.0): skipped"); \
+      std::exit(77);                                                        \
+    }                                                                       \
   } while (0)
 
 }  // namespace

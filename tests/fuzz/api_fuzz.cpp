@@ -375,9 +375,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         break;
       case 18:
-        // Completing at once on a handle, or not (an answer of S_OK is a
-        // transfer done on this thread: no OnComplete may follow).
-        note(io2->SetCompletionModes(as_handle(handles[h]), in.below(3)));
+        // Completing at once, receiving ahead, accepting ahead on a handle,
+        // in any mix, or not (an answer of S_OK is a transfer done on this
+        // thread: no OnComplete may follow); 8 is a bit iocm does not know.
+        note(io2->SetCompletionModes(as_handle(handles[h]), in.below(9)));
         break;
       case 17: {
         // A chain: a Nop or Read on the file, or a Recv on a socket.
