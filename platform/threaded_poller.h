@@ -207,6 +207,18 @@ class threaded_poller : public poller {
     report_once(f, IOCM_LOG_ERROR, line);
   }
 
+  /// "<what> failed (<ENAME>); <then>", once, at `level`: a kernel that
+  /// refuses a feature the poller can do without.
+  void report_refusal_once(fault f, std::uint32_t level, const char* what, int error,
+                           const char* then) noexcept {
+    if ((reported_ & (1u << f)) != 0) return;
+    const char* name = ::strerrorname_np(error);
+    char line[256];
+    std::snprintf(line, sizeof line, "%s failed (%s); %s", what, name != nullptr ? name : "?",
+                  then);
+    report_once(f, level, line);
+  }
+
   /// The poller's thread, holding the token: delivers `record` itself.
   /// The ring is free for others meanwhile; the thread takes it back after
   /// OnComplete (waking whoever sleeps in it, if the monitor drives it).

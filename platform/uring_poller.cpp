@@ -346,7 +346,7 @@ class uring_poller final : public threaded_poller {
       rx.rearm_next = 0;
       rx.rearm_queued = false;
       if (rx.armed || rx.single || rx.unbinding != nullptr || rx.recvs.empty()) continue;
-      start(fd, rx);
+      restart(fd, rx);
       --sqes;
       ++handled;
     }
@@ -491,13 +491,8 @@ class uring_poller final : public threaded_poller {
         if (done == 1) {
           *fixed_.find(fd) = true;
         } else {
-          const char* name = ::strerrorname_np(done < 0 ? -done : EIO);
-          char line[160];
-          std::snprintf(line, sizeof line,
-                        "io_uring_register_files_update failed (%s); such descriptors are "
-                        "used unregistered",
-                        name != nullptr ? name : "?");
-          report_once(fault_fixed_files, IOCM_LOG_WARNING, line);
+          report_refusal_once(fault_fixed_files, IOCM_LOG_WARNING, "io_uring_register_files_update",
+                              done < 0 ? -done : EIO, "such descriptors are used unregistered");
         }
         return;
       }
@@ -741,7 +736,7 @@ class uring_poller final : public threaded_poller {
     }
     if (rx.recvs.empty()) return;
     if (io_uring_sq_space_left(&ring_) != 0) {
-      start(fd, rx);
+      restart(fd, rx);
     } else if (!rx.rearm_queued) {  // the next pass, when the SQ has room
       rx.rearm_queued = true;
       rx.rearm_next = 0;
@@ -807,7 +802,7 @@ class uring_poller final : public threaded_poller {
   }
 
   /// The head Recv or Accept needs the kernel.
-  void start(int fd, socket_rx& rx) noexcept {
+  void restart(int fd, socket_rx& rx) noexcept {
     if (rx.listener)
       start_accepting(fd, rx);
     else
@@ -967,13 +962,9 @@ class uring_poller final : public threaded_poller {
     if (r < 0) {
       if (ring != MAP_FAILED) ::munmap(ring, rx_ring_bytes());
       if (memory != MAP_FAILED) ::munmap(memory, std::size_t{rx_buffer_count} * rx_buffer_bytes);
-      const char* name = ::strerrorname_np(-r);
-      char line[200];
-      std::snprintf(line, sizeof line,
-                    "no receiving ahead: io_uring_register_buf_ring failed (%s); "
-                    "IOCM_RECEIVE_AHEAD sockets receive one Recv at a time",
-                    name != nullptr ? name : "?");
-      report_once(fault_receive_ahead, IOCM_LOG_INFO, line);
+      report_refusal_once(fault_receive_ahead, IOCM_LOG_INFO,
+                          "no receiving ahead: io_uring_register_buf_ring", -r,
+                          "IOCM_RECEIVE_AHEAD sockets receive one Recv at a time");
       return false;
     }
     rx_ring_ = static_cast<io_uring_buf_ring*>(ring);
@@ -1109,13 +1100,9 @@ class uring_poller final : public threaded_poller {
         fixed_ready_ = true;
         fixed_size_ = static_cast<int>(size);
       } else {
-        const char* name = ::strerrorname_np(-r);
-        char line[160];
-        std::snprintf(line, sizeof line,
-                      "no registered files: io_uring_register_files_sparse failed (%s); "
-                      "descriptors are used unregistered",
-                      name != nullptr ? name : "?");
-        report_once(fault_fixed_files, IOCM_LOG_INFO, line);
+        report_refusal_once(fault_fixed_files, IOCM_LOG_INFO,
+                            "no registered files: io_uring_register_files_sparse", -r,
+                            "descriptors are used unregistered");
       }
     }
     // Blocking: io_uring answers a read on an O_NONBLOCK descriptor with

@@ -45,16 +45,6 @@ bool kernel_receives_ahead() {
   return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && major >= 6;
 }
 
-struct host_io2_deleter {
-  void operator()(IIocmHostIo2* p) const noexcept { p->Release(); }
-};
-
-std::unique_ptr<IIocmHostIo2, host_io2_deleter> io2_of(IHostIoCompletionManager* m) {
-  void* p = nullptr;
-  REQUIRE(m->QueryInterface(IID_IIocmHostIo2, &p) == S_OK);
-  return std::unique_ptr<IIocmHostIo2, host_io2_deleter>(static_cast<IIocmHostIo2*>(p));
-}
-
 /// The byte at position i of stream `s`: no two streams alike, no short period.
 char pattern(unsigned s, std::size_t i) {
   return static_cast<char>((i * 131 + s * 7 + (i >> 9)) % 251);
@@ -100,6 +90,14 @@ unsigned backlog_of(int listener) {
   socklen_t size = sizeof info;
   REQUIRE(::getsockopt(listener, IPPROTO_TCP, TCP_INFO, &info, &size) == 0);
   return info.tcpi_unacked;
+}
+
+/// Waits up to 5 s until the listener's backlog is empty (the engine
+/// accepted ahead).
+void wait_backlog_empty(int listener) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (backlog_of(listener) != 0 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 /// A client that connects to `l` and sends its number (4 bytes).
@@ -182,7 +180,7 @@ struct ahead_fixture : engine_fixture {
     }
   }
 
-  std::unique_ptr<IIocmHostIo2, host_io2_deleter> io2;
+  host_io2_ptr io2;
 };
 
 #define SKIP_WITHOUT_MULTISHOT()                                            \
@@ -397,9 +395,7 @@ TEST_CASE("accepting ahead: a connection storm, every connection accepted once, 
   // (up to 64 of them), epoll leaves them there.
   for (std::uint32_t i = 1; i <= 10; ++i) clients[i].reset(numbered_client(l, i - 1));
   if (on_uring()) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (backlog_of(l.fd.fd) != 0 && std::chrono::steady_clock::now() < end)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    wait_backlog_empty(l.fd.fd);
     CHECK(backlog_of(l.fd.fd) == 0);
   } else {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -426,11 +422,7 @@ TEST_CASE("accepting ahead: Unbind keeps the connections for the next Bind; Clos
   clients[0].reset(numbered_client(l, 0));
   f.expect_numbered(l.fd.fd, 1);
   for (std::uint32_t i = 1; i <= 5; ++i) clients[i].reset(numbered_client(l, i - 1));
-  if (on_uring()) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (backlog_of(l.fd.fd) != 0 && std::chrono::steady_clock::now() < end)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  if (on_uring()) wait_backlog_empty(l.fd.fd);
   REQUIRE(f.io->Unbind(as_handle(l.fd.fd)) == S_OK);
   f.bind_ahead(l.fd.fd, IOCM_ACCEPT_AHEAD);
   f.expect_numbered(l.fd.fd, 5);
@@ -441,9 +433,7 @@ TEST_CASE("accepting ahead: Unbind keeps the connections for the next Bind; Clos
   f.expect_numbered(l.fd.fd, 1);
   for (std::uint32_t i = 6; i <= 8; ++i) clients[i].reset(numbered_client(l, i));
   if (on_uring()) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (backlog_of(l.fd.fd) != 0 && std::chrono::steady_clock::now() < end)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    wait_backlog_empty(l.fd.fd);
     CHECK(backlog_of(l.fd.fd) == 0);
     f.settle();
     for (std::uint32_t i = 6; i <= 8; ++i) {

@@ -19,16 +19,6 @@ using namespace iocm_test;
 
 namespace {
 
-struct host_io2_deleter {
-  void operator()(IIocmHostIo2* p) const noexcept { p->Release(); }
-};
-
-std::unique_ptr<IIocmHostIo2, host_io2_deleter> io2_of(IHostIoCompletionManager* m) {
-  void* p = nullptr;
-  REQUIRE(m->QueryInterface(IID_IIocmHostIo2, &p) == S_OK);
-  return std::unique_ptr<IIocmHostIo2, host_io2_deleter>(static_cast<IIocmHostIo2*>(p));
-}
-
 constexpr HRESULT invalid_handle = HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE);
 
 }  // namespace

@@ -128,6 +128,18 @@ inline std::string ledger_name(const char* what) {
 
 inline HANDLE as_handle(int fd) { return reinterpret_cast<HANDLE>(static_cast<std::intptr_t>(fd)); }
 
+struct host_io2_deleter {
+  void operator()(IIocmHostIo2* p) const noexcept { p->Release(); }
+};
+using host_io2_ptr = std::unique_ptr<IIocmHostIo2, host_io2_deleter>;
+
+/// The engine's IIocmHostIo2 (SetCompletionModes), a reference of its own.
+inline host_io2_ptr io2_of(IHostIoCompletionManager* m) {
+  void* p = nullptr;
+  REQUIRE(m->QueryInterface(IID_IIocmHostIo2, &p) == S_OK);
+  return host_io2_ptr(static_cast<IIocmHostIo2*>(p));
+}
+
 /// A started engine with a recording runtime, its operations interface and
 /// the default port.
 struct engine_fixture {
