@@ -415,7 +415,10 @@ TEST_CASE("accepting ahead: a connection storm, every connection accepted once, 
 
 TEST_CASE("accepting ahead: Unbind keeps the connections for the next Bind; Close closes them") {
   SKIP_WITHOUT_MULTISHOT();
-  ahead_fixture f;
+  // One poller: a number bound again comes back to the same poller's state.
+  iocm_config one = small_config();
+  one.pollers = 1;
+  ahead_fixture f(one);
   tcp_listener l;
   f.bind_ahead(l.fd.fd, IOCM_ACCEPT_AHEAD);
   std::vector<fd_guard> clients(12);
@@ -426,6 +429,29 @@ TEST_CASE("accepting ahead: Unbind keeps the connections for the next Bind; Clos
   REQUIRE(f.io->Unbind(as_handle(l.fd.fd)) == S_OK);
   f.bind_ahead(l.fd.fd, IOCM_ACCEPT_AHEAD);
   f.expect_numbered(l.fd.fd, 5);
+
+  // Another listener's number given to a connected socket that receives
+  // ahead: its Recvs are receives, nothing of the listener is left. (Its
+  // peer stays open to the end, so that its receive does not end by itself.)
+  fd_guard client;
+  {
+    tcp_listener other;
+    f.bind_ahead(other.fd.fd, IOCM_ACCEPT_AHEAD);
+    fd_guard c(numbered_client(other, 0));
+    f.expect_numbered(other.fd.fd, 1);
+    REQUIRE(f.io->Unbind(as_handle(other.fd.fd)) == S_OK);
+    fd_guard server;
+    connected_pair(client, server);
+    REQUIRE(::dup2(server.fd, other.fd.fd) == other.fd.fd);  // closes the listener
+    f.bind_ahead(other.fd.fd);
+    send_pattern(client.fd, 9, 0, 2000);
+    f.expect_pattern(other.fd.fd, 9, 0, 2000, 700);
+    // Closed without Unbind while its receive is in the kernel: Close
+    // below must still find that receive (by what it is, not what the
+    // number was).
+    ::close(other.fd.fd);
+    other.fd.fd = -1;
+  }
 
   // Kept when the port closes: closed, so their peers see the end. (An
   // Accept that finds none kept arms the multishot accept again.)
