@@ -481,7 +481,7 @@ class uring_poller final : public threaded_poller {
       }
       case inbox_cancel_all: {
         socket_rx* rx = rx_.find(r->fd);
-        r->own = rx != nullptr && (rx->armed || rx->single) ? 1 : 0;
+        r->own = rx != nullptr && rx->armed ? 1 : 0;  // (a single Recv is the host's)
         r->found = cancel_all_on(r->fd, reinterpret_cast<std::uint64_t>(r) | tag_answer_all);
         return;
       }
