@@ -441,6 +441,10 @@ def medians(runs):
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
+LINE_COLOURS = ["#e69f00", "#0072b2", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000",
+                "#999999", "#8c564b", "#17becf", "#bcbd22", "#9467bd"]
+
+
 def line_plot(med, suite, prefix, xs, title, ylabel, xlabel, out_dir, name, log):
     impls = sorted({k[2] for k in med if k[0] == suite and k[1].startswith(prefix)})
     if not impls:
@@ -452,7 +456,12 @@ def line_plot(med, suite, prefix, xs, title, ylabel, xlabel, out_dir, name, log)
         if not pts:
             continue
         blocks.append("$d%d << EOD\n%s\nEOD\n" % (i, "\n".join(f"{x} {y}" for x, y in pts)))
+        # A colour of its own for each of up to 12 lines, and iocm's
+        # variants dashed, so that a dozen implementations stay apart.
         style = "linespoints lw 3" if impl == "iocm" else "linespoints lw 1.5"
+        if impl.startswith("iocm_"):
+            style += " dt 2"
+        style += f' lc rgb "{LINE_COLOURS[i % len(LINE_COLOURS)]}"'
         plots.append(f'$d{i} using 1:2 with {style} title "{impl}"')
     script = "".join(blocks) + (
         f'set title "{title}"\nset xlabel "{xlabel}"\nset ylabel "{ylabel}"\nset logscale x 2\n'
