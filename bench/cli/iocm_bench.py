@@ -441,8 +441,9 @@ def medians(runs):
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
-LINE_COLOURS = ["#e69f00", "#0072b2", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000",
-                "#999999", "#8c564b", "#17becf", "#bcbd22", "#9467bd"]
+# iocm itself is drawn thick and black; the others take these in turn.
+LINE_COLOURS = ["#e69f00", "#0072b2", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#999999",
+                "#8c564b", "#17becf", "#bcbd22", "#9467bd", "#e377c2"]
 
 
 def line_plot(med, suite, prefix, xs, title, ylabel, xlabel, out_dir, name, log):
@@ -461,7 +462,8 @@ def line_plot(med, suite, prefix, xs, title, ylabel, xlabel, out_dir, name, log)
         style = "linespoints lw 3" if impl == "iocm" else "linespoints lw 1.5"
         if impl.startswith("iocm_"):
             style += " dt 2"
-        style += f' lc rgb "{LINE_COLOURS[i % len(LINE_COLOURS)]}"'
+        colour = "#000000" if impl == "iocm" else LINE_COLOURS[i % len(LINE_COLOURS)]
+        style += f' lc rgb "{colour}"'
         plots.append(f'$d{i} using 1:2 with {style} title "{impl}"')
     script = "".join(blocks) + (
         f'set title "{title}"\nset xlabel "{xlabel}"\nset ylabel "{ylabel}"\nset logscale x 2\n'
