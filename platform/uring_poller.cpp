@@ -764,7 +764,7 @@ class uring_poller final : public threaded_poller {
 
   /// Unbind: the bytes no Recv took go with the request, for a later Bind.
   void carry_received(socket_rx& rx, poller_request& r) noexcept {
-    rx.has_end = false;  // the kernel says it again to a later Recv
+    rx.has_end = false;   // the kernel says it again to a later Recv
     rx.listener = false;  // the number may come back as another kind of socket
     if (rx.carried == nullptr && rx.first == 0 && rx.conn_first == 0) return;
     std::unique_ptr<carried_bytes> c(new (std::nothrow) carried_bytes);
