@@ -512,16 +512,10 @@ class uring_poller final : public threaded_poller {
       }
       default: {
         op_state& op = *state_of(reinterpret_cast<OVERLAPPED*>(item));
-        if (op.kind == op_kind::recv) {
+        if (op.kind == op_kind::recv || op.kind == op_kind::accept) {
           socket_rx* rx = rx_.find(op.fd);
-          if (rx != nullptr && ((op.aux & recv_ahead) != 0 || receiving(*rx))) {
-            take_recv(op, *rx);
-            return;
-          }
-        } else if (op.kind == op_kind::accept) {
-          socket_rx* rx = rx_.find(op.fd);
-          if (rx != nullptr && ((op.aux & accept_ahead) != 0 || receiving(*rx))) {
-            take_accept(op, *rx);
+          if (rx != nullptr && (wants_ahead(op) || receiving(*rx))) {
+            take_waiting(op, *rx);
             return;
           }
         }
@@ -566,8 +560,18 @@ class uring_poller final : public threaded_poller {
     return true;
   }
 
-  void take_recv(op_state& op, socket_rx& rx) noexcept {
+  /// A Recv of a socket in IOCM_RECEIVE_AHEAD mode, an Accept of a listener
+  /// in IOCM_ACCEPT_AHEAD mode.
+  static bool wants_ahead(const op_state& op) noexcept {
+    return (op.aux & (op.kind == op_kind::accept ? accept_ahead : recv_ahead)) != 0;
+  }
+
+  /// A Recv (Accept) that goes through the socket's state: served from what
+  /// is kept, or it waits there for the kernel.
+  void take_waiting(op_state& op, socket_rx& rx) noexcept {
+    if (op.kind == op_kind::accept) rx.listener = true;
     if (!host_.port_open(op.port_slot)) {
+      op.aux &= ~accept_ahead;
       prepare_operation(op);  // completes aborted, as every operation does then
       return;
     }
@@ -575,15 +579,21 @@ class uring_poller final : public threaded_poller {
     serve(rx);
     if (rx.recvs.empty()) return;
     if (!rx.armed && !rx.single) {
-      start_receiving(op.fd, rx);
-    } else if (rx.armed && !rx.stopping && (rx.recvs.head->aux & recv_ahead) == 0) {
+      restart(op.fd, rx);
+    } else if (rx.armed && !rx.stopping && !wants_ahead(*rx.recvs.head)) {
       stop_receiving(op.fd, rx);  // the host turned the mode off
     }
   }
 
   /// Gives the waiting Recvs what the socket holds, oldest first: bytes
-  /// carried over an Unbind, then the buffers, then how the stream ended.
+  /// carried over an Unbind, then the buffers, then how the stream ended;
+  /// a listener's Accepts, the connections kept.
   void serve(socket_rx& rx) noexcept {
+    if (rx.listener) {
+      while (!rx.recvs.empty() && rx.conn_first != 0)
+        complete_accept(*rx.recvs.pop(), pop_accepted(rx));
+      return;
+    }
     while (!rx.recvs.empty()) {
       op_state& op = *rx.recvs.head;
       std::int32_t res = 0;
@@ -636,40 +646,54 @@ class uring_poller final : public threaded_poller {
     give_back(id);
   }
 
-  /// The head Recv needs the kernel: a multishot receive for a socket in
-  /// the mode while buffers are left, else the Recv alone into the host's
-  /// buffer (as without the mode). Room for one SQE was checked.
-  void start_receiving(int fd, socket_rx& rx) noexcept {
+  /// The head Recv (Accept) needs the kernel: one multishot receive
+  /// (accept) for a socket in the mode while buffers (places) are left,
+  /// else that Recv (Accept) alone, as without the mode. Room for one SQE
+  /// was checked.
+  void restart(int fd, socket_rx& rx) noexcept {
     while (!rx.recvs.empty()) {
       op_state& head = *rx.recvs.head;
       if (!host_.port_open(head.port_slot)) {
         abort(*rx.recvs.pop());
         continue;
       }
-      if ((head.aux & recv_ahead) != 0 && rx_pool_ready() && rx_in_kernel_ != 0) {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT | (is_fixed(fd) ? IOSQE_FIXED_FILE : 0);
-        sqe->buf_group = rx_group;
-        sqe->user_data = static_cast<std::uint64_t>(fd) << 3 | tag_receive;
-        ++inflight_;
-        rx.armed = true;
+      const bool ahead =
+          wants_ahead(head) &&
+          (rx.listener ? accept_state_ != rx_pool_state::refused && accepted_free_ != 0
+                       : rx_pool_ready() && rx_in_kernel_ != 0);
+      if (!ahead) {
+        rx.recvs.pop();
+        head.aux = (head.aux & ~accept_ahead) | recv_single;
+        rx.single = true;
+        prepare_operation(head);
         return;
       }
-      rx.recvs.pop();
-      head.aux |= recv_single;
-      rx.single = true;
-      prepare_operation(head);
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (rx.listener) {
+        io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+      } else {
+        io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = rx_group;
+      }
+      if (is_fixed(fd)) sqe->flags |= IOSQE_FIXED_FILE;
+      sqe->user_data = multishot_key(fd, rx);
+      ++inflight_;
+      rx.armed = true;
       return;
     }
+  }
+
+  /// The user_data of fd's multishot receive (accept).
+  static std::uint64_t multishot_key(int fd, const socket_rx& rx) noexcept {
+    return static_cast<std::uint64_t>(fd) << 3 | (rx.listener ? tag_accept : tag_receive);
   }
 
   /// Cancels the socket's multishot receive (it holds enough with no Recv
   /// posted, or the mode was turned off). Room for one SQE was checked.
   void stop_receiving(int fd, socket_rx& rx) noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    io_uring_prep_cancel64(
-        sqe, static_cast<std::uint64_t>(fd) << 3 | (rx.listener ? tag_accept : tag_receive), 0);
+    io_uring_prep_cancel64(sqe, multishot_key(fd, rx), 0);
     sqe->user_data = tag_cancel;
     ++inflight_;
     rx.stopping = true;
@@ -803,65 +827,13 @@ class uring_poller final : public threaded_poller {
     if (rx.armed) rx.discard = true;
   }
 
-  /// The head Recv or Accept needs the kernel.
-  void restart(int fd, socket_rx& rx) noexcept {
-    if (rx.listener)
-      start_accepting(fd, rx);
-    else
-      start_receiving(fd, rx);
-  }
-
   // --- Accepting ahead (docs/ENGINE.md, "Accepting ahead"): one multishot
   // --- accept per listener; connections no Accept waits for are kept in
   // --- accepted_ (at most listener_most per listener before it pauses).
 
-  void take_accept(op_state& op, socket_rx& rx) noexcept {
-    rx.listener = true;
-    if (!host_.port_open(op.port_slot)) {
-      op.aux &= ~accept_ahead;
-      prepare_operation(op);  // completes aborted
-      return;
-    }
-    rx.recvs.push(&op);
-    while (!rx.recvs.empty() && rx.conn_first != 0)
-      complete_accept(*rx.recvs.pop(), pop_accepted(rx));
-    if (rx.recvs.empty()) return;
-    if (!rx.armed && !rx.single) {
-      start_accepting(op.fd, rx);
-    } else if (rx.armed && !rx.stopping && (rx.recvs.head->aux & accept_ahead) == 0) {
-      stop_receiving(op.fd, rx);  // the host turned the mode off
-    }
-  }
-
   void complete_accept(op_state& op, std::int32_t res) noexcept {
     op.aux &= ~(accept_ahead | recv_single);
     outbox_.add(op, finish(overlapped_of(&op), res));
-  }
-
-  /// Room for one SQE was checked.
-  void start_accepting(int fd, socket_rx& rx) noexcept {
-    while (!rx.recvs.empty()) {
-      op_state& head = *rx.recvs.head;
-      if (!host_.port_open(head.port_slot)) {
-        abort(*rx.recvs.pop());
-        continue;
-      }
-      if ((head.aux & accept_ahead) != 0 && accept_state_ != rx_pool_state::refused &&
-          accepted_free_ != 0) {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
-        if (is_fixed(fd)) sqe->flags |= IOSQE_FIXED_FILE;
-        sqe->user_data = static_cast<std::uint64_t>(fd) << 3 | tag_accept;
-        ++inflight_;
-        rx.armed = true;
-        return;
-      }
-      rx.recvs.pop();
-      head.aux = (head.aux & ~accept_ahead) | recv_single;
-      rx.single = true;
-      prepare_operation(head);
-      return;
-    }
   }
 
   /// A CQE of fd's multishot accept.
