@@ -196,27 +196,21 @@ class threaded_poller : public poller {
     std::snprintf(line, sizeof line, "%s-%u: %s", prefix_, index_, text);
     host_.log(level, line);
   }
-  /// "<call> failed: Bad address (EFAULT); retrying", once; no allocation.
-  void report_failure_once(fault f, const char* call, int error) noexcept {
-    if ((reported_ & (1u << f)) != 0) return;
-    const char* name = ::strerrorname_np(error);
-    const char* text = ::strerrordesc_np(error);
-    char line[256];
-    std::snprintf(line, sizeof line, "%s failed: %s (%s); retrying", call,
-                  text != nullptr ? text : "unknown error", name != nullptr ? name : "?");
-    report_once(f, IOCM_LOG_ERROR, line);
-  }
-
-  /// "<what> failed (<ENAME>); <then>", once, at `level`: a kernel that
-  /// refuses a feature the poller can do without.
+  /// "<what> failed: Bad address (EFAULT); <then>", once, at `level`; no
+  /// allocation.
   void report_refusal_once(fault f, std::uint32_t level, const char* what, int error,
                            const char* then) noexcept {
     if ((reported_ & (1u << f)) != 0) return;
     const char* name = ::strerrorname_np(error);
+    const char* text = ::strerrordesc_np(error);
     char line[256];
-    std::snprintf(line, sizeof line, "%s failed (%s); %s", what, name != nullptr ? name : "?",
-                  then);
+    std::snprintf(line, sizeof line, "%s failed: %s (%s); %s", what,
+                  text != nullptr ? text : "unknown error", name != nullptr ? name : "?", then);
     report_once(f, level, line);
+  }
+  /// A call the kernel refused that the poller retries: said once, as an error.
+  void report_failure_once(fault f, const char* call, int error) noexcept {
+    report_refusal_once(f, IOCM_LOG_ERROR, call, error, "retrying");
   }
 
   /// The poller's thread, holding the token: delivers `record` itself.
