@@ -2,7 +2,6 @@
 #include "bindings.h"
 
 #include <new>
-#include <thread>
 
 #include "os.h"
 
@@ -114,12 +113,11 @@ HRESULT bindings::hand_carried_locked(int fd, poller& p) noexcept {
     carried_.erase(it);
     return S_OK;
   }
-  // Queued before the binding is published, so before any Recv on fd.
+  // Queued before the binding is published, so before any Recv on fd. No
+  // room: Bind fails (still unbound, the bytes still kept here) rather than
+  // wait under the lock the pump's callbacks may want.
   const auto item = reinterpret_cast<inbox_item>(it->second.get()) | inbox_carry;
-  for (int i = 0; !p.submit(item); ++i) {
-    if (i == full_inbox_retries) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
-    std::this_thread::yield();
-  }
+  if (!p.submit(item)) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
   (void)it->second.release();  // the poller's now
   carried_.erase(it);
   return S_OK;
