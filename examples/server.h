@@ -35,6 +35,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "iocm/engine.h"  // iocm::overlapped
 #include "iocm/host_io.h"
@@ -109,20 +110,16 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
       usage(stdout);
       return 0;
     }
-    if (a == "--quiet") {
-      o.quiet = true;
-      continue;
-    }
-    if (a == "--receive-ahead") {
-      o.receive_ahead = true;
-      continue;
-    }
-    if (a == "--accept-ahead") {
-      o.accept_ahead = true;
-      continue;
-    }
-    if (a == "--inline-all") {
-      o.inline_all = true;
+    // The switches: options without a value.
+    const std::pair<std::string_view, bool*> switches[] = {{"--quiet", &o.quiet},
+                                                           {"--receive-ahead", &o.receive_ahead},
+                                                           {"--accept-ahead", &o.accept_ahead},
+                                                           {"--inline-all", &o.inline_all}};
+    bool* on = nullptr;
+    for (const auto& [flag, field] : switches)
+      if (a == flag) on = field;
+    if (on != nullptr) {
+      *on = true;
       continue;
     }
     if (i + 1 >= argc) {
