@@ -66,6 +66,17 @@ bool choose_from_env(const char* name, std::span<const choice> choices, std::uin
   return false;
 }
 
+/// NAME=1 in the environment adds `flag` to `flags` where `allowed`; =0 or
+/// unset leaves them as the config says. False, with *why, for another value.
+bool switch_from_env(const char* name, std::uint32_t flag, bool allowed, std::uint32_t& flags,
+                     std::string& why) {
+  static constexpr choice on_off[] = {{"0", 0}, {"1", 1}};
+  std::uint32_t on = 0;
+  if (!choose_from_env(name, on_off, on, why)) return false;
+  if (on != 0 && allowed) flags |= flag;
+  return true;
+}
+
 /// IOCM_BACKEND, when set: "auto" or a backend's name.
 bool choose_backend_from_env(std::uint32_t& backend, std::string& why) {
   std::vector<choice> choices{{"auto", IOCM_BACKEND_AUTO}};
@@ -143,24 +154,12 @@ HRESULT prepare_setup(const iocm_config* in, engine_setup& out, std::string& why
           std::string("using the ") + find_backend(c.backend)->name + " backend: " + why_not;
   }
 
-  // IOCM_FIXED_FILES=1 in the environment turns registered files on for an
-  // engine whose config leaves them off (=0 or unset: as the config says).
-  if (const char* env = std::getenv("IOCM_FIXED_FILES"); env != nullptr) {
-    if (std::string_view(env) == "1")
-      c.flags |= IOCM_FIXED_FILES;
-    else if (std::string_view(env) != "0")
-      return bad("IOCM_FIXED_FILES=" + quoted(env) + " is not 0 or 1");
-  }
-
-  // IOCM_INLINE_ALL=1 likewise, for an engine that delivers on its pollers
-  // at all (not IOCM_HANDOFF, not pumped).
-  if (const char* env = std::getenv("IOCM_INLINE_ALL"); env != nullptr) {
-    if (std::string_view(env) == "1") {
-      if ((c.flags & (IOCM_HANDOFF | IOCM_PUMPED)) == 0) c.flags |= IOCM_INLINE_ALL;
-    } else if (std::string_view(env) != "0") {
-      return bad("IOCM_INLINE_ALL=" + quoted(env) + " is not 0 or 1");
-    }
-  }
+  // Switches the environment may turn on: registered files, and delivering
+  // everything inline for an engine that delivers on its pollers at all.
+  if (!switch_from_env("IOCM_FIXED_FILES", IOCM_FIXED_FILES, true, c.flags, why) ||
+      !switch_from_env("IOCM_INLINE_ALL", IOCM_INLINE_ALL,
+                       (c.flags & (IOCM_HANDOFF | IOCM_PUMPED)) == 0, c.flags, why))
+    return E_INVALIDARG;
 
   // Placement: the config's fields first, then the environment.
   placement_request request;
