@@ -265,18 +265,13 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   // longer recv or send outright: take such a length as the most one call
   // can move, so that both backends answer alike (a short transfer).
   if (length > max_transfer) length = max_transfer;
-  if (b.receive_ahead && (kind == op_kind::recv || kind == op_kind::read)) {
-    // Bytes may wait in the poller already: every receive goes there, in
-    // order (a Read too, or it would overtake them).
-    kind = op_kind::recv;
-    aux = recv_ahead;
-  } else if (b.accept_ahead && kind == op_kind::accept) {
-    aux |= accept_ahead;
-  } else if (b.skip_on_success && kind != op_kind::nop && kind != op_kind::accept &&
-             kind != op_kind::connect) {
-    if (const HRESULT hr = try_at_once(kind, b.kind, b.port_slot, fd, buffer, length, aux, ov);
-        hr != IOCM_E_IO_PENDING)
-      return hr;
+  // The handle's completion modes (SetCompletionModes): one test on the
+  // way of a handle that has none.
+  if (binding::has_modes(word)) {
+    const moded m = apply_modes(word, fd, kind, buffer, length, aux, ov);
+    if (m.hr != IOCM_E_IO_PENDING) return m.hr;
+    kind = m.kind;
+    aux = m.aux;
   }
   const std::uint64_t open_state = std::uint64_t{b.port_generation} << 2 | port_table::open_state;
   op_state* op = state_of(ov);
@@ -299,6 +294,23 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   if (poller::home_in_callback() == &p && p.submit_direct(item)) return IOCM_E_IO_PENDING;
   if (!queue_request(p, item)) return ports_.withdraw(b.port_slot, b.poller, *op);
   return IOCM_E_IO_PENDING;
+}
+
+engine_core::moded engine_core::apply_modes(std::uint64_t word, int fd, op_kind kind, void* buffer,
+                                            std::uint32_t length, std::uint64_t aux,
+                                            OVERLAPPED* ov) noexcept {
+  const binding b = binding::unpack(word);
+  if (b.receive_ahead && (kind == op_kind::recv || kind == op_kind::read)) {
+    // Bytes may wait in the poller already: every receive goes there, in
+    // order (a Read too, or it would overtake them).
+    return {IOCM_E_IO_PENDING, op_kind::recv, recv_ahead};
+  }
+  if (b.accept_ahead && kind == op_kind::accept)
+    return {IOCM_E_IO_PENDING, kind, aux | accept_ahead};
+  if (b.skip_on_success && kind != op_kind::nop && kind != op_kind::accept &&
+      kind != op_kind::connect)
+    return {try_at_once(kind, b.kind, b.port_slot, fd, buffer, length, aux, ov), kind, aux};
+  return {IOCM_E_IO_PENDING, kind, aux};
 }
 
 HRESULT engine_core::try_at_once(op_kind kind, os::handle_kind handle, std::uint16_t port_slot,

@@ -129,6 +129,21 @@ class engine_core final : engine_waits {
     return p.submit(item) || queue_request_waiting(p, item);
   }
   bool queue_request_waiting(poller& p, inbox_item item) noexcept;
+  /// A handle with completion modes (binding::has_modes; its binding word,
+  /// not the unpacked binding, so that submit keeps no binding in memory):
+  /// receiving or
+  /// accepting ahead marks the operation (kind, aux) for its poller; with
+  /// IOCM_SKIP_COMPLETION_ON_SUCCESS, try_at_once. IOCM_E_IO_PENDING: on to
+  /// the poller. Kept off submit's own way, which tests only whether any
+  /// mode is set.
+  struct moded {
+    HRESULT hr;
+    op_kind kind;
+    std::uint64_t aux;
+  };
+  [[gnu::noinline]] moded apply_modes(std::uint64_t word, int fd, op_kind kind, void* buffer,
+                                      std::uint32_t length, std::uint64_t aux,
+                                      OVERLAPPED* ov) noexcept;
   /// A handle with IOCM_SKIP_COMPLETION_ON_SUCCESS: tries the transfer on
   /// this thread. S_OK or the refusal when it is done; IOCM_E_IO_PENDING
   /// when it would wait (the poller takes it, as without the mode).

@@ -30,6 +30,9 @@ struct binding {
 
   static constexpr std::uint32_t generation_mask = (1u << 28) - 1;
   static constexpr std::uint32_t poller_mask = (1u << 13) - 1;  // pollers are at most 1024
+  /// Whether any completion mode (accept_ahead, receive_ahead,
+  /// skip_on_success: bits 30-32) is set in a packed word.
+  static bool has_modes(std::uint64_t w) noexcept { return ((w >> 30) & 7) != 0; }
   static std::uint64_t pack(const binding& b) noexcept {
     return 1u | std::uint64_t{b.port_slot} << 1 | std::uint64_t{b.poller & poller_mask} << 17 |
            std::uint64_t{b.accept_ahead} << 30 | std::uint64_t{b.receive_ahead} << 31 |
