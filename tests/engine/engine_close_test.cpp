@@ -420,11 +420,16 @@ TEST_CASE("the last Release inside OnComplete tears the engine down without dead
   REQUIRE(m->InitializeHostOverlapped(&o.ov) == S_OK);
   io->Release();  // one reference left: m
   std::atomic<bool> released{false};
+  // The reference Post is called through must outlive the call: the hook
+  // drops it only once Post has returned (a notifier may deliver first).
+  std::atomic<bool> posted{false};
   rt.hook = [&](DWORD, DWORD, void*) {
+    while (!posted.load()) std::this_thread::yield();
     m->Release();
     released.store(true);
   };
   REQUIRE(io->Post(port, 0, 0, &o.ov) == IOCM_E_IO_PENDING);
+  posted.store(true);
   REQUIRE(rt.wait_for(1));
   // The teardown finishes on its own thread and drops the runtime reference.
   for (int spin = 0; rt.refs.load() != 1 && spin < 5000; ++spin)
