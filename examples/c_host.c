@@ -1,0 +1,2 @@
+/* Placeholder: the C example host is being written. */
+int main(void) { return 0; }
