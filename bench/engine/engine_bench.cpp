@@ -132,8 +132,8 @@ void engine_ops_iocm(benchmark::State& state, std::uint32_t backend, engine_op o
         hr = e.io->Nop(target, &s.ov);
       } else {
         const std::uint64_t off = where.next();
-        s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>(off);
-        s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh = static_cast<DWORD>(off >> 32);
+        s.ov.Offset = static_cast<DWORD>(off);
+        s.ov.OffsetHigh = static_cast<DWORD>(off >> 32);
         hr = e.io->Read(target, buffers.data() + k * read_bytes, read_bytes, &s.ov);
       }
       if (hr == S_OK && (flags & skip_on_success) != 0) {

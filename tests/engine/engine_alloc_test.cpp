@@ -199,7 +199,7 @@ TEST_CASE(
             hr = io->Post(port, 7, 1, &s.ov);
             break;
           default:
-            s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>((i * 64) % file_bytes);
+            s.ov.Offset = static_cast<DWORD>((i * 64) % file_bytes);
             hr = io->Read(as_handle(file), &buffers[(i % window) * 64], 64, &s.ov);
             break;
         }
@@ -243,7 +243,7 @@ TEST_CASE(
         return S_OK;
       }
       auto* o = static_cast<OVERLAPPED*>(ov);
-      o->DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<DWORD>((n * 64) % file_bytes);
+      o->Offset = static_cast<DWORD>((n * 64) % file_bytes);
       if (io->Read(file, buffer, 64, o) != IOCM_E_IO_PENDING) {
         bad.fetch_add(1, std::memory_order_relaxed);
         idle.store(true, std::memory_order_release);

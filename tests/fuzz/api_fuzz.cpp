@@ -139,7 +139,7 @@ class runtime final : public ICLRIoCompletionManager {
     slot& s = ring[i];
     switch (kinds[c]) {
       case chain_read:
-        s.ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = 0;
+        s.ov.Offset = 0;
         return io->Read(handles[c], s.buffer, 64, &s.ov);
       case chain_recv:
         return io->Recv(handles[c], s.buffer, 64, &s.ov);
@@ -327,7 +327,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         count(k, io->Send(as_handle(handles[h]), buffer, length, ov_of(k)));
         break;
       case 6:
-        if (k < slots) ring[k].ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = in.byte() * 7u;
+        if (k < slots) ring[k].ov.Offset = in.byte() * 7u;
         count(k, io->Read(as_handle(handles[h]), buffer, length, ov_of(k)));
         break;
       case 7:

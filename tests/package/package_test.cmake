@@ -6,7 +6,7 @@
 # the static library: find_package(iocm) with iocm::iocm and
 # iocm::iocm_static; pkg-config with iocm and iocm-static; and
 # find_package(iocm) with only iocm::queue, the header-only target, which
-# must bring its include directory.
+# must bring its include directory; and the C example host, built with cc.
 # Run by ctest with -DSOURCE_DIR, -DWORK_DIR, -DGENERATOR, -DCXX, -DNM,
 # -DREADELF.
 file(REMOVE_RECURSE "${WORK_DIR}")
@@ -123,12 +123,24 @@ foreach(package iocm iocm-static)
   separate_arguments(flags UNIX_COMMAND "${flags}")
   set(program "${WORK_DIR}/pc-host-${package}")
   if(package STREQUAL "iocm")
-    run(c++ "${SOURCE_DIR}/tests/package/host/main.cpp" -o "${program}" ${flags}
+    run(c++ -std=c++20 "${SOURCE_DIR}/tests/package/host/main.cpp" -o "${program}" ${flags}
         "-Wl,-rpath,${prefix}/lib")
     expect_linkage("${program}" TRUE)
   else()
-    run(c++ "${SOURCE_DIR}/tests/package/host/main.cpp" -o "${program}" ${flags})
+    run(c++ -std=c++20 "${SOURCE_DIR}/tests/package/host/main.cpp" -o "${program}" ${flags})
     expect_linkage("${program}" FALSE)
   endif()
   run("${program}")
 endforeach()
+
+# 4. A C host: examples/c_host.c compiled with cc as C11, warnings as
+# errors, against the installed headers (their C face) and libiocm.so;
+# it reads, posts and closes.
+execute_process(COMMAND pkg-config --cflags --libs iocm OUTPUT_VARIABLE flags RESULT_VARIABLE rc
+                OUTPUT_STRIP_TRAILING_WHITESPACE)
+separate_arguments(flags UNIX_COMMAND "${flags}")
+set(program "${WORK_DIR}/c-host")
+run(cc -std=c11 -Wall -Wextra -Wpedantic -Werror "${SOURCE_DIR}/examples/c_host.c" -o "${program}" ${flags}
+    -pthread "-Wl,-rpath,${prefix}/lib")
+expect_linkage("${program}" TRUE)
+run("${program}" 32)

@@ -51,8 +51,8 @@ inline int temp_file() {
 }
 
 inline void set_offset(iocm::hosting::OVERLAPPED& ov, std::uint64_t offset) {
-  ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<iocm::hosting::DWORD>(offset);
-  ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh = static_cast<iocm::hosting::DWORD>(offset >> 32);
+  ov.Offset = static_cast<iocm::hosting::DWORD>(offset);
+  ov.OffsetHigh = static_cast<iocm::hosting::DWORD>(offset >> 32);
 }
 
 struct tcp_listener {

@@ -46,8 +46,8 @@ struct overlapped {
   overlapped& operator=(const overlapped&) = delete;
   /// Sets the 64-bit file offset (Offset/OffsetHigh) for read and write.
   void set_offset(std::uint64_t offset) noexcept {
-    ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.Offset = static_cast<hosting::DWORD>(offset);
-    ov.DUMMYUNIONNAME.DUMMYSTRUCTNAME.OffsetHigh = static_cast<hosting::DWORD>(offset >> 32);
+    ov.Offset = static_cast<hosting::DWORD>(offset);
+    ov.OffsetHigh = static_cast<hosting::DWORD>(offset >> 32);
   }
 };
 static_assert(offsetof(overlapped, host_area) == sizeof(hosting::OVERLAPPED),

@@ -29,25 +29,34 @@
 // them on Windows, though Internal holds a Win32 code, not an NTSTATUS).
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "iocm/hosting.h"
 
+// What differs between the languages in the declarations below.
+#ifdef __cplusplus
+#define IOCM_NOEXCEPT noexcept
+#define IOCM_HOSTING iocm::hosting::
+#else
+#define IOCM_NOEXCEPT
+#define IOCM_HOSTING
+#endif
+
 /// Options of one engine. C layout; fill it with iocm_config_init() and
 /// change what you need. struct_size lets later versions add fields.
-struct iocm_config {
-  std::uint32_t struct_size;     ///< sizeof(iocm_config), set by iocm_config_init
-  std::uint32_t pollers;         ///< completion pollers; 0 = IOCM_POLLERS, else one per usable core
-  std::uint32_t min_threads;     ///< notifier floor (SetMinThreads); 0 = 1
-  std::uint32_t max_threads;     ///< notifier ceiling (SetMaxThreads); 0 = 2 x usable CPUs
-  std::uint32_t ring_entries;    ///< io_uring submission entries per poller (power of 2, 2..32768)
-  std::uint32_t queue_capacity;  ///< completion records per queue lane (power of 2, >= 64)
-  std::uint32_t inbox_capacity;  ///< submissions waiting per poller (power of 2, >= 64)
-  std::uint32_t notifier_spin;   ///< empty polls an idle notifier makes before it parks
-  std::uint32_t max_ports;       ///< completion ports that can be open at once (1..1024)
-  std::uint32_t ring_setup;      ///< an iocm_ring_setup value
-  std::uint32_t flags;           ///< iocm_config_flags, or-ed
+typedef struct iocm_config {
+  uint32_t struct_size;     ///< sizeof(iocm_config), set by iocm_config_init
+  uint32_t pollers;         ///< completion pollers; 0 = IOCM_POLLERS, else one per usable core
+  uint32_t min_threads;     ///< notifier floor (SetMinThreads); 0 = 1
+  uint32_t max_threads;     ///< notifier ceiling (SetMaxThreads); 0 = 2 x usable CPUs
+  uint32_t ring_entries;    ///< io_uring submission entries per poller (power of 2, 2..32768)
+  uint32_t queue_capacity;  ///< completion records per queue lane (power of 2, >= 64)
+  uint32_t inbox_capacity;  ///< submissions waiting per poller (power of 2, >= 64)
+  uint32_t notifier_spin;   ///< empty polls an idle notifier makes before it parks
+  uint32_t max_ports;       ///< completion ports that can be open at once (1..1024)
+  uint32_t ring_setup;      ///< an iocm_ring_setup value
+  uint32_t flags;           ///< iocm_config_flags, or-ed
   // --- added in 0.2.0 (placement); a struct_size of IOCM_CONFIG_SIZE_V1 omits them ---
   /// CPUs the engine may use, as a list like "0-3,8": a subset of the CPUs
   /// the process may run on. Null: the IOCM_CPUS environment variable, or
@@ -55,11 +64,11 @@ struct iocm_config {
   const char* cpus;
   /// An iocm_placement value. IOCM_PLACEMENT_DEFAULT: the IOCM_PLACEMENT
   /// environment variable ("compact" or "spread"), or spread.
-  std::uint32_t placement;
+  uint32_t placement;
   /// An iocm_backend value. IOCM_BACKEND_AUTO: the IOCM_BACKEND environment
   /// variable ("auto", "uring", "epoll"), or io_uring when a probe really
   /// creates a ring and epoll otherwise (saying why, once, at IOCM_LOG_INFO).
-  std::uint32_t backend;
+  uint32_t backend;
   /// The machine description placement plans on. Null: the IOCM_TOPOLOGY
   /// environment variable, or this machine as hwloc discovers it. Else
   /// "synthetic:<hwloc synthetic description>" (e.g. "synthetic:pack:2
@@ -73,35 +82,35 @@ struct iocm_config {
   /// not expect (e.g. io_uring saying it dropped completions, EBADR). Null:
   /// one line on stderr, prefixed "iocm: ". Never called on the hot path;
   /// must be thread-safe.
-  void (*log)(void* context, std::uint32_t level, const char* message);
+  void (*log)(void* context, uint32_t level, const char* message);
   void* log_context;
-};
+} iocm_config;
 
 /// The size of the first iocm_config layout (up to flags); still accepted.
-inline constexpr std::uint32_t IOCM_CONFIG_SIZE_V1 = 11 * sizeof(std::uint32_t);
+#define IOCM_CONFIG_SIZE_V1 ((uint32_t)(11 * sizeof(uint32_t)))
 
 /// Where pollers go when there are fewer of them than cores (docs/NUMA.md).
-enum iocm_placement : std::uint32_t {
+enum iocm_placement {
   IOCM_PLACEMENT_DEFAULT = 0,  ///< IOCM_PLACEMENT from the environment, else spread
   IOCM_PLACEMENT_COMPACT = 1,  ///< fill one NUMA node's cores before the next
   IOCM_PLACEMENT_SPREAD = 2,   ///< round-robin over packages, then over their NUMA nodes
 };
 
-enum iocm_log_level : std::uint32_t {
+enum iocm_log_level {
   IOCM_LOG_ERROR = 1,
   IOCM_LOG_WARNING = 2,
   IOCM_LOG_INFO = 3,
 };
 
 /// Which kernel interface the pollers use (docs/ENGINE.md).
-enum iocm_backend : std::uint32_t {
+enum iocm_backend {
   IOCM_BACKEND_AUTO = 0,   ///< IOCM_BACKEND, else io_uring if it works, else epoll
   IOCM_BACKEND_URING = 1,  ///< io_uring only; creation fails if it is refused
   IOCM_BACKEND_EPOLL = 2,  ///< epoll (edge-triggered), regular files on the poller
 };
 
 /// How pollers set up their io_uring. The probe tries each level in turn.
-enum iocm_ring_setup : std::uint32_t {
+enum iocm_ring_setup {
   /// With IOCM_HANDOFF: SINGLE_ISSUER|DEFER_TASKRUN, then COOP_TASKRUN,
   /// then none; otherwise (and for a pumped engine) none, the one setup any
   /// thread may drive
@@ -111,7 +120,7 @@ enum iocm_ring_setup : std::uint32_t {
   IOCM_RING_PLAIN = 3,          ///< no setup flags
 };
 
-enum iocm_config_flags : std::uint32_t {
+enum iocm_config_flags {
   IOCM_NO_PINNING = 1u << 0,  ///< leave pollers and notifiers unpinned
   /// Start no thread: one poller, no notifiers; completions are delivered
   /// only inside IIocmPump::Pump (iocm::engine::pump), on the thread that
@@ -141,6 +150,7 @@ enum iocm_config_flags : std::uint32_t {
   IOCM_INLINE_ALL = 1u << 4,
 };
 
+#ifdef __cplusplus
 /// The accepted answer of every operation: HRESULT_FROM_WIN32(ERROR_IO_PENDING).
 inline constexpr iocm::hosting::HRESULT IOCM_E_IO_PENDING =
     iocm::hosting::HRESULT_FROM_WIN32(iocm::hosting::ERROR_IO_PENDING);
@@ -161,14 +171,86 @@ inline constexpr iocm::hosting::DWORD IOCM_RECEIVE_AHEAD = 2;
 inline constexpr iocm::hosting::DWORD IOCM_ACCEPT_AHEAD = 4;
 
 /// The bytes iocm keeps after each OVERLAPPED (GetHostOverlappedSize).
-inline constexpr std::uint32_t IOCM_HOST_OVERLAPPED_SIZE = 64;
+inline constexpr uint32_t IOCM_HOST_OVERLAPPED_SIZE = 64;
+#else
+#define IOCM_E_IO_PENDING HRESULT_FROM_WIN32(ERROR_IO_PENDING)
+#define IOCM_INFINITE 0xFFFFFFFFu
+enum iocm_completion_modes {
+  IOCM_SKIP_COMPLETION_ON_SUCCESS = 1,
+  IOCM_RECEIVE_AHEAD = 2,
+  IOCM_ACCEPT_AHEAD = 4,
+};
+#define IOCM_HOST_OVERLAPPED_SIZE 64u
+#endif
 
+#ifdef __cplusplus
 namespace iocm::hosting {
+#endif
 
 // {5E0C1A77-3B9D-4F2A-9C41-6D8E2B7F0A13}
-inline constexpr IID IID_IIocmHostIo = {
-    0x5E0C1A77, 0x3B9D, 0x4F2A, {0x9C, 0x41, 0x6D, 0x8E, 0x2B, 0x7F, 0x0A, 0x13}};
+IOCM_DEFINE_IID(IID_IIocmHostIo, 0x5E0C1A77, 0x3B9D, 0x4F2A, 0x9C, 0x41, 0x6D, 0x8E, 0x2B, 0x7F,
+                0x0A, 0x13);
+// {7B3E9D14-C2A8-4E61-B5F0-19D4A6C83E27}
+IOCM_DEFINE_IID(IID_IIocmHostIo2, 0x7B3E9D14, 0xC2A8, 0x4E61, 0xB5, 0xF0, 0x19, 0xD4, 0xA6, 0xC8,
+                0x3E, 0x27);
+// {A41D7C52-90E3-4B6F-8E15-3C2F6A9B0D84}
+IOCM_DEFINE_IID(IID_IIocmPump, 0xA41D7C52, 0x90E3, 0x4B6F, 0x8E, 0x15, 0x3C, 0x2F, 0x6A, 0x9B, 0x0D,
+                0x84);
 
+#ifdef __cplusplus
+struct IIocmHostIo;
+struct IIocmHostIo2;
+struct IIocmPump;
+#else
+typedef struct IIocmHostIo IIocmHostIo;
+typedef struct IIocmHostIo2 IIocmHostIo2;
+typedef struct IIocmPump IIocmPump;
+#endif
+
+/// IIocmHostIo's own slots (3..12), for interface T.
+#define IOCM_HOST_IO_SLOTS(T)                                                                 \
+  HRESULT (*Unbind)(T * This, HANDLE hHandle);                                                \
+  HRESULT (*Read)                                                                             \
+  (T * This, HANDLE hHandle, void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);         \
+  HRESULT (*Write)                                                                            \
+  (T * This, HANDLE hHandle, const void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);   \
+  HRESULT (*Recv)                                                                             \
+  (T * This, HANDLE hSocket, void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);         \
+  HRESULT (*Send)                                                                             \
+  (T * This, HANDLE hSocket, const void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);   \
+  HRESULT (*Accept)(T * This, HANDLE hListen, HANDLE * phAccepted, OVERLAPPED * pOverlapped); \
+  HRESULT (*Connect)                                                                          \
+  (T * This, HANDLE hSocket, const void* pAddress, DWORD cbAddress, OVERLAPPED* pOverlapped); \
+  HRESULT (*Post)                                                                             \
+  (T * This, HANDLE hPort, DWORD dwErrorCode, DWORD dwBytes, OVERLAPPED * pOverlapped);       \
+  HRESULT (*Cancel)(T * This, HANDLE hHandle, OVERLAPPED * pOverlapped);                      \
+  HRESULT (*Nop)(T * This, HANDLE hHandle, OVERLAPPED * pOverlapped);
+
+/// The vtables as C lays them out (iocm/hosting.h).
+typedef struct IIocmHostIoVtbl {
+  IOCM_IUNKNOWN_SLOTS(IIocmHostIo)
+  IOCM_HOST_IO_SLOTS(IIocmHostIo)
+} IIocmHostIoVtbl;
+
+typedef struct IIocmHostIo2Vtbl {
+  IOCM_IUNKNOWN_SLOTS(IIocmHostIo2)
+  IOCM_HOST_IO_SLOTS(IIocmHostIo2)
+  HRESULT (*SetCompletionModes)(IIocmHostIo2* This, HANDLE hHandle, DWORD dwModes);
+} IIocmHostIo2Vtbl;
+
+typedef struct IIocmPumpVtbl {
+  IOCM_IUNKNOWN_SLOTS(IIocmPump)
+  HRESULT (*Pump)(IIocmPump* This, DWORD dwMilliseconds, DWORD* pdwDelivered);
+} IIocmPumpVtbl;
+
+IOCM_ASSERT_SLOT(IIocmHostIoVtbl, Unbind, 3);
+IOCM_ASSERT_SLOT(IIocmHostIoVtbl, Post, 10);
+IOCM_ASSERT_SLOT(IIocmHostIoVtbl, Nop, 12);
+IOCM_ASSERT_SLOT(IIocmHostIo2Vtbl, Nop, 12);
+IOCM_ASSERT_SLOT(IIocmHostIo2Vtbl, SetCompletionModes, 13);
+IOCM_ASSERT_SLOT(IIocmPumpVtbl, Pump, 3);
+
+#ifdef __cplusplus
 /// The operations of iocm's engine, obtained from its IHostIoCompletionManager
 /// by QueryInterface(IID_IIocmHostIo). All methods are thread-safe and may be
 /// called from inside OnComplete.
@@ -232,10 +314,6 @@ struct IIocmHostIo : IUnknown {
   ~IIocmHostIo() = default;
 };
 
-// {7B3E9D14-C2A8-4E61-B5F0-19D4A6C83E27}
-inline constexpr IID IID_IIocmHostIo2 = {
-    0x7B3E9D14, 0xC2A8, 0x4E61, {0xB5, 0xF0, 0x19, 0xD4, 0xA6, 0xC8, 0x3E, 0x27}};
-
 /// IIocmHostIo and one more method, from QueryInterface(IID_IIocmHostIo2);
 /// the same object answers both.
 struct IIocmHostIo2 : IIocmHostIo {
@@ -275,10 +353,6 @@ struct IIocmHostIo2 : IIocmHostIo {
   ~IIocmHostIo2() = default;
 };
 
-// {A41D7C52-90E3-4B6F-8E15-3C2F6A9B0D84}
-inline constexpr IID IID_IIocmPump = {
-    0xA41D7C52, 0x90E3, 0x4B6F, {0x8E, 0x15, 0x3C, 0x2F, 0x6A, 0x9B, 0x0D, 0x84}};
-
 /// Delivery on the host's own thread, for an engine created with
 /// IOCM_PUMPED (QueryInterface for it fails with E_NOINTERFACE otherwise).
 /// Such an engine starts no thread: whatever completes waits until a thread
@@ -302,14 +376,27 @@ struct IIocmPump : IUnknown {
 };
 
 }  // namespace iocm::hosting
+#else
+struct IIocmHostIo {
+  const IIocmHostIoVtbl* lpVtbl;
+};
+struct IIocmHostIo2 {
+  const IIocmHostIo2Vtbl* lpVtbl;
+};
+struct IIocmPump {
+  const IIocmPumpVtbl* lpVtbl;
+};
+#endif
 
+#ifdef __cplusplus
 extern "C" {
+#endif
 
 /// Fills the first `size` bytes of *config with the defaults and sets
 /// struct_size to `size`, for the layouts iocm knows (IOCM_CONFIG_SIZE_V1
 /// and sizeof(iocm_config)). Writes nothing for another size or a null
 /// config. Call it through iocm_config_init.
-void iocm_config_init_sized(iocm_config* config, std::uint32_t size) noexcept;
+void iocm_config_init_sized(iocm_config* config, uint32_t size) IOCM_NOEXCEPT;
 
 /// Creates an engine and returns its IHostIoCompletionManager with one
 /// reference; Release() destroys it (closing every port first and joining
@@ -322,8 +409,8 @@ void iocm_config_init_sized(iocm_config* config, std::uint32_t size) noexcept;
 ///   E_OUTOFMEMORY  memory or threads could not be had
 ///   HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)  io_uring is unavailable or
 ///                  refused the requested ring setup
-iocm::hosting::HRESULT iocm_create_host_io_completion_manager(
-    const iocm_config* config, iocm::hosting::IHostIoCompletionManager** manager) noexcept;
+IOCM_HOSTING HRESULT iocm_create_host_io_completion_manager(
+    const iocm_config* config, IOCM_HOSTING IHostIoCompletionManager** manager) IOCM_NOEXCEPT;
 
 /// The placement an engine created with `config` would use (docs/NUMA.md):
 /// which thread runs where and which memory sits on which node, as lines of
@@ -334,14 +421,15 @@ iocm::hosting::HRESULT iocm_create_host_io_completion_manager(
 ///   E_POINTER                                     text is null with size != 0
 ///   E_INVALIDARG                                  the config or environment is
 ///                                                 invalid; the text says why
-iocm::hosting::HRESULT iocm_describe_placement(const iocm_config* config, char* text,
-                                               std::size_t size, std::size_t* needed) noexcept;
+IOCM_HOSTING HRESULT iocm_describe_placement(const iocm_config* config, char* text, size_t size,
+                                             size_t* needed) IOCM_NOEXCEPT;
 
+#ifdef __cplusplus
 }  // extern "C"
+#endif
 
 /// Fills *config with the defaults; does nothing if config is null. A macro,
 /// as zlib's deflateInit is: it passes the caller's sizeof(iocm_config), so
 /// a program built against an older header never has more bytes written
 /// than its struct holds.
-#define iocm_config_init(config) \
-  iocm_config_init_sized((config), static_cast<std::uint32_t>(sizeof(iocm_config)))
+#define iocm_config_init(config) iocm_config_init_sized((config), (uint32_t)sizeof(iocm_config))
