@@ -3,11 +3,12 @@
 table: the median of each `<suite>/<scenario>/<impl>`, and iocm's ratio
 against every peer in the same scenario, then checks the stated targets.
 
-Usage: bench_table.py RESULTS.json [--markdown OUT.md] [--baseline IMPL]
+Usage: bench_table.py RESULTS.json [--markdown OUT.md] [--html OUT.html] [--baseline IMPL]
 Exit status: 0, or 2 when the file is missing, malformed, or a benchmark
 reported an error (a run that lost or duplicated records).
 """
 import argparse
+import html as htmllib
 import json
 import re
 import statistics
@@ -74,6 +75,8 @@ TARGETS = [
     ("queue", "pingpong", "iocm_sharded1", "iocm", "<=", 1.05),
 ]
 PERCENTILES = ("p50_ns", "p99_ns", "p999_ns", "max_ns")
+# Any percentile counter: p50_ns is the 50th, p999_ns the 99.9th.
+PERCENTILE_FIELD = re.compile(r"^p(\d+)_ns$")
 # Throughput scenarios counted in thousands rather than millions, by prefix.
 THOUSANDS_SCENARIOS = {"echo": "k round trips/s", "file_randread": "k reads/s",
                        "plaintext": "k requests/s"}
@@ -116,6 +119,10 @@ def load(path):
     tails = {}  # key -> [(p50, p99, p999, max)] per repetition, for latency histograms
     cpu = {}  # key -> [the process's CPU ns per item] per repetition, where reported
     split = {}  # key -> [(user ns, system ns)] per repetition, where reported
+    # key -> [({percent: ns}, samples)] per repetition: every pNN_ns counter
+    # (p50_ns: 50, p999_ns: 99.9) and max_ns, and how many samples they
+    # came from (the iterations), for the latency figure
+    percentiles = {}
     for b in data["benchmarks"]:
         m = NAME.match(b.get("run_name", b.get("name", "")))
         if not m:
@@ -130,11 +137,20 @@ def load(path):
         by_round.setdefault(key, {})[b.get("repetition_index", len(runs[key]) - 1)] = runs[key][-1]
         if "p50_ns" in b:
             tails.setdefault(key, []).append(tuple(b.get(p, float("nan")) for p in PERCENTILES))
+            pct = {}
+            for field, v in b.items():
+                m_pct = PERCENTILE_FIELD.match(field)
+                if m_pct and v == v:  # not NaN
+                    pct[float("0." + m_pct.group(1)) * 100] = v
+            top = b.get("max_ns")
+            if top is not None and top == top:
+                pct["max"] = top
+            percentiles.setdefault(key, []).append((pct, b.get("iterations", 0)))
         if "cpu_ns_per_item" in b:
             cpu.setdefault(key, []).append(b["cpu_ns_per_item"])
         if "user_ns" in b:  # a split: the plaintext server's user and system time
             split.setdefault(key, []).append((b["user_ns"], b["sys_ns"]))
-    return data.get("context", {}), runs, tails, errors, by_round, cpu, split
+    return data.get("context", {}), runs, tails, errors, by_round, cpu, split, percentiles
 
 
 def paired_ratio(by_round, a, b):
@@ -147,32 +163,44 @@ def paired_ratio(by_round, a, b):
     return statistics.median(ratios) if ratios else None
 
 
+def heading(text, level=3):
+    return {"kind": "heading", "level": level, "text": text}
+
+
+def table(head, align, rows):
+    """align: one letter per column, l(eft), r(ight) or c(entre)."""
+    return {"kind": "table", "head": head, "align": align, "rows": rows}
+
+
 def render(path, baseline="iocm"):
     """The tables of one results file, and what they hold:
-    (markdown text, {"medians", "runs", "tails", "targets", "errors"})."""
-    context, runs, tails, errors, by_round, cpu, split = load(path)
+    (markdown text, {"medians", "runs", "tails", "percentiles", "targets",
+    "target_rows", "errors", "blocks"}); blocks are the same tables as a
+    document, which markdown() and html() write."""
+    context, runs, tails, errors, by_round, cpu, split, percentiles = load(path)
     medians = {k: statistics.median(v) for k, v in runs.items()}
     scenarios = []
     for suite, scenario, _ in medians:
         if (suite, scenario) not in scenarios:
             scenarios.append((suite, scenario))
 
-    lines = []
+    header = (f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
+              f"{context.get('mhz_per_cpu', '?')} MHz; date {context.get('date', '?')}")
+    blocks = [{"kind": "para", "text": header}]
     for suite, scenario in scenarios:
         latency = scenario in LATENCY_SCENARIOS
         unit = LATENCY_SCENARIOS.get(scenario, thousands_unit(scenario) or "M records/s")
         base = medians.get((suite, scenario, baseline))
-        lines.append(f"\n### {suite}/{scenario} ({unit}, median of {max(len(runs[k]) for k in runs if k[:2] == (suite, scenario))} runs)\n")
+        blocks.append(heading(f"{suite}/{scenario} ({unit}, median of {max(len(runs[k]) for k in runs if k[:2] == (suite, scenario))} runs)"))
         ratio_head = f"{baseline} time / this" if latency else f"{baseline} / this"
         # The process's CPU time per item (every thread of it), where the
         # benchmark reports it: threads that spin or sleep cost that much.
         with_cpu = any(k[:2] == (suite, scenario) for k in cpu)
-        cpu_head, cpu_rule = (" CPU ns/item |", "---:|") if with_cpu else ("", "")
+        cpu_head = ["CPU ns/item"] if with_cpu else []
         with_split = any(k[:2] == (suite, scenario) for k in split)
         if with_split:
-            cpu_head, cpu_rule = " user ns | system ns |", "---:|---:|"
-        lines.append(f"| impl | {unit} | min – max | {ratio_head} |{cpu_head}")
-        lines.append("|---|---:|---:|---:|" + cpu_rule)
+            cpu_head = ["user ns", "system ns"]
+        rows = []
         impls = sorted((k[2] for k in medians if k[:2] == (suite, scenario)),
                        key=lambda i: (i != baseline, medians[(suite, scenario, i)] if latency
                                       else -medians[(suite, scenario, i)]))
@@ -184,27 +212,28 @@ def render(path, baseline="iocm"):
                 ratio = f"{(base / v):.2f}×"
             runs_of = runs[(suite, scenario, impl)]
             spread = f"{min(runs_of):.2f} – {max(runs_of):.2f}"
-            row = f"| {impl} | {v:.2f} | {spread} | {ratio} |"
+            row = [impl, f"{v:.2f}", spread, ratio]
             if with_cpu:
                 c = cpu.get((suite, scenario, impl))
-                row += f" {statistics.median(c):.0f} |" if c else " — |"
+                row.append(f"{statistics.median(c):.0f}" if c else "—")
             elif with_split:
                 sp = split.get((suite, scenario, impl))
-                row += (f" {statistics.median(u for u, _ in sp):.0f} |"
-                        f" {statistics.median(y for _, y in sp):.0f} |") if sp else " — | — |"
-            lines.append(row)
+                row += ([f"{statistics.median(u for u, _ in sp):.0f}",
+                         f"{statistics.median(y for _, y in sp):.0f}"] if sp else ["—", "—"])
+            rows.append(row)
+        blocks.append(table(["impl", unit, "min – max", ratio_head] + cpu_head,
+                            "lrrr" + "r" * len(cpu_head), rows))
 
     if tails:
-        lines.append("\n### Latency percentiles (ns, median over repetitions)\n")
-        lines.append("| benchmark | p50 | p99 | p99.9 | max |")
-        lines.append("|---|---:|---:|---:|---:|")
-        for key, rows in sorted(tails.items()):
-            cols = [statistics.median(r[i] for r in rows) for i in range(len(PERCENTILES))]
-            lines.append(f"| {'/'.join(key)} | " + " | ".join(f"{c:.0f}" for c in cols) + " |")
+        blocks.append(heading("Latency percentiles (ns, median over repetitions)"))
+        rows = []
+        for key, reps in sorted(tails.items()):
+            cols = [statistics.median(r[i] for r in reps) for i in range(len(PERCENTILES))]
+            rows.append(["/".join(key)] + [f"{c:.0f}" for c in cols])
+        blocks.append(table(["benchmark", "p50", "p99", "p99.9", "max"], "lrrrr", rows))
 
-    lines.append("\n### Targets (ratios: median over repetition rounds of the paired ratio)\n")
-    lines.append("| scenario | subject | compared with | ratio | target | met |")
-    lines.append("|---|---|---|---:|---:|:---:|")
+    blocks.append(heading("Targets (ratios: median over repetition rounds of the paired ratio)"))
+    target_rows = []
     checked = []
     for target in TARGETS:
         suite, scenario = target[:2]
@@ -215,7 +244,8 @@ def render(path, baseline="iocm"):
         mine = medians.get((suite, scenario, subject))
         other = medians.get((suite, scenario, peer)) if peer else 1.0
         if mine is None or other is None:
-            lines.append(f"| {suite}/{scenario} | {subject} | {peer or '(absolute)'} | n/a | {op} {bound} | not run |")
+            target_rows.append([f"{suite}/{scenario}", subject, peer or "(absolute)", "n/a",
+                                f"{op} {bound}", "not run"])
             checked.append({"scenario": f"{suite}/{scenario}", "subject": subject, "peer": peer,
                             "ratio": None, "target": f"{op} {bound}", "met": None})
             continue
@@ -224,23 +254,165 @@ def render(path, baseline="iocm"):
             r = paired_ratio(by_round, (suite, scenario, subject), (suite, scenario, peer)) or r
         met = r >= bound if op == ">=" else r <= bound
         shown = f"{r:.2f}×" if peer else f"{r:.2f} ns"
-        lines.append(f"| {suite}/{scenario} | {subject} | {peer or '(absolute)'} | {shown} | {op} {bound} | {'yes' if met else 'NO'} |")
+        target_rows.append([f"{suite}/{scenario}", subject, peer or "(absolute)", shown,
+                            f"{op} {bound}", "yes" if met else "NO"])
         checked.append({"scenario": f"{suite}/{scenario}", "subject": subject, "peer": peer,
                         "ratio": round(r, 4), "target": f"{op} {bound}", "met": met})
+    blocks.append(table(["scenario", "subject", "compared with", "ratio", "target", "met"],
+                        "lllrrc", target_rows))
 
-    header = (f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
-              f"{context.get('mhz_per_cpu', '?')} MHz; date {context.get('date', '?')}")
-    text = header + "\n" + "\n".join(lines) + "\n"
     if errors:
-        text += "\n### Errors (these runs are not counted)\n\n" + "\n".join(f"- {e}" for e in errors) + "\n"
-    return text, {"medians": medians, "runs": runs, "tails": tails, "targets": checked,
-                  "errors": errors}
+        blocks.append(heading("Errors (these runs are not counted)"))
+        blocks.append({"kind": "list", "items": list(errors)})
+    return markdown(blocks), {"medians": medians, "runs": runs, "tails": tails,
+                              "percentiles": percentiles, "targets": checked,
+                              "target_rows": target_rows, "errors": errors, "blocks": blocks}
+
+
+# --- writing a document of blocks: markdown and HTML -----------------------------
+#
+# A block is a dict with a "kind": heading (level, text), para (text), table
+# (head, align, rows), list (items), pre (text), figure (path relative to the
+# document, title, caption). report.md and report.html are the same blocks.
+
+def markdown(blocks):
+    out = []
+    for n, b in enumerate(blocks):
+        kind = b["kind"]
+        if n and kind != "heading" and blocks[n - 1]["kind"] != "heading":
+            out.append("")  # a blank line between two blocks (a heading brings its own)
+        if kind == "heading":
+            out.append(f"\n{'#' * b['level']} {b['text']}\n")
+        elif kind == "para":
+            out.append(b["text"])
+        elif kind == "table":
+            rule = {"l": "---", "r": "---:", "c": ":---:"}
+            lines = ["| " + " | ".join(b["head"]) + " |",
+                     "|" + "|".join(rule[a] for a in b["align"]) + "|"]
+            lines += ["| " + " | ".join(row) + " |" for row in b["rows"]]
+            out.append("\n".join(lines))
+        elif kind == "list":
+            out.append("\n".join(f"- {i}" for i in b["items"]))
+        elif kind == "pre":
+            out.append("```\n" + b["text"] + ("" if b["text"].endswith("\n") else "\n") + "```")
+        elif kind == "figure":
+            out.append(f"![{b['title']}]({b['path']})\n\n{b['caption']}")
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+HTML_STYLE = """
+body { font-family: sans-serif; color: #1a1a1a; background: #fff; margin: 0 auto;
+       max-width: 72rem; padding: 1rem 2rem 4rem; line-height: 1.45; }
+h1 { font-size: 1.6rem; border-bottom: 2px solid #1a1a1a; padding-bottom: .3rem; }
+h2 { font-size: 1.3rem; margin-top: 2.5rem; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05rem; margin: 1.6rem 0 .4rem; }
+nav { font-size: .95rem; }
+nav a { margin-right: 1rem; }
+table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: .92rem; }
+th, td { border: 1px solid #d0d0d0; padding: .22rem .6rem; }
+th { background: #f0f0f0; }
+tbody tr:nth-child(even) { background: #fafafa; }
+td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
+td.c, th.c { text-align: center; }
+td.l, th.l { text-align: left; }
+td.yes { color: #106b21; font-weight: bold; }
+td.no { color: #b00020; font-weight: bold; }
+figure { margin: 1.5rem 0 2.5rem; }
+figure svg, figure img { width: 100%; height: auto; display: block; }
+figcaption { font-size: .92rem; color: #333; max-width: 60rem; margin-top: .3rem; }
+figcaption b { color: #1a1a1a; }
+pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: .85rem; }
+code { font-size: .92em; }
+"""
+
+
+def inline_svg(text, prefix):
+    """An SVG file's text, fit to sit inside an HTML page: no XML
+    declaration, doctype or namespace declarations, and its ids (and the
+    references to them) prefixed, so that two figures' ids never collide."""
+    text = re.sub(r"^\s*<\?xml[^>]*\?>\s*", "", text)
+    text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
+    # An HTML parser puts <svg> and xlink:href in their namespaces itself.
+    text = re.sub(r"""\s+xmlns(:xlink)?=(['"])[^'"]*\2""", "", text)
+    text = re.sub(r"""\bid=(['"])""", lambda m: f"id={m.group(1)}{prefix}", text)
+    text = re.sub(r"""(href=(['"]))#""", lambda m: f"{m.group(1)}#{prefix}", text)
+    return re.sub(r"url\(#", f"url(#{prefix}", text)
+
+
+def slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def html(blocks, title, base_dir, nav=True):
+    """The blocks as one HTML page with nothing outside it: its style in the
+    page, each figure's SVG inline (read from base_dir/path)."""
+    def esc(text):
+        """Escaped, and `code` as <code>, as markdown shows it."""
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", htmllib.escape(text))
+
+    body, toc, figures, used = [], [], 0, set()
+
+    def anchor_of(text):
+        """A slug of text, made unique in the page (-2, -3, ...)."""
+        base = slug(text) or "section"
+        anchor, n = base, 1
+        while anchor in used:
+            n += 1
+            anchor = f"{base}-{n}"
+        used.add(anchor)
+        return anchor
+
+    for b in blocks:
+        kind = b["kind"]
+        if kind == "heading" and b["level"] == 1:
+            continue  # the page's title
+        if kind == "heading":
+            level = min(b["level"], 6)
+            anchor = anchor_of(b["text"])
+            if level == 2:
+                toc.append((anchor, b["text"]))
+            body.append(f'<h{level} id="{anchor}">{esc(b["text"])}</h{level}>')
+        elif kind == "para":
+            body.append(f"<p>{esc(b['text'])}</p>")
+        elif kind == "table":
+            head = "".join(f'<th class="{a}">{esc(c)}</th>' for c, a in zip(b["head"], b["align"]))
+            rows = []
+            for row in b["rows"]:
+                cells = []
+                for c, a in zip(row, b["align"]):
+                    cls = a + (" yes" if c == "yes" else " no" if c == "NO" else "")
+                    cells.append(f'<td class="{cls}">{esc(c)}</td>')
+                rows.append("<tr>" + "".join(cells) + "</tr>")
+            body.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" +
+                        "\n".join(rows) + "\n</tbody>\n</table>")
+        elif kind == "list":
+            body.append("<ul>\n" + "\n".join(f"<li>{esc(i)}</li>" for i in b["items"]) + "\n</ul>")
+        elif kind == "pre":
+            body.append(f"<pre>{htmllib.escape(b['text'])}</pre>")
+        elif kind == "figure":
+            figures += 1
+            try:
+                with open(f"{base_dir}/{b['path']}", encoding="utf-8") as f:
+                    svg = inline_svg(f.read(), f"fig{figures}-")
+            except OSError:
+                svg = f'<p>(missing: {esc(b["path"])})</p>'
+            path = htmllib.escape(b["path"])
+            body.append(f'<figure id="{anchor_of("figure " + b["title"])}">\n{svg}\n'
+                        f'<figcaption><b>{esc(b["title"])}.</b> {esc(b["caption"])} '
+                        f'(<a href="{path}">{path}</a>)</figcaption>\n</figure>')
+    links = ""
+    if nav and toc:
+        links = "<nav>" + " ".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>\n"
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{htmllib.escape(title)}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
+            f"<h1>{esc(title)}</h1>\n{links}" + "\n".join(body) + "\n</body>\n</html>\n")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results")
     ap.add_argument("--markdown", help="also write the table here")
+    ap.add_argument("--html", help="also write the tables here, as a page of their own")
     ap.add_argument("--baseline", default="iocm", help="the implementation ratios are taken for")
     args = ap.parse_args()
     text, info = render(args.results, args.baseline)
@@ -248,6 +420,9 @@ def main():
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(html(info["blocks"], args.results, "."))
     return 2 if info["errors"] else 0
 
 

@@ -4,6 +4,7 @@
 usage: iocm-bench [SUBCOMMAND ...] [--quick | --full] [--repetitions N] [--json]
                   [--out DIR] [--filter REGEX] [--no-plots]
        iocm-bench topology [topology options; see iocm-bench topology --help]
+       iocm-bench report --from DIR [--out DIR2] [--no-plots]
 
 Subcommands (several may be given; default: all):
   queue     iocm's MPMC queue against moodycamel, atomic_queue, xenium, Boost.Lockfree,
@@ -20,6 +21,9 @@ Subcommands (several may be given; default: all):
             and against nginx (same cores, same wrk), with and without pipelining.
   topology  where an engine's threads and memory go on this machine.
   all       every one of the above.
+  report    runs nothing: writes report.md, report.html, summary.json and plots/ again
+            from the <suite>.json files of the results directory --from DIR (into
+            --out DIR2, default DIR itself, with those files copied there).
 
 Options:
   --quick          one round, short runs (about 2 minutes for `all` on 2 cores)
@@ -33,12 +37,14 @@ Options:
 
 Writes to the results directory: <suite>.json (Google Benchmark's JSON format, with fio
 and wrk results as entries of the same shape), report.md (tables, ratios, targets),
+report.html (the same tables and the figures on one page that needs no network),
 summary.json, plots/*.svg (gnuplot), and each tool's log. A progress bar goes to
 stderr when it is a terminal. Exit status: 0; 1 when a benchmark reported an error
 (lost or duplicated records) or a tool failed; 2 for a bad argument.
 """
 import datetime
 import json
+import math
 import os
 import random
 import re
@@ -61,10 +67,12 @@ import bench_table  # noqa: E402
 import gbench  # noqa: E402
 
 SUBCOMMANDS = ("queue", "engine", "file", "net", "topology")
-# Queue depths of engine/file_randread_qd<N> and widths of engine/echo_c<N>:
-# bench/CMakeLists.txt sets them, for the benchmarks too (bench_io.h).
+# The results files a run writes, one per suite, in the report's order.
+SUITE_FILES = ("queue", "engine", "file", "net")
+# Queue depths of engine/file_randread_qd<N>, for fio: bench/CMakeLists.txt
+# sets them, for the benchmarks too (bench_io.h). The plots take the depths
+# and widths from the results.
 FILE_DEPTHS = tuple(int(n) for n in "@IOCM_BENCH_FILE_DEPTHS@".split(";"))
-ECHO_WIDTHS = tuple(int(n) for n in "@IOCM_BENCH_ECHO_WIDTHS@".split(";"))
 MODES = {  # rounds, wrk seconds, fio seconds
     "quick": (1, 2, 1),
     "default": (3, 4, 2),
@@ -324,10 +332,10 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
                if re.search(name_filter, f"net/plaintext/{s}") or
                re.search(name_filter, f"net/plaintext_pipelined/{s}")]
     if not servers:
-        return [], [], {}
+        return [], []
     missing = [n for n, p in (("wrk", wrk), ("nginx", nginx)) if p is None]
     if missing:
-        return [], [f"{' and '.join(missing)} not installed (scripts/setup --bench installs them)"], {}
+        return [], [f"{' and '.join(missing)} not installed (scripts/setup --bench installs them)"]
     cpus, client_cpus = cpu_split(server_cpus)
     cpu_list = ",".join(map(str, cpus))
     prefix = tempfile.mkdtemp(prefix="iocm-nginx-")
@@ -335,7 +343,7 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
     with open(lua, "w") as f:
         f.write(PIPELINE_LUA)
     modes = [("plaintext", []), ("plaintext_pipelined", ["-s", lua])]
-    entries, errors, cdf = [], [], {}
+    entries, errors = [], []
     progress.begin("wrk", rounds * len(servers) * len(modes))
     procs = {}
     try:
@@ -402,14 +410,16 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
                                              user_ns=user * 1e9 / requests,
                                              sys_ns=system * 1e9 / requests))
                     if mode == "plaintext" and 99 in pct:
-                        # wrk's latency is per request only without pipelining.
+                        # wrk's latency is per request only without pipelining;
+                        # every percentile it prints, for the latency figure.
                         entries.append(entry(f"net/plaintext_p99/{s}", rep, None,
                                              p99_ns=pct[99]))
                         entries.append(entry(f"net/plaintext_latency/{s}", rep, None,
                                              p50_ns=pct.get(50, float("nan")),
+                                             p75_ns=pct.get(75, float("nan")),
+                                             p90_ns=pct.get(90, float("nan")),
                                              p99_ns=pct[99], p999_ns=float("nan"),
                                              max_ns=float("nan")))
-                        cdf.setdefault(s, []).append(pct)
     finally:
         for s, p in procs.items():
             status = stop(p)
@@ -417,22 +427,33 @@ def run_net_servers(rounds, seconds, log, progress, name_filter, server_cpus):
                 errors.append(f"iocm-plaintext exited {status} on SIGTERM")
         shutil.rmtree(prefix, ignore_errors=True)
         progress.end()
-    return entries, errors, cdf
+    return entries, errors
 
 
 # --- plots -----------------------------------------------------------------------
+#
+# Every figure is drawn by gnuplot from the medians of the <suite>.json
+# files, the same numbers report.md and report.html tabulate. iocm is black
+# (thick in the line plots, a reference line in the ratio plot), its
+# variants (iocm_*) dashed, and every other implementation has a colour no
+# other series of the same figure has.
 
-def gnuplot(script, out_dir, name, log):
+# The figures gnuplot could not draw in this process (see the log).
+PLOT_FAILURES = []
+
+
+def gnuplot(script, out_dir, name, log, size=(800, 480)):
     path = os.path.join(out_dir, "plots", name + ".svg")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    full = (f'set terminal svg size 800,480 dynamic font "sans,11" noenhanced\n'
-            f'set output "{path}"\n' + script)
+    full = (f'set terminal svg size {size[0]},{size[1]} dynamic font "sans,11" noenhanced\n'
+            f'set encoding utf8\nset output "{path}"\n' + script + "unset output\n")
     with open(os.path.join(out_dir, "plots", name + ".gp"), "w") as f:
         f.write(full)
     r = subprocess.run(["gnuplot"], input=full, capture_output=True, text=True)
     if r.returncode != 0:
         with open(log, "a") as logf:
-            logf.write(f"gnuplot {name}: {r.stderr}\n")
+            logf.write(f"gnuplot {name}: exit status {r.returncode}\n{r.stderr}\n")
+        PLOT_FAILURES.append(name)
         return None
     return os.path.relpath(path, out_dir)
 
@@ -441,79 +462,539 @@ def medians(runs):
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
-# iocm itself is drawn thick and black; the others take these in turn.
-LINE_COLOURS = ["#e69f00", "#0072b2", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#999999",
-                "#8c564b", "#17becf", "#bcbd22", "#9467bd", "#e377c2"]
+IOCM_COLOUR = "#000000"
+# Eighteen colours apart from black and from each other on white (mostly
+# Okabe-Ito's and Tol's), in an order where each is far from the ones just
+# before it. The implementations that several figures share keep one
+# colour each (liburing_raw is the same blue everywhere); the others take,
+# in the order they are drawn, the next colour nobody in the figure has.
+PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#332288",
+           "#999933", "#882255", "#ee3377", "#44aa99", "#aa4499", "#8c564b", "#888888",
+           "#117733", "#ddaa33", "#6699cc", "#e31a1c"]
+FIXED_COLOURS = {"liburing_raw": 0, "libuv": 1, "asio": 2, "dotnet_style": 3, "nginx": 4,
+                 "iocm_epoll": 5, "iocm_pumped": 6, "asio_uring": 7, "fio": 8,
+                 "iocm_handoff": 11, "pread": 12, "futex_floor": 13}
+# gnuplot's point types, iocm's first: a filled circle.
+POINTS = [7, 5, 9, 11, 13, 4, 6, 8, 10, 12, 14, 1, 2, 3]
 
 
-def line_plot(med, suite, prefix, xs, title, ylabel, xlabel, out_dir, name, log):
-    impls = sorted({k[2] for k in med if k[0] == suite and k[1].startswith(prefix)})
-    if not impls:
+def colours_for(impls):
+    """impl -> "#rrggbb": iocm black, no two others alike (up to len(PALETTE)),
+    in the order given."""
+    colours = {i: PALETTE[FIXED_COLOURS[i]] for i in impls if i in FIXED_COLOURS}
+    free = iter([c for c in PALETTE if c not in colours.values()])
+    for impl in impls:
+        if impl == "iocm":
+            colours[impl] = IOCM_COLOUR
+        elif impl not in colours:
+            colours[impl] = next(free, "#bbbbbb")
+    return colours
+
+
+def series_style(impl, colour, thick=3.5, thin=2):
+    """iocm thick and black; its variants (iocm_*) dashed."""
+    style = f'lw {thick}' if impl == "iocm" else f'lw {thin}'
+    if impl.startswith("iocm_"):
+        style += " dt (8,4)"
+    return style + f' lc rgb "{colour}"'
+
+
+def q(text):
+    """A gnuplot string."""
+    text = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + text + '"'
+
+
+def tic(text):
+    """A tic label: a gnuplot string that is also a format, so % is %%."""
+    return q(str(text).replace("%", "%%"))
+
+
+def rounds_note(rounds):
+    return f"median of {rounds} round{'s' if rounds != 1 else ''}"
+
+
+def line_plot(med, suite, prefix, title, ylabel, xlabel, out_dir, name, log, rounds):
+    """One line per implementation across <prefix><N> scenarios (x = N, log2)."""
+    points = {}
+    for (s, scenario, impl), v in med.items():
+        n = scenario[len(prefix):]
+        if s == suite and scenario.startswith(prefix) and n.isdigit():
+            points.setdefault(impl, []).append((int(n), v))
+    if not points:
         return None
+    xs = sorted({x for pts in points.values() for x, _ in pts})
+    # The key in the order of the lines where they end, highest first:
+    # a reader finds a line's name at the same height as its end.
+    impls = sorted(points, key=lambda i: (-max(points[i])[0], -max(points[i])[1], i))
+    colours = colours_for(impls)
     blocks, plots = [], []
     for i, impl in enumerate(impls):
-        pts = [(x, med[(suite, f"{prefix}{x}", impl)]) for x in xs
-               if (suite, f"{prefix}{x}", impl) in med]
-        if not pts:
-            continue
+        pts = sorted(points[impl])
         blocks.append("$d%d << EOD\n%s\nEOD\n" % (i, "\n".join(f"{x} {y}" for x, y in pts)))
-        # A colour of its own for each of up to 12 lines, and iocm's
-        # variants dashed, so that a dozen implementations stay apart.
-        style = "linespoints lw 3" if impl == "iocm" else "linespoints lw 1.5"
-        if impl.startswith("iocm_"):
-            style += " dt 2"
-        colour = "#000000" if impl == "iocm" else LINE_COLOURS[i % len(LINE_COLOURS)]
-        style += f' lc rgb "{colour}"'
-        plots.append(f'$d{i} using 1:2 with {style} title "{impl}"')
+        pt = POINTS[0] if impl == "iocm" else POINTS[1 + i % (len(POINTS) - 1)]
+        plots.append(f'$d{i} using 1:2 with linespoints {series_style(impl, colours[impl])} '
+                     f'pt {pt} ps {1.3 if impl == "iocm" else 1.0} title {q(impl)}')
+    if "iocm" in impls:  # drawn again last, on top of the others
+        i = impls.index("iocm")
+        plots.append(f'$d{i} using 1:2 with linespoints {series_style("iocm", IOCM_COLOUR)} '
+                     f'pt {POINTS[0]} ps 1.3 notitle')
     script = "".join(blocks) + (
-        f'set title "{title}"\nset xlabel "{xlabel}"\nset ylabel "{ylabel}"\nset logscale x 2\n'
-        f'set xtics ({", ".join(str(x) for x in xs)})\nset xrange [{xs[0] * 0.8}:{xs[-1] * 1.25}]\n'
-        'set key outside right\nset grid\n'
-        f'set yrange [0:*]\nplot ' + ", ".join(plots) + "\n")
-    return gnuplot(script, out_dir, name, log)
-
-
-def bar_plot(med, suite, scenarios, title, ylabel, out_dir, name, log, logscale=False):
-    impls = sorted({k[2] for k in med if k[0] == suite and k[1] in scenarios},
-                   key=lambda i: (i != "iocm", i))
-    scenarios = [s for s in scenarios if any((suite, s, i) in med for i in impls)]
-    if not impls or not scenarios:
-        return None
-    rows = ["scenario " + " ".join(impls)]
-    for s in scenarios:
-        rows.append(s + " " + " ".join(str(med.get((suite, s, i), "NaN")) for i in impls))
-    script = ("$d << EOD\n" + "\n".join(rows) + "\nEOD\n" +
-              f'set title "{title}"\nset ylabel "{ylabel}"\nset style data histograms\n'
-              'set style histogram clustered gap 1\nset style fill solid 0.8 border -1\n'
-              'set key outside right\nset grid ytics\nset xtics rotate by -20\n' +
-              ("set logscale y\n" if logscale else "set yrange [0:*]\n") +
-              "plot " + ", ".join(f'$d using {j + 2}:xtic(1) title columnhead' for j in range(len(impls))) + "\n")
-    return gnuplot(script, out_dir, name, log)
-
-
-def cdf_plot(cdf, post_tails, out_dir, log):
-    blocks, plots = [], []
-    for i, (server, rounds) in enumerate(sorted(cdf.items())):
-        pts = []
-        for p in (50, 75, 90, 99):
-            vals = [r[p] for r in rounds if p in r]
-            if vals:
-                pts.append((statistics.median(vals) / 1e3, p))
-        blocks.append("$w%d << EOD\n%s\nEOD\n" % (i, "\n".join(f"{x} {y}" for x, y in pts)))
-        plots.append(f'$w{i} using 1:2 with linespoints lw 2 title "{server} (wrk, 64 conns)"')
-    for j, (key, rows) in enumerate(sorted(post_tails.items())):
-        cols = [statistics.median(r[c] for r in rows) for c in range(3)]
-        blocks.append("$p%d << EOD\n%s\nEOD\n" % (j, "\n".join(
-            f"{v / 1e3} {p}" for v, p in zip(cols, (50, 99, 99.9)))))
-        what = "one futex wake-up" if key[2] == "futex_floor" else "Post->OnComplete"
-        plots.append(f'$p{j} using 1:2 with linespoints dt 2 title "{key[2]} ({what})"')
-    if not plots:
-        return None
-    script = "".join(blocks) + (
-        'set title "Latency percentiles"\nset xlabel "latency (us, log)"\nset logscale x\n'
-        'set ylabel "percentile"\nset yrange [40:100]\nset key below\nset grid\n'
+        f'set title {q(f"{title} ({rounds_note(rounds)})")}\n'
+        f'set xlabel {q(xlabel + " (log scale)")}\nset ylabel {q(ylabel + " (higher is better)")}\n'
+        f'set logscale x 2\nset xtics ({", ".join(str(x) for x in xs)})\n'
+        f'set xrange [{xs[0] * 0.8}:{xs[-1] * 1.25}]\nset yrange [0:*]\n'
+        'set key outside right top vertical Left reverse samplen 3 spacing 1.15\n'
+        'set grid lc rgb "#dddddd"\nset border lc rgb "#444444"\n'
         "plot " + ", ".join(plots) + "\n")
-    return gnuplot(script, out_dir, "latency", log)
+    return gnuplot(script, out_dir, name, log, size=(900, 500))
+
+
+def log2_ticks(lo, hi):
+    """Ticks for a ratio axis on log2: powers of 2 (of 4 when wide) around 1."""
+    step = 1 if math.log2(hi / lo) <= 6 else 2
+    ticks, e = [], math.floor(math.log2(lo) / step) * step
+    while 2.0 ** e <= hi * 1.0001:
+        if 2.0 ** e >= lo / 1.0001:
+            ticks.append(e)
+        e += step
+    return [(f"1/{2 ** -e}" if e < 0 else "1\n(iocm)" if e == 0 else str(2 ** e), 2.0 ** e)
+            for e in ticks]
+
+
+def hbar_plot(panels, title, xlabel, out_dir, name, log, ratio=False, shared_rows=False):
+    """Horizontal bars, one row per implementation, names beside them and
+    each bar's figure at its end. panels: [(title, [(impl, value or None)])].
+    ratio: bars from 1 on a log2 axis, with iocm = 1 drawn as a thick black
+    line; else bars from 0, one linear scale per panel. shared_rows: every
+    panel has the same rows, side by side, named once on the left; else the
+    panels are stacked, each naming its own rows."""
+    panels = [(t, rows) for t, rows in panels if any(v is not None for _, v in rows)]
+    if not panels:
+        return None
+    impls = []
+    for _, rows in panels:
+        impls += [i for i, _ in rows if i not in impls]
+    colours = colours_for(impls)
+    longest = max(len(i) for i in impls)
+    # Where each panel goes, in pixels from the top: the figure's title,
+    # then per panel its title, its rows, its tick labels.
+    row_px, head_px, ticks_px, xlabel_px = 22, 46, 24, 34
+    boxes = []
+    if shared_rows:
+        width = 1100
+        top = head_px + 40  # two-line panel titles
+        bottom = top + row_px * len(panels[0][1])
+        boxes = [(top, bottom)] * len(panels)
+        height = bottom + 2 * ticks_px + 28
+    else:
+        width, y = 900, head_px
+        for _, rows in panels:
+            y += 24
+            boxes.append((y, y + row_px * len(rows)))
+            y += row_px * len(rows) + ticks_px + 14
+        height = y - 14 + xlabel_px
+    left = (longest * 7.2 + 24) / width
+    right = 1 - 40 / width
+    values = [v for _, rows in panels for _, v in rows if v is not None]
+    if ratio:
+        lo, hi = min(values + [1.0]), max(values + [1.0])
+        xr = (lo / 6, hi * 6)
+        ticks = log2_ticks(lo / 2, hi * 2)
+    script = [f'set multiplot title {q(title)} font ",13"\n',
+              'set border lc rgb "#444444"\nset grid xtics lc rgb "#dddddd"\nunset key\n',
+              'set style fill solid 0.85 border lc rgb "#333333"\n']
+    if ratio:
+        script.append("set logscale x 2\nset xtics (" +
+                      ", ".join(f"{tic(label)} {v}" for label, v in ticks) + ")\n"
+                      f"set xrange [{xr[0]}:{xr[1]}]\n")
+    gap = 0.012
+    for p, (ptitle, rows) in enumerate(panels):
+        if shared_rows:
+            pw = (right - left - gap * (len(panels) - 1)) / len(panels)
+            x0, x1 = left + p * (pw + gap), left + p * (pw + gap) + pw
+        else:
+            x0, x1 = left, right
+        y1, y0 = (1 - px / height for px in boxes[p])
+        script.append(f"set lmargin at screen {x0:.4f}\nset rmargin at screen {x1:.4f}\n"
+                      f"set tmargin at screen {y1:.4f}\nset bmargin at screen {y0:.4f}\n")
+        n = len(rows)
+        data, left_labels, right_labels = [], [], []
+        # One number format a panel: as many decimals as its largest needs.
+        biggest = max((v for _, v in rows if v is not None), default=0)
+        decimals = 0 if biggest >= 100 else 1 if biggest >= 10 else 2
+        for r, (impl, v) in enumerate(rows):
+            y = n - 1 - r
+            if v is None:
+                right_labels.append(f'{1 if ratio else 0} {y} "not run"')
+                continue
+            lo_x, hi_x = (min(1.0, v), max(1.0, v)) if ratio else (0, v)
+            data.append(f"{v} {y} {lo_x} {hi_x} {int(colours[impl][1:], 16)}")
+            text = f"{v:.2f}" if ratio else f"{v:.{decimals}f}"
+            if ratio and v < 1:
+                left_labels.append(f'{lo_x / 1.12} {y} "{text}"')
+            else:
+                right_labels.append(f'{hi_x * 1.12 if ratio else hi_x} {y} "{text}"')
+        for block, lines in (("bars", data), ("left", left_labels), ("right", right_labels)):
+            if lines:
+                script.append(f"${block}{p} << EOD\n" + "\n".join(lines) + "\nEOD\n")
+        if shared_rows and p > 0:
+            ytics = ", ".join(f'"" {n - 1 - r}' for r in range(n))
+        else:
+            ytics = ", ".join(f"{tic(impl)} {n - 1 - r}" for r, (impl, _) in enumerate(rows))
+        script.append(f"set ytics ({ytics}) scale 0\nset yrange [-0.6:{n - 0.4}]\n")
+        script.append(f"set title {q(ptitle)}\n")
+        if shared_rows and p == 0:  # one axis label under all the panels
+            script.append(f"set label 100 {q(xlabel)} at screen {(left + right) / 2:.4f}, "
+                          f"{14 / height:.4f} center\n")
+        elif not shared_rows and p == len(panels) - 1:
+            script.append(f"set xlabel {q(xlabel)}\n")
+        if not ratio:
+            top = max(v for _, v in rows if v is not None)
+            script.append(f"set xrange [0:{top * 1.18}]\nset xtics autofreq\n")
+        plot = ["1/0 notitle"]  # an axis even for a panel with nothing to draw
+        if data:
+            plot.append(f"$bars{p} using 1:2:3:4:($2-0.36):($2+0.36):5 with boxxyerror lc rgb variable")
+        if left_labels:
+            plot.append(f'$left{p} using 1:2:3 with labels right font ",9" tc rgb "#333333"')
+        if right_labels:
+            plot.append(f'$right{p} using 1:2:3 with labels left offset 0.4,0 font ",9" tc rgb "#333333"')
+        if ratio:
+            script.append('set arrow 1 from 1, graph 0 to 1, graph 1 nohead lw 3.5 lc rgb "#000000" front\n')
+        script.append("plot " + ", ".join(plot) + "\nunset label 100\n")
+    script.append("unset multiplot\n")
+    return gnuplot("".join(script), out_dir, name, log, size=(width, height))
+
+
+def log_ticks(lo, hi):
+    """Ticks from lo to hi for a log axis: 1-2-5 a decade, finer when the
+    axis spans less than one."""
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 4, 5, 6, 8)):
+        ticks, e = [], math.floor(math.log10(lo))
+        while 10.0 ** e <= hi:
+            ticks += [m * 10.0 ** e for m in mantissas if lo <= m * 10.0 ** e <= hi]
+            e += 1
+        if len(ticks) >= 4:
+            break
+    return ticks
+
+
+def tail_ticks(top):
+    """x ticks of a latency plot: 1/(1-p) at p = 50%, 90%, 99%, ... up to top."""
+    ticks = [("50%", 2)]
+    p, x = 90.0, 10
+    while x <= top * 1.0001:
+        ticks.append((f"{p:.{max(0, len(str(x)) - 3)}f}%", x))
+        p, x = 100 - (100 - p) / 10, x * 10
+    return ticks
+
+
+# What the latency figure's series are, in its key.
+LATENCY_SERIES = {"iocm_hot": "notifier spinning", "iocm_parked": "notifier asleep",
+                  "futex_floor": "one futex wake-up", "iocm": "iocm-plaintext",
+                  "iocm_ahead": "--receive-ahead",
+                  "iocm_ahead_fixed": "--receive-ahead, IOCM_FIXED_FILES",
+                  "iocm_ahead_all": "--receive-ahead --inline-all"}
+
+
+def latency_plot(percentiles, rounds, out_dir, log):
+    """Latency against percentile, HdrHistogram's way: x is 1/(1-p) on a
+    log scale (each step right is ten times rarer: 50%, 90%, 99%, 99.9%),
+    y the latency on a log scale. Left: Post -> OnComplete (the engine's
+    histogram: p50, p99, p99.9, and its slowest sample at 1/(1-p) = the
+    number of samples); right: wrk's per-request percentiles."""
+    groups = [("post_latency", "Post → OnComplete, one at a time"),
+              ("plaintext_latency", "HTTP request → response (wrk, 64 connections)")]
+    panels = []
+    for scenario, ptitle in groups:
+        series = {}
+        for (suite, scen, impl), reps in percentiles.items():
+            if scen != scenario:
+                continue
+            pts = {}
+            for pct in {p for r, _ in reps for p in r if p != "max"}:
+                vals = [r[pct] for r, _ in reps if pct in r]
+                pts[100 / (100 - pct)] = statistics.median(vals) / 1e3
+            tops = [(r["max"], n) for r, n in reps if "max" in r and n]
+            top = (statistics.median(n for _, n in tops), statistics.median(m for m, _ in tops) / 1e3) \
+                if tops else None
+            if pts:
+                series[impl] = (sorted(pts.items()), top)
+        if series:
+            panels.append((ptitle, series))
+    if not panels:
+        return None
+    # Pixels: title, plot, tick labels and axis label, then the key, one
+    # line per series of the fullest panel.
+    keys = max(len(series) for _, series in panels)
+    width = 560 * len(panels) + 40
+    plot_top, plot_px, below_px, key_px = 70, 300, 80, 19
+    height = plot_top + plot_px + below_px + key_px * keys + 10
+    t_margin, b_margin = 1 - plot_top / height, 1 - (plot_top + plot_px) / height
+    key_top = 1 - (plot_top + plot_px + below_px) / height
+    script = [f'set multiplot title {q(f"Latency percentiles ({rounds_note(rounds)})")} font ",13"\n',
+              'set border lc rgb "#444444"\nset grid lc rgb "#dddddd"\n',
+              'set logscale xy\n']
+    for p, (ptitle, series) in enumerate(panels):
+        # Out to the rarest point the panel has, 99.9% at least.
+        xmax = max([1000] + [x for pts, top in series.values()
+                             for x in [x for x, _ in pts] + ([top[0]] if top else [])])
+        ticks = tail_ticks(xmax)
+        x0 = 0.02 + p * (0.98 / len(panels)) + 0.085
+        x1 = 0.02 + (p + 1) * (0.98 / len(panels)) - 0.02
+        script.append(f"set lmargin at screen {x0:.4f}\nset rmargin at screen {x1:.4f}\n"
+                      f"set tmargin at screen {t_margin:.4f}\nset bmargin at screen {b_margin:.4f}\n")
+        ys = [y for pts, top in series.values() for _, y in pts] + \
+             [top[1] for _, top in series.values() if top]
+        ylo, yhi = min(ys) / 1.4, max(ys) * 1.4
+        yt = log_ticks(ylo, yhi)
+        script.append("set xtics (" + ", ".join(f"{tic(t)} {x}" for t, x in ticks) + ")\n"
+                      f"set xrange [1.6:{xmax * 1.8}]\n"
+                      "set ytics (" + ", ".join(f'"{y:g}" {y}' for y in yt) + ")\n"
+                      f"set yrange [{ylo}:{yhi}]\n"
+                      f"set title {q(ptitle)}\n"
+                      'set xlabel "percentile (x: 1/(1−p), log scale)"\n'
+                      'set ylabel "latency, µs (log scale; lower is better)"\n'
+                      f"set key at screen {x0:.4f}, {key_top:.4f} left top vertical Left reverse "
+                      f"samplen 3 maxrows {keys}\n")
+        impls = sorted(series, key=lambda i: (i != "iocm", i))
+        colours = colours_for(impls)
+        if "iocm_hot" in colours:  # the engine panel: iocm itself is the hot one
+            colours["iocm_hot"] = IOCM_COLOUR
+        blocks, plots = [], []
+        for i, impl in enumerate(impls):
+            pts, top = series[impl]
+            blocks.append(f"$s{i} << EOD\n" + "\n".join(f"{x} {y}" for x, y in pts) + "\nEOD\n")
+            thick = impl in ("iocm", "iocm_hot")
+            style = f'lw {3.5 if thick else 2} lc rgb "{colours[impl]}"'
+            if impl.startswith("iocm_") and impl != "iocm_hot":
+                style += " dt (8,4)"
+            notes = [LATENCY_SERIES[impl]] if impl in LATENCY_SERIES else []
+            if top:
+                blocks.append(f"$m{i} << EOD\n{top[0]} {top[1]}\nEOD\n")
+                notes.append(f"○ the slowest of {top[0]:.0f}")
+            label = impl + (f" ({'; '.join(notes)})" if notes else "")
+            plots.append(f"$s{i} using 1:2 with linespoints {style} pt 7 ps 1.1 title {q(label)}")
+            if top:
+                plots.append(f'$m{i} using 1:2 with points pt 6 ps 1.6 lw 2 lc rgb "{colours[impl]}" notitle')
+        script.append("".join(blocks) + "plot " + ", ".join(plots) + "\n")
+    script.append("unset multiplot\n")
+    return gnuplot("".join(script), out_dir, "latency", log, size=(width, height))
+
+
+# Queue scenarios in order of contention, for the queue figure's panels.
+QUEUE_ORDER = ("spsc_single", "spsc_bulk32", "mpsc_2x1", "mpmc_2x2", "mpmc_4x4")
+
+
+def queue_plot(med, rounds, out_dir, log):
+    """Each queue's throughput over iocm's, one panel per throughput
+    scenario, on a log2 axis: ratios are multiplicative, so twice and half
+    as fast lie as far from iocm's line, and a 50x gap still fits beside a
+    1.1x one."""
+    scenarios = sorted({k[1] for k in med if k[0] == "queue" and
+                        k[1] not in bench_table.LATENCY_SCENARIOS and ("queue", k[1], "iocm") in med},
+                       key=lambda s: (QUEUE_ORDER.index(s) if s in QUEUE_ORDER else len(QUEUE_ORDER), s))
+    ratios = {}
+    for s in scenarios:
+        base = med[("queue", s, "iocm")]
+        for (suite, scenario, impl), v in med.items():
+            if suite == "queue" and scenario == s and impl != "iocm" and base > 0 and v > 0:
+                ratios.setdefault(impl, {})[s] = v / base
+    if not ratios:
+        return None
+    # Rows in one order in every panel, iocm's closest rivals on top (the
+    # geometric mean of the ratios over the scenarios each ran).
+    impls = sorted(ratios, key=lambda i: (-statistics.geometric_mean(ratios[i].values()), i))
+    panels = [(f"{s}\n(iocm {med[('queue', s, 'iocm')]:.1f} M/s)", [(i, ratios[i].get(s)) for i in impls])
+              for s in scenarios]
+    return hbar_plot(panels, f"Queue throughput relative to iocm ({rounds_note(rounds)})",
+                     "throughput ÷ iocm's, log2 scale: left of the black line slower than iocm, "
+                     "right of it faster", out_dir, "queue", log,
+                     ratio=True, shared_rows=True)
+
+
+def value_panels(med, suite, scenarios):
+    """[(title, [(impl, value)])] for hbar_plot: iocm first, then by value."""
+    panels = []
+    for scenario, title in scenarios:
+        rows = [(k[2], v) for k, v in med.items() if k[:2] == (suite, scenario)]
+        rows.sort(key=lambda r: (r[0] != "iocm", -r[1], r[0]))
+        if rows:
+            panels.append((title, rows))
+    return panels
+
+
+def figures(med, percentiles, rounds, out_dir, log):
+    """The figures, drawn: [(path under out_dir, title, how to read it)]."""
+    made = [
+        (line_plot(med, "engine", "file_randread_qd", "4 KiB random reads, page-cached file",
+                   "k reads/s", "queue depth", out_dir, "file_randread", log, rounds),
+         "File reads",
+         "4 KiB random reads: k reads/s (higher is better) against the queue depth (log "
+         "scale). iocm is the thick black line, its variants (iocm_*) are dashed; the key "
+         "lists the lines in the order they end at the deepest queue, those run at fewer "
+         "depths last."),
+        (line_plot(med, "engine", "echo_c", "64-byte TCP echo over loopback", "k round trips/s",
+                   "connections", out_dir, "echo", log, rounds),
+         "TCP echo",
+         "64-byte TCP echo: k round trips/s (higher is better) against the number of "
+         "connections (log scale). iocm thick and black, its variants dashed; the key in the "
+         "order the lines end at the most connections."),
+        (queue_plot(med, rounds, out_dir, log),
+         "Queue throughput",
+         "Each queue's throughput divided by iocm's in the same scenario, on a log2 axis; the "
+         "thick black line is iocm (1): a bar to its right is a queue faster than iocm, to its "
+         "left slower, and its length is how many times. One panel per scenario (title: "
+         "iocm's own M records/s), the same rows in every panel."),
+        (hbar_plot(value_panels(med, "engine", [("nop", "nop, 256 in flight (M ops/s)"),
+                                               ("post", "Post, 256 jobs in flight (M jobs/s)")]),
+                   f"Dispatch through the engine ({rounds_note(rounds)})",
+                   "M operations/s (higher is better)", out_dir, "dispatch", log),
+         "Dispatch",
+         "M operations/s for nop through the engine and for Post, one bar per implementation, "
+         "iocm's black and first; each panel has its own scale."),
+        (hbar_plot(value_panels(med, "net", [
+            ("plaintext", "without pipelining (k requests/s)"),
+            ("plaintext_pipelined", "16 requests pipelined per connection (k requests/s)")]),
+                   f"HTTP plaintext under wrk, 64 connections ({rounds_note(rounds)})",
+                   "k requests/s (higher is better)", out_dir, "plaintext", log),
+         "HTTP plaintext",
+         "k requests/s of each server under the same wrk load, without and with pipelining; "
+         "iocm-plaintext's bars black; each panel has its own scale."),
+        (latency_plot(percentiles, rounds, out_dir, log),
+         "Latency percentiles",
+         "Latency (log scale) against the percentile on a log axis of 1/(1−p), so that each "
+         "step right is ten times rarer (50%, 90%, 99%, 99.9%): the tail gets as much room as "
+         "the median. Left: Post → OnComplete with the notifier spinning (iocm_hot, black) or "
+         "asleep (iocm_parked), beside one futex wake-up (the floor under parked); the open "
+         "circle is the slowest of n samples, drawn at 1/(1−p) = n. Right: wrk's percentiles "
+         "per request for each HTTP server."),
+    ]
+    return [(path, title, caption) for path, title, caption in made if path]
+
+
+def write_report(out, title, meta, suite_files, topology_text, errors, plots, summary):
+    """report.md, report.html and summary.json in out, from the <suite>.json
+    files named in suite_files ([(suite, path)]): every table, the targets
+    and the figures, one set of blocks written twice. Returns the markdown
+    and whether every figure wanted was drawn."""
+    heading = bench_table.heading
+    log = os.path.join(out, "iocm-bench.log")
+    sections, target_rows = [], []
+    all_runs, all_percentiles = {}, {}
+    errors = list(errors)
+    summary.update({"scenarios": {}, "targets": [], "plots": []})
+    for suite, path in suite_files:
+        _, info = bench_table.render(path)
+        sections += [heading(suite, 2)] + info["blocks"]
+        for k, v in info["medians"].items():
+            summary["scenarios"].setdefault("/".join(k[:2]), {})[k[2]] = v
+        summary["targets"] += info["targets"]
+        target_rows += info["target_rows"]
+        errors += [e for e in info["errors"] if e not in errors]
+        all_runs.update(info["runs"])
+        all_percentiles.update(info["percentiles"])
+    if topology_text is not None:
+        sections += [heading("topology", 2), {"kind": "pre", "text": topology_text}]
+
+    drawn, complete = [], True
+    if plots and all_runs:
+        if shutil.which("gnuplot") is None:
+            errors.append("gnuplot is not installed (scripts/setup installs it): no plots")
+            complete = False
+        else:
+            rounds = summary.get("rounds") or max(len(v) for v in all_runs.values())
+            del PLOT_FAILURES[:]
+            drawn = figures(medians(all_runs), all_percentiles, rounds, out, log)
+            if PLOT_FAILURES:
+                errors.append(f"gnuplot could not draw {', '.join(PLOT_FAILURES)}; see {log}")
+                complete = False
+            summary["plots"] = [p for p, _, _ in drawn]
+
+    blocks = [heading(title, 1), {"kind": "para", "text": meta}]
+    if errors:
+        blocks += [heading("Errors", 2), {"kind": "list", "items": errors}]
+    if target_rows:
+        met = sum(r[-1] == "yes" for r in target_rows)
+        missed = sum(r[-1] == "NO" for r in target_rows)
+        blocks += [heading("Targets", 2),
+                   {"kind": "para", "text": f"{met} met, {missed} missed, "
+                                            f"{len(target_rows) - met - missed} not run "
+                                            "(each suite's section below has its own)."},
+                   bench_table.table(["scenario", "subject", "compared with", "ratio", "target", "met"],
+                                     "lllrrc", target_rows)]
+    if drawn:
+        blocks.append(heading("Figures", 2))
+        blocks += [{"kind": "figure", "path": p, "title": t, "caption": c} for p, t, c in drawn]
+    blocks += sections
+
+    summary["errors"] = errors
+    text = bench_table.markdown(blocks)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "report.html"), "w", encoding="utf-8") as f:
+        f.write(bench_table.html(blocks, title, out))
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return text, complete
+
+
+def report_main(argv):
+    """iocm-bench report --from DIR [--out DIR2] [--no-plots]: report.md,
+    report.html, summary.json and plots/ again from DIR's <suite>.json
+    files, without running anything."""
+    src, out, plots = None, None, True
+    it = iter(argv)
+    for a in it:
+        if a in ("-h", "--help"):
+            print(__doc__.strip())
+            return 0
+        if a in ("--from", "--out"):
+            v = next(it, None)
+            if v is None:
+                fail(f"{a} needs a value (try --help)")
+            src, out = (v, out) if a == "--from" else (src, v)
+        elif a == "--no-plots":
+            plots = False
+        else:
+            fail(f"unknown argument '{a}' (try --help)")
+    if src is None:
+        fail("report needs --from DIR (a results directory)")
+    out = out or src
+    suite_files = [(s, os.path.join(src, f"{s}.json")) for s in SUITE_FILES
+                   if os.path.exists(os.path.join(src, f"{s}.json"))]
+    if not suite_files:
+        fail(f"{src} has none of {', '.join(s + '.json' for s in SUITE_FILES)}", 1)
+    try:
+        with open(os.path.join(src, "summary.json")) as f:
+            old = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    os.makedirs(out, exist_ok=True)
+    if os.path.realpath(out) != os.path.realpath(src):
+        for name in [f"{s}.json" for s, _ in suite_files] + ["topology.txt"]:
+            if os.path.exists(os.path.join(src, name)):
+                shutil.copyfile(os.path.join(src, name), os.path.join(out, name))
+        suite_files = [(s, os.path.join(out, f"{s}.json")) for s, _ in suite_files]
+    with open(suite_files[0][1]) as f:
+        context = json.load(f).get("context", {})
+    topology_text = None
+    if os.path.exists(os.path.join(out, "topology.txt")):
+        with open(os.path.join(out, "topology.txt")) as f:
+            topology_text = f.read()
+    commit = old.get("commit") or os.path.basename(os.path.normpath(src))
+    subs = old.get("subcommands") or [s for s, _ in suite_files] + (["topology"] if topology_text else [])
+    mode = old.get("mode", "?")
+    summary = {k: v for k, v in old.items() if k not in ("scenarios", "targets", "errors", "plots")}
+    summary.setdefault("commit", commit)
+    title = f"iocm-bench: {' '.join(subs)} ({mode}, {old.get('rounds', '?')} round(s))"
+    meta = (f"Commit {commit}, {old.get('date') or context.get('date', '?')}, "
+            f"{old.get('cpus') or context.get('num_cpus', '?')} CPUs. Results in `{out}`.")
+    # The run's errors, but not what its plotting said: that is redone here.
+    carried = [e for e in old.get("errors", []) if not e.startswith("gnuplot ")]
+    _, complete = write_report(out, title, meta, suite_files, topology_text, carried, plots, summary)
+    print(f"report: {out}/report.md, {out}/report.html" + (", plots/" if summary["plots"] else ""))
+    return 0 if complete else 1
 
 
 # --- main --------------------------------------------------------------------------
@@ -577,6 +1058,8 @@ def commit_of():
 def main(argv):
     if argv[:1] == ["topology"]:
         os.execv(tool("tools/iocm-topology"), [tool("tools/iocm-topology"), "topology"] + argv[1:])
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
     subs, o = parse(argv)
     rounds, wrk_seconds, fio_seconds = MODES[o["mode"]]
     rounds = o["repetitions"] or rounds
@@ -588,7 +1071,6 @@ def main(argv):
     flt = o["filter"]
     suites = {}   # suite file name -> (gbench-shaped data)
     errors = []
-    cdf = {}
 
     def add(suite, data):
         if data is None:
@@ -621,77 +1103,34 @@ def main(argv):
             engine_run("net", "echo_c[0-9]+", "net")
             add("net", run_gbench(asio_bin, "^engine/echo_c", flt, rounds,
                                   os.path.join(out, "net_asio.raw.json"), log, progress, "net"))
-            e, errs, c = run_net_servers(rounds, wrk_seconds, log, progress, flt, o["server_cpus"])
+            e, errs = run_net_servers(rounds, wrk_seconds, log, progress, flt, o["server_cpus"])
             add("net", {"benchmarks": e})
             errors += errs
-            cdf.update(c)
         elif sub == "topology":
             r = subprocess.run([tool("tools/iocm-topology"), "topology"], capture_output=True, text=True)
             topology_text = r.stdout if r.returncode == 0 else r.stderr
             with open(os.path.join(out, "topology.txt"), "w") as f:
                 f.write(topology_text)
 
-    # One JSON per suite, one report, one summary.
-    report = [f"# iocm-bench: {' '.join(subs)} ({o['mode']}, {rounds} round(s))\n",
-              f"Commit {commit}, {datetime.datetime.now().isoformat(timespec='seconds')}, "
-              f"{os.cpu_count()} CPUs. Results in `{out}`.\n"]
-    summary = {"commit": commit, "mode": o["mode"], "rounds": rounds, "scenarios": {},
-               "targets": [], "errors": [], "plots": []}
-    all_runs, all_tails, all_rounds = {}, {}, {}
+    # One JSON per suite, one report (markdown and HTML), one summary.
+    suite_files = []
     for suite, data in suites.items():
         path = os.path.join(out, f"{suite}.json")
         with open(path, "w") as f:
             json.dump(data, f, indent=1)
-        text, info = bench_table.render(path)
-        report.append(f"\n## {suite}\n\n{text}")
-        for k, v in info["medians"].items():
-            summary["scenarios"].setdefault("/".join(k[:2]), {})[k[2]] = v
-        summary["targets"] += info["targets"]
-        errors += info["errors"]
-        runs, tails = info["runs"], info["tails"]
-        all_runs.update(runs)
-        all_tails.update(tails)
-    if topology_text is not None:
-        report.append("\n## topology\n\n```\n" + topology_text + "```\n")
-
-    if o["plots"] and all_runs:
-        if shutil.which("gnuplot") is None:
-            errors.append("gnuplot is not installed (scripts/setup --bench installs it): no plots")
-        else:
-            med = medians(all_runs)
-            plots = [
-                line_plot(med, "engine", "file_randread_qd", FILE_DEPTHS,
-                          "4 KiB random reads, page-cached file", "k reads/s", "queue depth",
-                          out, "file_randread", log),
-                line_plot(med, "engine", "echo_c", ECHO_WIDTHS, "64-byte TCP echo over loopback",
-                          "k round trips/s", "connections", out, "echo", log),
-                bar_plot(med, "engine", ["nop", "post"], "Dispatch through the engine",
-                         "M ops/s", out, "dispatch", log),
-                bar_plot(med, "net", ["plaintext", "plaintext_pipelined"],
-                         "HTTP plaintext (wrk, 64 connections)", "k requests/s", out, "plaintext", log),
-                bar_plot(med, "queue", sorted({k[1] for k in med if k[0] == "queue" and
-                                               k[1] not in bench_table.LATENCY_SCENARIOS}),
-                         "Queue throughput", "M records/s (log)", out, "queue", log, logscale=True),
-                cdf_plot(cdf, {k: v for k, v in all_tails.items() if k[1] == "post_latency"}, out, log),
-            ]
-            summary["plots"] = [p for p in plots if p]
-            if summary["plots"]:
-                report.append("\n## Plots\n\n" + "\n".join(f"- [{p}]({p})" for p in summary["plots"]) + "\n")
-
-    summary["errors"] = errors
-    if errors:
-        report.append("\n## Errors\n\n" + "\n".join(f"- {e}" for e in errors) + "\n")
-    text = "\n".join(report)
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+        suite_files.append((suite, path))
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    title = f"iocm-bench: {' '.join(subs)} ({o['mode']}, {rounds} round(s))"
+    meta = f"Commit {commit}, {now}, {os.cpu_count()} CPUs. Results in `{out}`."
+    summary = {"commit": commit, "mode": o["mode"], "rounds": rounds, "subcommands": subs,
+               "date": now, "cpus": os.cpu_count()}
+    text, _ = write_report(out, title, meta, suite_files, topology_text, errors, o["plots"], summary)
     if o["json"]:
         print(json.dumps(summary, indent=1))
     else:
         print(text)
-        print(f"results: {out}/ (report.md, summary.json, <suite>.json, plots/)")
-    return 1 if errors else 0
+        print(f"results: {out}/ (report.md, report.html, summary.json, <suite>.json, plots/)")
+    return 1 if summary["errors"] else 0
 
 
 if __name__ == "__main__":
