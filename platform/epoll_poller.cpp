@@ -162,12 +162,12 @@ class epoll_poller final : public threaded_poller {
       // Deliver where it landed: a record made since the last look is
       // delivered here (keep_for_here), the rest go to the queue.
       if (keep_for_here(outbox_, kept)) {
-        (void)outbox_.publish(host_, completions_, false);
+        (void)outbox_.publish(host_, completions_, metrics_, false);
         deliver_kept(kept);
         worked();
         continue;
       }
-      if (!outbox_.publish(host_, completions_)) {
+      if (!outbox_.publish(host_, completions_, metrics_)) {
         // The lane is full: no readiness work until it drains, but requests
         // are still taken (an Unbind waits for its cancel). Their records
         // wait in the operations themselves (complete()).
@@ -203,7 +203,7 @@ class epoll_poller final : public threaded_poller {
     // Records the queue has no room for yet wait here: the pump delivers,
     // then passes again.
     const bool held = !outbox_.empty();
-    outbox_.publish(host_, completions_);
+    outbox_.publish(host_, completions_, metrics_);
     return progress || held;
   }
 
@@ -260,6 +260,7 @@ class epoll_poller final : public threaded_poller {
     }
     auto* ov = reinterpret_cast<OVERLAPPED*>(item);
     op_state& op = *state_of(ov);
+    metrics_.started_one(op.kind);
     op.next = nullptr;
     start_backend_fields<op_fields>(op);
     if (!host_.port_open(op.port_slot)) {
@@ -374,10 +375,12 @@ class epoll_poller final : public threaded_poller {
       // Not an answer epoll_wait has for a valid call: say so, wait a
       // little and try again (the operations stay queued).
       report_failure_once(fault_wait_other, "epoll_wait", -n);
+      metrics_.refused(IOCM_REFUSED_OTHER);
       after_refusal();
       return 0;
     }
     refusals_over();
+    if (n != 0) metrics_.harvested(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == wake_key) {
         std::uint64_t drained;

@@ -34,12 +34,12 @@ class record_outbox {
   /// Publishes what it can, in order; true once nothing is left (false: the
   /// lane is full for now).
   /// `wake`: wake a notifier for them (poller_host::publish).
-  bool publish(poller_host& host, completion_queue::producer_token& lane,
+  bool publish(poller_host& host, completion_queue::producer_token& lane, poller_metrics& m,
                bool wake = true) noexcept {
     for (;;) {
       while (published_ < count_) {
         const std::size_t placed =
-            host.publish(lane, buffer_ + published_, count_ - published_, wake);
+            host.publish(lane, buffer_ + published_, count_ - published_, m, wake);
         if (placed == 0) return false;
         published_ += placed;
       }

@@ -114,7 +114,10 @@ class threaded_poller : public poller {
     const std::uint64_t seq = seen_;
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(most_ms);
     auto still_stuck = [&] { return callbacks_.load(std::memory_order_acquire) == seq; };
+    bool counted = false;
     while (still_stuck() && try_own()) {
+      if (!counted) metrics_.takeovers.add();  // once per stuck callback
+      counted = true;
       // (The thread may have come back between our look and the token.)
       bool moved = false;
       for (int i = 0; i < 64 && still_stuck() && pump_pass(); ++i) moved = true;

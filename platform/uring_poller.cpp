@@ -184,7 +184,7 @@ class uring_poller final : public threaded_poller {
 
   /// The records made so far into the lane; lane_full_ while some wait.
   void publish(bool wake = true) noexcept {
-    lane_full_ = !outbox_.publish(host_, completions_, wake);
+    lane_full_ = !outbox_.publish(host_, completions_, metrics_, wake);
   }
 
   bool pump_pass() noexcept override {
@@ -293,6 +293,9 @@ class uring_poller final : public threaded_poller {
     }
     // The SQ still holds what was not submitted; the loop harvests (the
     // kernel may want CQEs reaped first) and comes back here.
+    metrics_.refused(r == -EAGAIN || r == -EBUSY || r == -ENOMEM ? IOCM_REFUSED_BUSY
+                     : r == -EBADR                               ? IOCM_REFUSED_DROPPED
+                                                                 : IOCM_REFUSED_OTHER);
     switch (r) {
       case -EAGAIN:  // short of resources for now
       case -EBUSY:   // completions must be reaped first
@@ -491,6 +494,7 @@ class uring_poller final : public threaded_poller {
         if (done == 1) {
           *fixed_.find(fd) = true;
         } else {
+          metrics_.refused(IOCM_REFUSED_OTHER);
           report_refusal_once(fault_fixed_files, IOCM_LOG_WARNING, "io_uring_register_files_update",
                               done < 0 ? -done : EIO, "such descriptors are used unregistered");
         }
@@ -512,6 +516,7 @@ class uring_poller final : public threaded_poller {
       }
       default: {
         op_state& op = *state_of(reinterpret_cast<OVERLAPPED*>(item));
+        metrics_.started_one(op.kind);
         if (op.kind == op_kind::recv || op.kind == op_kind::accept) {
           socket_rx* rx = rx_.find(op.fd);
           if (rx != nullptr && (wants_ahead(op) || receiving(*rx))) {
@@ -729,7 +734,9 @@ class uring_poller final : public threaded_poller {
         report_once(fault_receive_ahead, IOCM_LOG_INFO,
                     "this kernel has no multishot receive; IOCM_RECEIVE_AHEAD sockets receive "
                     "one Recv at a time");
-      } else if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED && res != -EINTR)) {
+      } else if (res == -ENOBUFS) {
+        metrics_.refused(IOCM_REFUSED_NO_BUFFERS);
+      } else if (res == 0 || (res < 0 && res != -ECANCELED && res != -EINTR)) {
         rx.has_end = true;  // an orderly close or an error, after the bytes before it
         rx.end = res;
       }
@@ -934,6 +941,7 @@ class uring_poller final : public threaded_poller {
       r = sys_.uring_register_buf_ring(&ring_, &reg);
     }
     if (r < 0) {
+      metrics_.refused(IOCM_REFUSED_OTHER);
       if (ring != MAP_FAILED) ::munmap(ring, rx_ring_bytes());
       if (memory != MAP_FAILED) ::munmap(memory, std::size_t{rx_buffer_count} * rx_buffer_bytes);
       report_refusal_once(fault_receive_ahead, IOCM_LOG_INFO,
@@ -1008,6 +1016,7 @@ class uring_poller final : public threaded_poller {
   unsigned harvest() noexcept {
     io_uring_cqe* cqes[harvest_batch];
     const unsigned n = sys_.uring_peek(&ring_, cqes, harvest_batch);
+    if (n != 0) metrics_.harvested(n);
     for (unsigned i = 0; i < n; ++i) reap(cqes[i]->user_data, cqes[i]->res, cqes[i]->flags);
     io_uring_cq_advance(&ring_, n);
     inflight_ -= n;
@@ -1074,6 +1083,7 @@ class uring_poller final : public threaded_poller {
         fixed_ready_ = true;
         fixed_size_ = static_cast<int>(size);
       } else {
+        metrics_.refused(IOCM_REFUSED_OTHER);
         report_refusal_once(fault_fixed_files, IOCM_LOG_INFO,
                             "no registered files: io_uring_register_files_sparse", -r,
                             "descriptors are used unregistered");

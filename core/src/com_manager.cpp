@@ -19,7 +19,10 @@ using namespace hosting;
 
 namespace {
 
-class com_manager final : public IHostIoCompletionManager, public IIocmHostIo2, public IIocmPump {
+class com_manager final : public IHostIoCompletionManager,
+                          public IIocmHostIo2,
+                          public IIocmPump,
+                          public IIocmMetrics {
  public:
   explicit com_manager(std::unique_ptr<engine_core> core) noexcept : core_(std::move(core)) {}
 
@@ -34,6 +37,8 @@ class com_manager final : public IHostIoCompletionManager, public IIocmHostIo2, 
       *ppv = static_cast<IIocmHostIo2*>(this);
     else if (riid == IID_IIocmPump && core_->pumped())
       *ppv = static_cast<IIocmPump*>(this);
+    else if (riid == IID_IIocmMetrics)
+      *ppv = static_cast<IIocmMetrics*>(this);
     else {
       *ppv = nullptr;
       return E_NOINTERFACE;
@@ -108,6 +113,19 @@ class com_manager final : public IHostIoCompletionManager, public IIocmHostIo2, 
   // IIocmPump. The manager may be destroyed (the last Release inside
   // OnComplete) once pump() has returned: nothing here touches it after.
   HRESULT Pump(DWORD ms, DWORD* delivered) override { return core_->pump(ms, delivered); }
+
+  // IIocmMetrics: the caller's first struct_size bytes, at most this
+  // version's struct.
+  HRESULT GetMetrics(iocm_metrics* out) override {
+    if (out == nullptr) return E_POINTER;
+    const std::uint32_t size = out->struct_size;
+    if (size < sizeof(iocm_metrics)) return E_INVALIDARG;
+    iocm_metrics m{};
+    core_->metrics(m);
+    m.struct_size = size;
+    std::memcpy(out, &m, sizeof m);
+    return S_OK;
+  }
 
  private:
   static void destroy(com_manager* self) noexcept {

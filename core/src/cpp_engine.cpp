@@ -211,6 +211,12 @@ engine_stats engine::stats() const noexcept {
   const detail::engine_counters c = impl_->core->counters();
   return {c.pollers, c.ring_setup, c.notifiers, c.busy, c.parked, c.wakeups, c.shards, c.backend};
 }
+iocm_metrics engine::metrics() const noexcept {
+  iocm_metrics m{};
+  impl_->core->metrics(m);
+  m.struct_size = sizeof m;
+  return m;
+}
 std::string engine::placement() const { return impl_->core->describe(); }
 
 }  // namespace iocm

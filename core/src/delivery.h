@@ -35,6 +35,10 @@ class delivery {
     auto* ov = static_cast<hosting::OVERLAPPED*>(record.overlapped);
     op_state* op = state_of(ov);
     const std::uint16_t slot = op->port_slot;
+    // Counted by kind; whatever completes ERROR_OPERATION_ABORTED (a kernel
+    // cancel keeps the operation's kind) as aborted.
+    const op_kind kind =
+        record.error == hosting::ERROR_OPERATION_ABORTED ? op_kind::aborted : op->kind;
     ov->Internal = record.error;
     ov->InternalHigh = record.bytes;
     // Release: the runtime may reuse the OVERLAPPED from inside OnComplete
@@ -45,6 +49,7 @@ class delivery {
     tl_current_ = {this, slot, false};
     clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
     // In this thread's own row: no line shared with the submitting side.
+    tl_row_->metrics.completed_one(kind);
     if (!tl_current_.settled) tl_row_->add(slot);
     tl_current_ = outer;
   }

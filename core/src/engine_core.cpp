@@ -187,6 +187,38 @@ engine_counters engine_core::counters() const noexcept {
   return c;
 }
 
+void engine_core::metrics(iocm_metrics& m) const noexcept {
+  const engine_counters c = counters();
+  m.pollers = c.pollers;
+  m.notifiers = c.notifiers;
+  m.parked = c.parked;
+  m.wakeups_sent = c.wakeups;
+  ports_.admitted_totals(m.accepted, m.accepted_posts);
+  for (const auto& p : pollers_) {
+    const poller_metrics& pm = p->metrics();
+    for (std::size_t k = 0; k < op_kind_count; ++k) m.started[k] += pm.started[k].read();
+    m.harvests += pm.harvests.read();
+    for (std::size_t b = 0; b < IOCM_HARVEST_BUCKETS; ++b) m.harvest_sizes[b] += pm.harvest_sizes[b].read();
+    m.queue_high_water = std::max(m.queue_high_water, pm.queue_high_water.read());
+    m.wakeups_avoided += pm.wakeups_avoided.read();
+    for (std::size_t r = 0; r < IOCM_REFUSAL_KINDS; ++r) m.kernel_refusals[r] += pm.refusals[r].read();
+    m.ring_takeovers += pm.takeovers.read();
+  }
+  // Who delivered: notifier rows, the pump's, then the pollers' own.
+  for (unsigned id = 0; id < poller_deliverer(static_cast<unsigned>(pollers_.size())); ++id) {
+    const port_table::delivered_row* row = ports_.row_if_made(id);
+    if (row == nullptr) continue;
+    for (std::size_t k = 0; k < op_kind_count; ++k) m.completed[k] += row->metrics.completed[k].read();
+    const std::uint64_t n = row->metrics.total();
+    if (id < pump_deliverer)
+      m.delivered_by_notifiers += n;
+    else if (id == pump_deliverer)
+      m.delivered_by_pump += n;
+    else
+      m.delivered_inline += n;
+  }
+}
+
 // --- ports -----------------------------------------------------------------
 
 HRESULT engine_core::create_port(HANDLE* port) noexcept {

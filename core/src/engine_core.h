@@ -102,6 +102,9 @@ class engine_core final : engine_waits {
   bool pumped() const noexcept { return pump_ != nullptr; }
 
   engine_counters counters() const noexcept;
+  /// Fills m (every field of this version, struct_size aside): the
+  /// pollers' and delivering threads' counts, summed (iocm_metrics).
+  void metrics(iocm_metrics& m) const noexcept;
   /// The placement table (describe_plan), with the node each shard's memory
   /// was found on and the CPU each thread found itself on.
   std::string describe() const;

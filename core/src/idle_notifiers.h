@@ -70,12 +70,13 @@ class idle_notifiers {
   }
 
   /// Wakes the most recently parked notifier of `home`, else of another
-  /// home, if any sleeps. Call after publishing work. Thread-safe.
-  void wake_one(std::size_t home) noexcept {
+  /// home, if any sleeps. Call after publishing work. False when none
+  /// slept (the wake-up was not needed). Thread-safe.
+  bool wake_one(std::size_t home) noexcept {
     // (I2) pairs with (I1): the record store before this load.
     store_load_fence(parked_);
-    if (parked_.load(std::memory_order_relaxed) == 0) return;
-    pop_and_wake(home);
+    if (parked_.load(std::memory_order_relaxed) == 0) return false;
+    return pop_and_wake(home);
   }
 
   /// Wakes every parked notifier (shutdown, retiring threads).

@@ -21,6 +21,7 @@
 #include "handle_table.h"
 #include "idle_notifiers.h"
 #include "inbox.h"
+#include "metrics.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
 #include "port_table.h"
@@ -48,10 +49,13 @@ class poller_host {
   /// Without `wake`, no notifier is woken: a poller that delivers inline
   /// takes the records back itself after its OnComplete, unless a spinning
   /// notifier (or the ring monitor's wake_notifiers) comes first.
+  /// Counts in `m` how deep the lane is then, and a wake-up not needed.
   std::size_t publish(completion_queue::producer_token& lane, const completion* records,
-                      std::size_t n, bool wake = true) noexcept {
+                      std::size_t n, poller_metrics& m, bool wake = true) noexcept {
     const std::size_t placed = queue_.try_enqueue_bulk(lane, records, n);
-    if (placed != 0 && wake) idle_.wake_one(lane.shard());
+    if (placed == 0) return 0;
+    m.queue_high_water.raise_to(lane.lane_size_approx());
+    if (wake && !idle_.wake_one(lane.shard())) m.wakeups_avoided.add();
     return placed;
   }
   /// True when some notifier sleeps: handing a record over would cost a
@@ -179,6 +183,8 @@ class poller {
   }
   /// The CPU the thread found itself pinned to once started, or -1.
   int pinned_cpu() const noexcept { return pinned_cpu_.load(std::memory_order_relaxed); }
+  /// What it counted (iocm_metrics). Any thread; a snapshot.
+  const poller_metrics& metrics() const noexcept { return metrics_; }
 
   /// Queues a request from any thread; false if the inbox is full. Wakes the
   /// poller only if it is asleep. Thread-safe, lock-free.
@@ -232,6 +238,7 @@ class poller {
   }
 
   poller_inbox inbox_;
+  poller_metrics metrics_;  // written by whichever thread drives the poller now
   static inline thread_local poller* tl_home_in_callback_ = nullptr;
 
  private:

@@ -21,6 +21,17 @@ port_table::~port_table() {
   for (unsigned i = 0; i < deliverers_; ++i) delete rows_[i].load(std::memory_order_relaxed);
 }
 
+void port_table::admitted_totals(std::uint64_t& all, std::uint64_t& posts) const noexcept {
+  all = posts = 0;
+  for (std::size_t slot = 0; slot < max_ports_; ++slot)
+    for (unsigned c = 0; c < counters_per_port_; ++c) {
+      const auto n = static_cast<std::uint64_t>(
+          admitted_[slot * counters_per_port_ + c].value.load(std::memory_order_relaxed));
+      all += n;
+      if (c + 1 == counters_per_port_) posts += n;
+    }
+}
+
 port_table::delivered_row& port_table::deliverer(unsigned id) {
   if (delivered_row* row = rows_[id].load(std::memory_order_acquire)) return *row;
   auto row = std::make_unique<delivered_row>();

@@ -25,6 +25,7 @@
 #include <mutex>
 
 #include "iocm/cache_line.h"
+#include "metrics.h"
 #include "iocm/hosting.h"
 #include "op_state.h"
 
@@ -53,6 +54,8 @@ class port_table {
     std::int64_t read(std::uint16_t slot) const noexcept {
       return lines_[slot / per_line].count[slot % per_line].load(std::memory_order_acquire);
     }
+    /// What the row's thread delivered, by kind (iocm_metrics).
+    delivery_metrics metrics;
 
    private:
     friend class port_table;
@@ -100,6 +103,13 @@ class port_table {
   }
 
   /// The counter of posts.
+  /// Operations ever admitted (not withdrawn), in all, and of them Posts
+  /// (iocm_metrics). Any thread; a snapshot.
+  void admitted_totals(std::uint64_t& all, std::uint64_t& posts) const noexcept;
+  /// The row of deliverer `id`, or null if that thread never delivered.
+  const delivered_row* row_if_made(unsigned id) const noexcept {
+    return id < deliverers_ ? rows_[id].load(std::memory_order_acquire) : nullptr;
+  }
   std::uint16_t post_counter() const noexcept {
     return static_cast<std::uint16_t>(counters_per_port_ - 1);
   }

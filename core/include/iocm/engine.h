@@ -137,6 +137,9 @@ class engine {
   std::uint32_t min_threads() const noexcept;
   std::uint32_t available_threads() const noexcept;
   engine_stats stats() const noexcept;
+  /// What the engine counted about itself (IIocmMetrics; docs/ENGINE.md,
+  /// "Metrics"): a snapshot.
+  iocm_metrics metrics() const noexcept;
   /// Which thread runs where and which memory sits on which node
   /// (docs/NUMA.md), as lines of text.
   std::string placement() const;

@@ -150,6 +150,71 @@ enum iocm_config_flags {
   IOCM_INLINE_ALL = 1u << 4,
 };
 
+/// Indexes of iocm_metrics::started and iocm_metrics::completed: the kind of
+/// operation, or a Post; for completed, IOCM_KIND_ABORTED counts whatever
+/// completed with ERROR_OPERATION_ABORTED, whatever its kind, and the
+/// others only what did not.
+enum iocm_metric_kind {
+  IOCM_KIND_READ = 0,
+  IOCM_KIND_WRITE = 1,
+  IOCM_KIND_RECV = 2,
+  IOCM_KIND_SEND = 3,
+  IOCM_KIND_ACCEPT = 4,
+  IOCM_KIND_CONNECT = 5,
+  IOCM_KIND_NOP = 6,
+  IOCM_KIND_POST = 7,
+  IOCM_KIND_ABORTED = 8,
+  IOCM_METRIC_KINDS = 9,
+};
+
+/// Indexes of iocm_metrics::kernel_refusals: what the kernel said instead of
+/// doing what a poller asked.
+enum iocm_refusal_kind {
+  /// io_uring_enter: EAGAIN, EBUSY or ENOMEM (retried after a pause)
+  IOCM_REFUSED_BUSY = 0,
+  /// io_uring_enter: EBADR, the kernel dropped completions it could not keep
+  IOCM_REFUSED_DROPPED = 1,
+  /// a receive ahead found the poller's buffers all in use (ENOBUFS; re-armed)
+  IOCM_REFUSED_NO_BUFFERS = 2,
+  /// another refusal: io_uring_enter's other errors, epoll_wait failing,
+  /// a file table or buffer ring registration refused
+  IOCM_REFUSED_OTHER = 3,
+  IOCM_REFUSAL_KINDS = 4,
+};
+
+/// Buckets of iocm_metrics::harvest_sizes: harvests of 1, 2-3, 4-7, 8-15,
+/// 16-31, 32-63, 64-127 and 128 or more completions.
+enum { IOCM_HARVEST_BUCKETS = 8 };
+
+/// What an engine counts about itself since it was created
+/// (IIocmMetrics::GetMetrics, iocm::engine::metrics; docs/ENGINE.md,
+/// "Metrics"). Each counter is kept by the one thread that changes it and
+/// summed when read: a snapshot whose counters are each exact but not all
+/// taken at the same instant. C layout; struct_size lets later versions add
+/// fields at the end.
+typedef struct iocm_metrics {
+  uint32_t struct_size;                 ///< set by the caller: sizeof(iocm_metrics)
+  uint32_t pollers;                     ///< poller threads (or the pumped engine's one poller)
+  uint32_t notifiers;                   ///< notifier threads alive now
+  uint32_t parked;                      ///< notifiers asleep now
+  uint64_t accepted;                    ///< operations and Posts accepted (IOCM_E_IO_PENDING)
+  uint64_t accepted_posts;              ///< of them, Posts
+  uint64_t started[IOCM_METRIC_KINDS];  ///< operations a poller took to the kernel, by kind
+  uint64_t
+      completed[IOCM_METRIC_KINDS];  ///< OnComplete calls, by kind (IOCM_KIND_ABORTED: aborted)
+  uint64_t delivered_inline;         ///< OnComplete calls on a poller's own thread
+  uint64_t delivered_by_notifiers;   ///< OnComplete calls on notifiers, through the queue
+  uint64_t delivered_by_pump;        ///< OnComplete calls inside IIocmPump::Pump
+  uint64_t harvests;                 ///< batches of completions pollers took from the kernel
+  uint64_t harvest_sizes[IOCM_HARVEST_BUCKETS];  ///< harvests by size (IOCM_HARVEST_BUCKETS)
+  uint64_t queue_high_water;  ///< most records a poller saw in its queue lane after publishing
+  uint64_t wakeups_sent;      ///< sleeping notifiers woken
+  uint64_t wakeups_avoided;   ///< times a poller published records and no notifier slept
+  uint64_t kernel_refusals[IOCM_REFUSAL_KINDS];  ///< by iocm_refusal_kind
+  uint64_t
+      ring_takeovers;  ///< times another thread drove a poller's ring while it was in OnComplete
+} iocm_metrics;
+
 #ifdef __cplusplus
 /// The accepted answer of every operation: HRESULT_FROM_WIN32(ERROR_IO_PENDING).
 inline constexpr iocm::hosting::HRESULT IOCM_E_IO_PENDING =
@@ -197,31 +262,37 @@ IOCM_DEFINE_IID(IID_IIocmHostIo2, 0x7B3E9D14, 0xC2A8, 0x4E61, 0xB5, 0xF0, 0x19, 
 IOCM_DEFINE_IID(IID_IIocmPump, 0xA41D7C52, 0x90E3, 0x4B6F, 0x8E, 0x15, 0x3C, 0x2F, 0x6A, 0x9B, 0x0D,
                 0x84);
 
+// {C3F1A6E2-5B7D-4E09-A8C4-2D6F9B1E7A35}
+IOCM_DEFINE_IID(IID_IIocmMetrics, 0xC3F1A6E2, 0x5B7D, 0x4E09, 0xA8, 0xC4, 0x2D, 0x6F, 0x9B, 0x1E,
+                0x7A, 0x35);
+
 #ifdef __cplusplus
 struct IIocmHostIo;
 struct IIocmHostIo2;
 struct IIocmPump;
+struct IIocmMetrics;
 #else
 typedef struct IIocmHostIo IIocmHostIo;
 typedef struct IIocmHostIo2 IIocmHostIo2;
 typedef struct IIocmPump IIocmPump;
+typedef struct IIocmMetrics IIocmMetrics;
 #endif
 
 /// IIocmHostIo's own slots (3..12), for interface T.
 #define IOCM_HOST_IO_SLOTS(T)                                                                 \
   HRESULT (*Unbind)(T * This, HANDLE hHandle);                                                \
-  HRESULT (*Read)                                                                             \
+  HRESULT(*Read)                                                                              \
   (T * This, HANDLE hHandle, void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);         \
-  HRESULT (*Write)                                                                            \
+  HRESULT(*Write)                                                                             \
   (T * This, HANDLE hHandle, const void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);   \
-  HRESULT (*Recv)                                                                             \
+  HRESULT(*Recv)                                                                              \
   (T * This, HANDLE hSocket, void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);         \
-  HRESULT (*Send)                                                                             \
+  HRESULT(*Send)                                                                              \
   (T * This, HANDLE hSocket, const void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);   \
   HRESULT (*Accept)(T * This, HANDLE hListen, HANDLE * phAccepted, OVERLAPPED * pOverlapped); \
-  HRESULT (*Connect)                                                                          \
+  HRESULT(*Connect)                                                                           \
   (T * This, HANDLE hSocket, const void* pAddress, DWORD cbAddress, OVERLAPPED* pOverlapped); \
-  HRESULT (*Post)                                                                             \
+  HRESULT(*Post)                                                                              \
   (T * This, HANDLE hPort, DWORD dwErrorCode, DWORD dwBytes, OVERLAPPED * pOverlapped);       \
   HRESULT (*Cancel)(T * This, HANDLE hHandle, OVERLAPPED * pOverlapped);                      \
   HRESULT (*Nop)(T * This, HANDLE hHandle, OVERLAPPED * pOverlapped);
@@ -243,12 +314,18 @@ typedef struct IIocmPumpVtbl {
   HRESULT (*Pump)(IIocmPump* This, DWORD dwMilliseconds, DWORD* pdwDelivered);
 } IIocmPumpVtbl;
 
+typedef struct IIocmMetricsVtbl {
+  IOCM_IUNKNOWN_SLOTS(IIocmMetrics)
+  HRESULT (*GetMetrics)(IIocmMetrics* This, iocm_metrics* pMetrics);
+} IIocmMetricsVtbl;
+
 IOCM_ASSERT_SLOT(IIocmHostIoVtbl, Unbind, 3);
 IOCM_ASSERT_SLOT(IIocmHostIoVtbl, Post, 10);
 IOCM_ASSERT_SLOT(IIocmHostIoVtbl, Nop, 12);
 IOCM_ASSERT_SLOT(IIocmHostIo2Vtbl, Nop, 12);
 IOCM_ASSERT_SLOT(IIocmHostIo2Vtbl, SetCompletionModes, 13);
 IOCM_ASSERT_SLOT(IIocmPumpVtbl, Pump, 3);
+IOCM_ASSERT_SLOT(IIocmMetricsVtbl, GetMetrics, 3);
 
 #ifdef __cplusplus
 /// The operations of iocm's engine, obtained from its IHostIoCompletionManager
@@ -375,6 +452,18 @@ struct IIocmPump : IUnknown {
   ~IIocmPump() = default;
 };
 
+/// What the engine counts about itself, from QueryInterface(IID_IIocmMetrics)
+/// on its IHostIoCompletionManager. Thread-safe; any thread, any time.
+struct IIocmMetrics : IUnknown {
+  /// Fills *pMetrics (its first struct_size bytes, at most
+  /// sizeof(iocm_metrics) of this version). E_POINTER: null; E_INVALIDARG:
+  /// struct_size is smaller than the first version's iocm_metrics.
+  virtual HRESULT GetMetrics(iocm_metrics* pMetrics) = 0;  // slot 3
+
+ protected:
+  ~IIocmMetrics() = default;
+};
+
 }  // namespace iocm::hosting
 #else
 struct IIocmHostIo {
@@ -385,6 +474,9 @@ struct IIocmHostIo2 {
 };
 struct IIocmPump {
   const IIocmPumpVtbl* lpVtbl;
+};
+struct IIocmMetrics {
+  const IIocmMetricsVtbl* lpVtbl;
 };
 #endif
 

@@ -93,6 +93,11 @@ class mpmc_queue {
     }
     ~producer_token() { reset(); }
     bool valid() const noexcept { return lane_ != nullptr; }
+    /// Records in this token's lane, published and not yet taken (a
+    /// snapshot: two loads, no write).
+    std::size_t lane_size_approx() const noexcept {
+      return lane_ != nullptr ? static_cast<std::size_t>(lane_->size_approx()) : 0;
+    }
     void reset() noexcept {
       if (lane_ != nullptr) std::exchange(lane_, nullptr)->release_ownership();
     }

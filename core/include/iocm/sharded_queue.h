@@ -44,6 +44,8 @@ class sharded_queue {
     producer_token() = default;
     bool valid() const noexcept { return token_.valid(); }
     std::size_t shard() const noexcept { return shard_; }
+    /// Records in this token's lane (Queue::producer_token::lane_size_approx).
+    std::size_t lane_size_approx() const noexcept { return token_.lane_size_approx(); }
 
    private:
     friend class sharded_queue;

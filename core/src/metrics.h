@@ -1,0 +1,75 @@
+// What the engine counts about itself (iocm_metrics, IIocmMetrics): each
+// counter has one writer at a time, the thread that owns it (a poller's
+// thread, or whichever thread drives that poller's ring while it is inside
+// OnComplete: the ring monitor, a pump), so counting is a load and a store,
+// no locked instruction and no line shared with another writer. A read sums
+// them all, relaxed: a snapshot, each counter exact, the sum of them not
+// taken at one instant.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "iocm/cache_line.h"
+#include "iocm/host_io.h"
+#include "op_state.h"
+
+namespace iocm::detail {
+
+/// A count with one writer at a time.
+class owned_counter {
+ public:
+  void add(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  /// Keeps the larger of the count and `n` (a high-water mark).
+  void raise_to(std::uint64_t n) noexcept {
+    if (n > v_.load(std::memory_order_relaxed)) v_.store(n, std::memory_order_relaxed);
+  }
+  std::uint64_t read() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+inline constexpr std::size_t op_kind_count = static_cast<std::size_t>(op_kind::aborted) + 1;
+static_assert(op_kind_count == IOCM_METRIC_KINDS, "iocm_metric_kind follows op_kind");
+static_assert(static_cast<int>(op_kind::post) == IOCM_KIND_POST &&
+                  static_cast<int>(op_kind::aborted) == IOCM_KIND_ABORTED,
+              "iocm_metric_kind follows op_kind");
+
+/// One poller's counts.
+struct alignas(cache_line_size) poller_metrics {
+  owned_counter started[op_kind_count];  // operations taken to the kernel (or epoll)
+  owned_counter harvests;                // batches of completions taken from the kernel
+  owned_counter harvest_sizes[IOCM_HARVEST_BUCKETS];
+  owned_counter queue_high_water;  // records in its lane right after it published
+  owned_counter wakeups_avoided;   // publishes that found no notifier asleep
+  owned_counter refusals[IOCM_REFUSAL_KINDS];
+  owned_counter takeovers;  // times another thread drove its ring during a callback
+
+  void started_one(op_kind kind) noexcept { started[static_cast<std::size_t>(kind)].add(); }
+  /// A harvest of n > 0 completions: bucket floor(log2 n), the last open-ended.
+  void harvested(std::size_t n) noexcept {
+    harvests.add();
+    std::size_t b = 0;
+    while (b + 1 < IOCM_HARVEST_BUCKETS && (std::size_t{2} << b) <= n) ++b;
+    harvest_sizes[b].add();
+  }
+  void refused(iocm_refusal_kind kind) noexcept { refusals[kind].add(); }
+};
+
+/// One delivering thread's counts (a notifier's, the pump's, a poller's
+/// inline deliveries), beside its delivered row.
+struct alignas(cache_line_size) delivery_metrics {
+  owned_counter completed[op_kind_count];  // OnComplete calls, by the kind they completed
+  void completed_one(op_kind kind) noexcept { completed[static_cast<std::size_t>(kind)].add(); }
+  std::uint64_t total() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& c : completed) n += c.read();
+    return n;
+  }
+};
+
+}  // namespace iocm::detail
