@@ -101,6 +101,7 @@ inline int parse_options(int argc, char** argv, const char* name, const char* wh
                  "                (IOCM_ACCEPT_AHEAD: one multishot accept on the listener)\n"
                  "  --inline-all  pollers run every OnComplete themselves (IOCM_INLINE_ALL)\n"
                  "  --quiet       no line once listening\n"
+                 "SIGUSR1 prints the engine's metrics; so does stopping (unless --quiet).\n"
                  "SIGINT or SIGTERM stops it: pending replies are sent, then it exits 0.\n",
                  name, what);
   };
@@ -218,6 +219,7 @@ class server {
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGUSR1);
     // Blocked before any thread starts, so every thread inherits the mask
     // and the signal waits for sigwait below.
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
@@ -242,8 +244,10 @@ class server {
       std::printf("%s: listening on %s:%u\n", name_, options_.address.c_str(), bound_port_);
     }
     std::fflush(stdout);
-    int sig = 0;
-    sigwait(&stop, &sig);
+    for (int sig = SIGUSR1; sig == SIGUSR1;) {
+      sigwait(&stop, &sig);
+      if (sig == SIGUSR1) print_metrics();
+    }
     return shutdown(0);
   }
 
@@ -479,11 +483,61 @@ class server {
         std::_Exit(1);
       }
     }
+    if (!options_.quiet && status == 0) print_metrics();
     if (io_ != nullptr) io_->Release();
     if (manager_ != nullptr) manager_->Release();
     if (listener_ >= 0) ::close(listener_);
     if (!options_.quiet && status == 0) std::printf("%s: stopped\n", name_);
     return status;
+  }
+
+  /// The engine's metrics (IIocmMetrics), a few lines on stdout.
+  void print_metrics() {
+    void* p = nullptr;
+    if (manager_ == nullptr || FAILED(manager_->QueryInterface(IID_IIocmMetrics, &p))) return;
+    auto* metrics = static_cast<IIocmMetrics*>(p);
+    iocm_metrics m{};
+    m.struct_size = sizeof m;
+    const HRESULT hr = metrics->GetMetrics(&m);
+    metrics->Release();
+    if (FAILED(hr)) return;
+    static const char* const kinds[IOCM_METRIC_KINDS] = {
+        "read", "write", "recv", "send", "accept", "connect", "nop", "post", "aborted"};
+    char started[256] = "", completed[256] = "", sizes[128] = "";
+    std::size_t ns = 0, nc = 0, nz = 0;
+    for (int k = 0; k < IOCM_METRIC_KINDS; ++k) {
+      if (m.started[k] != 0 && ns < sizeof started)
+        ns += std::snprintf(started + ns, sizeof started - ns, " %s %llu", kinds[k],
+                            static_cast<unsigned long long>(m.started[k]));
+      if (m.completed[k] != 0 && nc < sizeof completed)
+        nc += std::snprintf(completed + nc, sizeof completed - nc, " %s %llu", kinds[k],
+                            static_cast<unsigned long long>(m.completed[k]));
+    }
+    for (int b = 0; b < IOCM_HARVEST_BUCKETS && nz < sizeof sizes; ++b)
+      nz += std::snprintf(sizes + nz, sizeof sizes - nz, "%s%llu", b == 0 ? "" : " ",
+                          static_cast<unsigned long long>(m.harvest_sizes[b]));
+    std::printf(
+        "%s: metrics: %u pollers, %u notifiers (%u asleep)\n"
+        "  accepted %llu (posts %llu); started%s; completed%s\n"
+        "  delivered: inline %llu, by notifiers %llu, by a pump %llu\n"
+        "  harvests %llu, by size 1|2-3|4-7|8-15|16-31|32-63|64-127|128+: %s\n"
+        "  queue high-water %llu; wake-ups sent %llu, avoided %llu; ring take-overs %llu\n"
+        "  kernel refusals: busy %llu, dropped %llu, no buffers %llu, other %llu\n",
+        name_, m.pollers, m.notifiers, m.parked, static_cast<unsigned long long>(m.accepted),
+        static_cast<unsigned long long>(m.accepted_posts), ns == 0 ? " nothing" : started,
+        nc == 0 ? " nothing" : completed, static_cast<unsigned long long>(m.delivered_inline),
+        static_cast<unsigned long long>(m.delivered_by_notifiers),
+        static_cast<unsigned long long>(m.delivered_by_pump),
+        static_cast<unsigned long long>(m.harvests), sizes,
+        static_cast<unsigned long long>(m.queue_high_water),
+        static_cast<unsigned long long>(m.wakeups_sent),
+        static_cast<unsigned long long>(m.wakeups_avoided),
+        static_cast<unsigned long long>(m.ring_takeovers),
+        static_cast<unsigned long long>(m.kernel_refusals[IOCM_REFUSED_BUSY]),
+        static_cast<unsigned long long>(m.kernel_refusals[IOCM_REFUSED_DROPPED]),
+        static_cast<unsigned long long>(m.kernel_refusals[IOCM_REFUSED_NO_BUFFERS]),
+        static_cast<unsigned long long>(m.kernel_refusals[IOCM_REFUSED_OTHER]));
+    std::fflush(stdout);
   }
 
   options options_;

@@ -197,8 +197,10 @@ void engine_core::metrics(iocm_metrics& m) const noexcept {
   for (const auto& p : pollers_) {
     const poller_metrics& pm = p->metrics();
     for (std::size_t k = 0; k < op_kind_count; ++k) m.started[k] += pm.started[k].read();
-    m.harvests += pm.harvests.read();
-    for (std::size_t b = 0; b < IOCM_HARVEST_BUCKETS; ++b) m.harvest_sizes[b] += pm.harvest_sizes[b].read();
+    for (std::size_t b = 0; b < IOCM_HARVEST_BUCKETS; ++b) {
+      m.harvest_sizes[b] += pm.harvest_sizes[b].read();
+      m.harvests += pm.harvest_sizes[b].read();
+    }
     m.queue_high_water = std::max(m.queue_high_water, pm.queue_high_water.read());
     m.wakeups_avoided += pm.wakeups_avoided.read();
     for (std::size_t r = 0; r < IOCM_REFUSAL_KINDS; ++r) m.kernel_refusals[r] += pm.refusals[r].read();

@@ -7,7 +7,9 @@
 // taken at one instant.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -42,8 +44,7 @@ static_assert(static_cast<int>(op_kind::post) == IOCM_KIND_POST &&
 /// One poller's counts.
 struct alignas(cache_line_size) poller_metrics {
   owned_counter started[op_kind_count];  // operations taken to the kernel (or epoll)
-  owned_counter harvests;                // batches of completions taken from the kernel
-  owned_counter harvest_sizes[IOCM_HARVEST_BUCKETS];
+  owned_counter harvest_sizes[IOCM_HARVEST_BUCKETS];  // their sum: the harvests
   owned_counter queue_high_water;  // records in its lane right after it published
   owned_counter wakeups_avoided;   // publishes that found no notifier asleep
   owned_counter refusals[IOCM_REFUSAL_KINDS];
@@ -52,10 +53,7 @@ struct alignas(cache_line_size) poller_metrics {
   void started_one(op_kind kind) noexcept { started[static_cast<std::size_t>(kind)].add(); }
   /// A harvest of n > 0 completions: bucket floor(log2 n), the last open-ended.
   void harvested(std::size_t n) noexcept {
-    harvests.add();
-    std::size_t b = 0;
-    while (b + 1 < IOCM_HARVEST_BUCKETS && (std::size_t{2} << b) <= n) ++b;
-    harvest_sizes[b].add();
+    harvest_sizes[std::min<std::size_t>(std::bit_width(n) - 1, IOCM_HARVEST_BUCKETS - 1)].add();
   }
   void refused(iocm_refusal_kind kind) noexcept { refusals[kind].add(); }
 };

@@ -222,6 +222,52 @@ TEST_CASE("iocm-echo receiving ahead: every byte, in order, on 64 connections") 
   check_echo({IOCM_ECHO_PATH, "--port", "0", "--receive-ahead", "--accept-ahead"}, 64, 64 * 1024);
 }
 
+/// The count after `key` ("send 12" -> 12) in the metrics line that starts
+/// with `line`, or -1.
+long long metric_in(const std::string& text, const std::string& line, const std::string& key) {
+  const auto at = text.find(line);
+  if (at == std::string::npos) return -1;
+  const auto end = text.find('\n', at);
+  const std::string l = text.substr(at, end - at);
+  const auto k = l.find(" " + key + " ");
+  return k == std::string::npos ? -1 : std::stoll(l.substr(k + key.size() + 2));
+}
+
+TEST_CASE("iocm-echo prints the engine's metrics on SIGUSR1 and when it stops") {
+  host_process h({IOCM_ECHO_PATH, "--port", "0"});
+  h.wait_listening();
+  {
+    fd_guard c(connect_to(h.port));
+    for (int i = 0; i < 10; ++i) {
+      send_all(c.fd, std::string(64, 'e'));
+      std::string back;
+      while (back.size() < 64) {
+        const std::string r = read_some(c.fd, 2000);
+        REQUIRE_FALSE(r.empty());
+        back += r;
+      }
+    }
+  }
+  ::kill(h.pid, SIGUSR1);
+  std::string text;
+  const auto until = clock_type::now() + std::chrono::seconds(20);
+  while (text.find("kernel refusals") == std::string::npos && clock_type::now() < until)
+    text += read_some(h.out.fd, 100);
+  INFO(text);
+  CHECK(text.find("iocm-echo: metrics: ") != std::string::npos);
+  CHECK(metric_in(text, "  accepted", "recv") >= 10);  // started
+  CHECK(metric_in(text, "  accepted", "accepted") >= 20);
+  CHECK(metric_in(text, "  delivered", "inline") >= 0);
+  ::kill(h.pid, SIGTERM);
+  CHECK(h.wait_exit() == 0);
+  bool eof = false;
+  const std::string rest = read_to_eof(h.out.fd, 2000, eof);
+  INFO(rest);
+  CHECK(rest.find("iocm-echo: metrics:") != std::string::npos);  // again, when it stops
+  CHECK(rest.find("aborted") != std::string::npos);              // the accepts Unbind cancelled
+  CHECK(rest.find("iocm-echo: stopped") != std::string::npos);
+}
+
 TEST_CASE("iocm-plaintext answers keep-alive, split and pipelined requests in order") {
   host_process h({IOCM_PLAINTEXT_PATH, "--port", "0"});
   h.wait_listening();
