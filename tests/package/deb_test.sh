@@ -121,12 +121,14 @@ step "(d) the installed programs"
 /usr/bin/iocm-echo --help >/dev/null
 /usr/bin/iocm-plaintext --help >/dev/null
 /usr/bin/iocm-topology --help >/dev/null
-/usr/bin/iocm-bench --help | head -1
+help=$(/usr/bin/iocm-bench --help)
+echo "${help%%$'\n'*}"
 /usr/bin/iocm-bench topology
 # One cheap benchmark through the installed layout: the script's modules,
 # its program, its report.
-/usr/bin/iocm-bench queue --quick --no-plots --filter '^queue/single_thread/iocm$' --out "$work/bench" |
-  tail -3
+/usr/bin/iocm-bench queue --quick --no-plots --filter '^queue/single_thread/iocm$' --out "$work/bench" \
+  >"$work/bench.log"
+tail -n 3 "$work/bench.log"
 [ -s "$work/bench/queue.json" ] && [ -s "$work/bench/report.md" ]
 [ -x /usr/bin/iocm-c-host ]
 step "(d) dpkg -L libiocm0"
