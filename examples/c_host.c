@@ -4,7 +4,8 @@
  * itself (a static vtable and a reference count), creates an engine, reads
  * a file in 4 KiB pieces at their offsets (ov.Offset, as on Windows), posts
  * one completion of its own, checks every byte and count OnComplete
- * reports, and closes the port and the engine.
+ * reports and what the engine counted (IIocmMetrics), and closes the port
+ * and the engine.
  *
  *   iocm-c-host [pieces]     pieces of 4 KiB to read (default 64, at most 4096)
  *
@@ -218,6 +219,34 @@ int main(int argc, char** argv) {
       }
   }
 
+  /* What the engine counted (IIocmMetrics): every read and the Post, once
+   * their OnComplete calls have returned (counted right after each). */
+  IIocmMetrics* metrics = NULL;
+  hr = manager->lpVtbl->QueryInterface(manager, &IID_IIocmMetrics, (void**)&metrics);
+  if (FAILED(hr)) return fail("QueryInterface(IID_IIocmMetrics)", hr);
+  iocm_metrics m;
+  for (int tries = 0;; ++tries) {
+    memset(&m, 0, sizeof m);
+    m.struct_size = sizeof m;
+    hr = metrics->lpVtbl->GetMetrics(metrics, &m);
+    if (FAILED(hr)) return fail("GetMetrics", hr);
+    if (m.completed[IOCM_KIND_READ] + m.completed[IOCM_KIND_POST] == pieces + 1u || tries == 10000)
+      break;
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+  metrics->lpVtbl->Release(metrics);
+  if (m.accepted != pieces + 1u || m.accepted_posts != 1 || m.started[IOCM_KIND_READ] != pieces ||
+      m.completed[IOCM_KIND_READ] != pieces || m.completed[IOCM_KIND_POST] != 1) {
+    fprintf(stderr,
+            "iocm-c-host: metrics: accepted %llu (posts %llu), reads started %llu and completed "
+            "%llu, posts completed %llu (wanted %u, 1, %u, %u, 1)\n",
+            (unsigned long long)m.accepted, (unsigned long long)m.accepted_posts,
+            (unsigned long long)m.started[IOCM_KIND_READ],
+            (unsigned long long)m.completed[IOCM_KIND_READ],
+            (unsigned long long)m.completed[IOCM_KIND_POST], pieces + 1u, pieces, pieces);
+    return 1;
+  }
+
   /* Unbind before closing the descriptor; then the port and the engine. */
   hr = io->lpVtbl->Unbind(io, file);
   if (FAILED(hr)) return fail("Unbind", hr);
@@ -233,7 +262,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "iocm-c-host: the runtime has %u references left (wanted 1)\n", rt.refs);
     return 1;
   }
-  printf("iocm %s from C: %u reads of %d bytes and a Post, each completed once\n", iocm_version(),
-         pieces, piece_size);
+  printf("iocm %s from C: %u reads of %d bytes and a Post, each completed once; %llu harvests\n",
+         iocm_version(), pieces, piece_size, (unsigned long long)m.harvests);
   return 0;
 }

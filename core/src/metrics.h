@@ -43,9 +43,9 @@ static_assert(static_cast<int>(op_kind::post) == IOCM_KIND_POST &&
 
 /// One poller's counts.
 struct alignas(cache_line_size) poller_metrics {
-  owned_counter started[op_kind_count];  // operations taken to the kernel (or epoll)
+  owned_counter started[op_kind_count];               // operations taken to the kernel (or epoll)
   owned_counter harvest_sizes[IOCM_HARVEST_BUCKETS];  // their sum: the harvests
-  owned_counter queue_high_water;  // records in its lane right after it published
+  owned_counter queue_high_water;  // records in its lane right after every 16th publish
   owned_counter wakeups_avoided;   // publishes that found no notifier asleep
   owned_counter refusals[IOCM_REFUSAL_KINDS];
   owned_counter takeovers;  // times another thread drove its ring during a callback
@@ -56,6 +56,12 @@ struct alignas(cache_line_size) poller_metrics {
     harvest_sizes[std::min<std::size_t>(std::bit_width(n) - 1, IOCM_HARVEST_BUCKETS - 1)].add();
   }
   void refused(iocm_refusal_kind kind) noexcept { refusals[kind].add(); }
+  /// True on the first publish and every 16th after it: the lane's depth is sampled then (two
+  /// loads of lines the consumers write: not on every publish).
+  bool sample_depth() noexcept { return (publishes_++ & 15) == 0; }
+
+ private:
+  std::uint32_t publishes_ = 0;  // the owner's alone, never read by others
 };
 
 /// One delivering thread's counts (a notifier's, the pump's, a poller's

@@ -49,12 +49,13 @@ class poller_host {
   /// Without `wake`, no notifier is woken: a poller that delivers inline
   /// takes the records back itself after its OnComplete, unless a spinning
   /// notifier (or the ring monitor's wake_notifiers) comes first.
-  /// Counts in `m` how deep the lane is then, and a wake-up not needed.
+  /// Counts in `m` a wake-up not needed, and (every 16th time) how deep
+  /// the lane is then.
   std::size_t publish(completion_queue::producer_token& lane, const completion* records,
                       std::size_t n, poller_metrics& m, bool wake = true) noexcept {
     const std::size_t placed = queue_.try_enqueue_bulk(lane, records, n);
     if (placed == 0) return 0;
-    m.queue_high_water.raise_to(lane.lane_size_approx());
+    if (m.sample_depth()) m.queue_high_water.raise_to(lane.lane_size_approx());
     if (wake && !idle_.wake_one(lane.shard())) m.wakeups_avoided.add();
     return placed;
   }
