@@ -203,14 +203,16 @@ void engine_core::metrics(iocm_metrics& m) const noexcept {
     }
     m.queue_high_water = std::max(m.queue_high_water, pm.queue_high_water.read());
     m.wakeups_avoided += pm.wakeups_avoided.read();
-    for (std::size_t r = 0; r < IOCM_REFUSAL_KINDS; ++r) m.kernel_refusals[r] += pm.refusals[r].read();
+    for (std::size_t r = 0; r < IOCM_REFUSAL_KINDS; ++r)
+      m.kernel_refusals[r] += pm.refusals[r].read();
     m.ring_takeovers += pm.takeovers.read();
   }
   // Who delivered: notifier rows, the pump's, then the pollers' own.
   for (unsigned id = 0; id < poller_deliverer(static_cast<unsigned>(pollers_.size())); ++id) {
     const port_table::delivered_row* row = ports_.row_if_made(id);
     if (row == nullptr) continue;
-    for (std::size_t k = 0; k < op_kind_count; ++k) m.completed[k] += row->metrics.completed[k].read();
+    for (std::size_t k = 0; k < op_kind_count; ++k)
+      m.completed[k] += row->metrics.completed[k].read();
     const std::uint64_t n = row->metrics.total();
     if (id < pump_deliverer)
       m.delivered_by_notifiers += n;

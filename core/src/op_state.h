@@ -164,8 +164,7 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "phase is a lock-
 /// Windows. Null reads as 0 (the submission refuses it anyway).
 inline std::uint64_t file_offset(const hosting::OVERLAPPED* ov) noexcept {
   if (ov == nullptr) return 0;
-  return std::uint64_t{ov->OffsetHigh} << 32 |
-         ov->Offset;
+  return std::uint64_t{ov->OffsetHigh} << 32 | ov->Offset;
 }
 
 inline op_state* state_of(hosting::OVERLAPPED* ov) noexcept {

@@ -21,9 +21,9 @@
 #include "handle_table.h"
 #include "idle_notifiers.h"
 #include "inbox.h"
-#include "metrics.h"
 #include "iocm/host_io.h"
 #include "iocm/hosting.h"
+#include "metrics.h"
 #include "port_table.h"
 
 namespace iocm::detail {

@@ -25,8 +25,8 @@
 #include <mutex>
 
 #include "iocm/cache_line.h"
-#include "metrics.h"
 #include "iocm/hosting.h"
+#include "metrics.h"
 #include "op_state.h"
 
 namespace iocm::detail {

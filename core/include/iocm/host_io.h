@@ -207,7 +207,8 @@ typedef struct iocm_metrics {
   uint64_t delivered_by_pump;        ///< OnComplete calls inside IIocmPump::Pump
   uint64_t harvests;                 ///< batches of completions pollers took from the kernel
   uint64_t harvest_sizes[IOCM_HARVEST_BUCKETS];  ///< harvests by size (IOCM_HARVEST_BUCKETS)
-  uint64_t queue_high_water;  ///< most records a poller saw in its queue lane after publishing (every 16th publish sampled)
+  uint64_t queue_high_water;  ///< most records a poller saw in its queue lane after publishing
+                              ///< (every 16th publish sampled)
   uint64_t wakeups_sent;      ///< sleeping notifiers woken
   uint64_t wakeups_avoided;   ///< times a poller published records and no notifier slept
   uint64_t kernel_refusals[IOCM_REFUSAL_KINDS];  ///< by iocm_refusal_kind
@@ -278,24 +279,27 @@ typedef struct IIocmPump IIocmPump;
 typedef struct IIocmMetrics IIocmMetrics;
 #endif
 
+// (clang-format would break the function-pointer members apart.)
+// clang-format off
 /// IIocmHostIo's own slots (3..12), for interface T.
 #define IOCM_HOST_IO_SLOTS(T)                                                                 \
   HRESULT (*Unbind)(T * This, HANDLE hHandle);                                                \
-  HRESULT(*Read)                                                                              \
+  HRESULT (*Read)                                                                             \
   (T * This, HANDLE hHandle, void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);         \
-  HRESULT(*Write)                                                                             \
+  HRESULT (*Write)                                                                            \
   (T * This, HANDLE hHandle, const void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);   \
-  HRESULT(*Recv)                                                                              \
+  HRESULT (*Recv)                                                                             \
   (T * This, HANDLE hSocket, void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);         \
-  HRESULT(*Send)                                                                              \
+  HRESULT (*Send)                                                                             \
   (T * This, HANDLE hSocket, const void* pBuffer, DWORD cbLength, OVERLAPPED* pOverlapped);   \
   HRESULT (*Accept)(T * This, HANDLE hListen, HANDLE * phAccepted, OVERLAPPED * pOverlapped); \
-  HRESULT(*Connect)                                                                           \
+  HRESULT (*Connect)                                                                          \
   (T * This, HANDLE hSocket, const void* pAddress, DWORD cbAddress, OVERLAPPED* pOverlapped); \
-  HRESULT(*Post)                                                                              \
+  HRESULT (*Post)                                                                             \
   (T * This, HANDLE hPort, DWORD dwErrorCode, DWORD dwBytes, OVERLAPPED * pOverlapped);       \
   HRESULT (*Cancel)(T * This, HANDLE hHandle, OVERLAPPED * pOverlapped);                      \
   HRESULT (*Nop)(T * This, HANDLE hHandle, OVERLAPPED * pOverlapped);
+// clang-format on
 
 /// The vtables as C lays them out (iocm/hosting.h).
 typedef struct IIocmHostIoVtbl {

@@ -216,6 +216,8 @@ typedef struct IHostIoCompletionManager IHostIoCompletionManager;
   ULONG (*AddRef)(T * This);                                              \
   ULONG (*Release)(T * This);
 
+// (clang-format would break the function-pointer members apart.)
+// clang-format off
 /// The vtables as C lays them out: one function pointer per slot, each
 /// taking the interface pointer first.
 typedef struct IUnknownVtbl {
@@ -224,9 +226,8 @@ typedef struct IUnknownVtbl {
 
 typedef struct ICLRIoCompletionManagerVtbl {
   IOCM_IUNKNOWN_SLOTS(ICLRIoCompletionManager)
-  HRESULT (*OnComplete)
-  (ICLRIoCompletionManager* This, DWORD dwErrorCode, DWORD NumberOfBytesTransferred,
-   void* pvOverlapped);
+  HRESULT (*OnComplete)(ICLRIoCompletionManager* This, DWORD dwErrorCode,
+                        DWORD NumberOfBytesTransferred, void* pvOverlapped);
 } ICLRIoCompletionManagerVtbl;
 
 typedef struct IHostIoCompletionManagerVtbl {
@@ -235,16 +236,17 @@ typedef struct IHostIoCompletionManagerVtbl {
   HRESULT (*CloseIoCompletionPort)(IHostIoCompletionManager* This, HANDLE hPort);
   HRESULT (*SetMaxThreads)(IHostIoCompletionManager* This, DWORD dwMaxIOCompletionThreads);
   HRESULT (*GetMaxThreads)(IHostIoCompletionManager* This, DWORD* pdwMaxIOCompletionThreads);
-  HRESULT (*GetAvailableThreads)
-  (IHostIoCompletionManager* This, DWORD* pdwAvailableIOCompletionThreads);
+  HRESULT (*GetAvailableThreads)(IHostIoCompletionManager* This,
+                                 DWORD* pdwAvailableIOCompletionThreads);
   HRESULT (*GetHostOverlappedSize)(IHostIoCompletionManager* This, DWORD* pcbSize);
-  HRESULT (*SetCLRIoCompletionManager)
-  (IHostIoCompletionManager* This, ICLRIoCompletionManager* pManager);
+  HRESULT (*SetCLRIoCompletionManager)(IHostIoCompletionManager* This,
+                                       ICLRIoCompletionManager* pManager);
   HRESULT (*InitializeHostOverlapped)(IHostIoCompletionManager* This, void* pvOverlapped);
   HRESULT (*Bind)(IHostIoCompletionManager* This, HANDLE hPort, HANDLE hHandle);
   HRESULT (*SetMinThreads)(IHostIoCompletionManager* This, DWORD dwMinIOCompletionThreads);
   HRESULT (*GetMinThreads)(IHostIoCompletionManager* This, DWORD* pdwMinIOCompletionThreads);
 } IHostIoCompletionManagerVtbl;
+// clang-format on
 
 /// Asserts that `method` is slot `slot` of vtable struct `vtbl`.
 #define IOCM_ASSERT_SLOT(vtbl, method, slot)                           \
