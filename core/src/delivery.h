@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 
 #include "iocm/completion.h"
 #include "iocm/hosting.h"
@@ -47,7 +48,8 @@ class delivery {
     op->phase.store(op_state::idle, std::memory_order_release);
     const current_record outer = tl_current_;
     tl_current_ = {this, slot, false};
-    clr_.load(std::memory_order_acquire)->OnComplete(record.error, record.bytes, ov);
+    hosting::ICLRIoCompletionManager* clr = clr_.load(std::memory_order_acquire);
+    table_of(clr).OnComplete(clr, record.error, record.bytes, ov);
     // In this thread's own row: no line shared with the submitting side.
     tl_row_->metrics.completed_one(kind);
     if (!tl_current_.settled) tl_row_->add(slot);
@@ -87,6 +89,18 @@ class delivery {
   }
 
  private:
+  /// The runtime's vtable. Its object is an ABI object, written in C (a
+  /// struct whose lpVtbl points at the table) as often as in C++, so the
+  /// engine calls it through the table as the ABI lays it out, never by C++
+  /// dispatch, which assumes a C++ object (-fsanitize=vptr rejects a C
+  /// one). The same load and indirect call either way.
+  static const hosting::ICLRIoCompletionManagerVtbl& table_of(
+      hosting::ICLRIoCompletionManager* clr) noexcept {
+    const hosting::ICLRIoCompletionManagerVtbl* table;
+    std::memcpy(&table, static_cast<const void*>(clr), sizeof table);
+    return *table;
+  }
+
   /// The record this thread is inside OnComplete for. A record is its
   /// engine's, whose Close alone may settle it.
   struct current_record {
