@@ -18,10 +18,7 @@ using namespace iocm_test;
 
 namespace {
 
-struct metrics_deleter {
-  void operator()(IIocmMetrics* p) const noexcept { p->Release(); }
-};
-using metrics_ptr = std::unique_ptr<IIocmMetrics, metrics_deleter>;
+using metrics_ptr = std::unique_ptr<IIocmMetrics, release_deleter>;
 
 metrics_ptr metrics_of(IHostIoCompletionManager* m) {
   void* p = nullptr;
@@ -54,26 +51,37 @@ iocm_metrics metrics_after(IIocmMetrics* m, std::uint64_t n) {
   return got;
 }
 
-/// Posts, nops and 4 KiB file reads, `each` of every kind, on `f`'s engine.
-void run_mix(engine_fixture& f, int file, int pipe_end, std::uint32_t each) {
-  static char buffer[64][4096];
-  REQUIRE(each <= 64);
-  for (std::uint32_t i = 0; i < each; ++i) {
-    REQUIRE(f.io->Post(f.port, 0, i, &f.fresh()->ov) == IOCM_E_IO_PENDING);
-    REQUIRE(f.io->Nop(as_handle(pipe_end), &f.fresh()->ov) == IOCM_E_IO_PENDING);
-    test_overlapped* r = f.fresh();
-    set_offset(r->ov, std::uint64_t{i} * 4096);
-    REQUIRE(f.io->Read(as_handle(file), buffer[i], 4096, &r->ov) == IOCM_E_IO_PENDING);
+/// An engine with a bound file (64 KiB pages of 4 KiB) and a bound socket,
+/// and its metrics interface.
+struct mix_fixture {
+  explicit mix_fixture(const iocm_config& c = small_config())
+      : f(c), metrics(metrics_of(f.manager.get())), file(temp_file()) {
+    const std::string data(64 * 4096, 'x');
+    REQUIRE(::pwrite(file.fd, data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
+    REQUIRE(f.manager->Bind(f.port, as_handle(file.fd)) == S_OK);
+    REQUIRE(f.manager->Bind(f.port, as_handle(ends.a.fd)) == S_OK);
   }
-  REQUIRE(f.runtime.wait_for(3 * each));
-}
+  /// Posts, nops on the socket and 4 KiB file reads, `each` of every kind;
+  /// the metrics once all 3 x each OnComplete calls have returned.
+  iocm_metrics run(std::uint32_t each) {
+    static char buffer[64][4096];
+    REQUIRE(each <= 64);
+    for (std::uint32_t i = 0; i < each; ++i) {
+      REQUIRE(f.io->Post(f.port, 0, i, &f.fresh()->ov) == IOCM_E_IO_PENDING);
+      REQUIRE(f.io->Nop(as_handle(ends.a.fd), &f.fresh()->ov) == IOCM_E_IO_PENDING);
+      test_overlapped* r = f.fresh();
+      set_offset(r->ov, std::uint64_t{i} * 4096);
+      REQUIRE(f.io->Read(as_handle(file.fd), buffer[i], 4096, &r->ov) == IOCM_E_IO_PENDING);
+    }
+    REQUIRE(f.runtime.wait_for(3 * each));
+    return metrics_after(metrics.get(), 3 * each);
+  }
 
-int file_of(std::size_t bytes) {
-  const int fd = temp_file();
-  const std::string data(bytes, 'x');
-  REQUIRE(::pwrite(fd, data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()));
-  return fd;
-}
+  engine_fixture f;
+  metrics_ptr metrics;
+  fd_guard file;
+  socket_pair ends;
+};
 
 void check_mix(const iocm_metrics& m, std::uint64_t each) {
   CHECK(m.accepted == 3 * each);
@@ -97,18 +105,13 @@ void check_mix(const iocm_metrics& m, std::uint64_t each) {
 }  // namespace
 
 TEST_CASE("metrics count each kind accepted, started and completed, and who delivered it") {
-  engine_fixture f;
-  metrics_ptr metrics = metrics_of(f.manager.get());
-  const iocm_metrics before = read_metrics(metrics.get());
+  mix_fixture x;
+  engine_fixture& f = x.f;
+  const iocm_metrics before = read_metrics(x.metrics.get());
   CHECK(before.pollers == 2);
   CHECK(before.accepted == 0);
   CHECK(completed_total(before) == 0);
-  fd_guard file(file_of(64 * 4096));
-  socket_pair pipe_ends;
-  REQUIRE(f.manager->Bind(f.port, as_handle(file.fd)) == S_OK);
-  REQUIRE(f.manager->Bind(f.port, as_handle(pipe_ends.a.fd)) == S_OK);
-  run_mix(f, file.fd, pipe_ends.a.fd, 40);
-  const iocm_metrics m = metrics_after(metrics.get(), 120);
+  const iocm_metrics m = x.run(40);
   check_mix(m, 40);
   CHECK(m.delivered_by_pump == 0);
   CHECK(m.notifiers >= 1);
@@ -116,9 +119,9 @@ TEST_CASE("metrics count each kind accepted, started and completed, and who deli
   // A cancelled Recv completes aborted, and is counted so.
   char byte;
   test_overlapped* waiting = f.fresh();
-  REQUIRE(f.io->Recv(as_handle(pipe_ends.a.fd), &byte, 1, &waiting->ov) == IOCM_E_IO_PENDING);
-  REQUIRE(f.io->Cancel(as_handle(pipe_ends.a.fd), &waiting->ov) == S_OK);
-  const iocm_metrics after = metrics_after(metrics.get(), 121);
+  REQUIRE(f.io->Recv(as_handle(x.ends.a.fd), &byte, 1, &waiting->ov) == IOCM_E_IO_PENDING);
+  REQUIRE(f.io->Cancel(as_handle(x.ends.a.fd), &waiting->ov) == S_OK);
+  const iocm_metrics after = metrics_after(x.metrics.get(), 121);
   CHECK(after.started[IOCM_KIND_RECV] == 1);
   CHECK(after.completed[IOCM_KIND_ABORTED] == 1);
   CHECK(after.completed[IOCM_KIND_RECV] == 0);
@@ -128,14 +131,8 @@ TEST_CASE("metrics count each kind accepted, started and completed, and who deli
 TEST_CASE("metrics of a handing-off engine: every record through the queue, wake-ups counted") {
   iocm_config c = small_config();
   c.flags |= IOCM_HANDOFF;
-  engine_fixture f(c);
-  metrics_ptr metrics = metrics_of(f.manager.get());
-  fd_guard file(file_of(64 * 4096));
-  socket_pair pipe_ends;
-  REQUIRE(f.manager->Bind(f.port, as_handle(file.fd)) == S_OK);
-  REQUIRE(f.manager->Bind(f.port, as_handle(pipe_ends.a.fd)) == S_OK);
-  run_mix(f, file.fd, pipe_ends.a.fd, 64);
-  const iocm_metrics m = metrics_after(metrics.get(), 192);
+  mix_fixture x(c);
+  const iocm_metrics m = x.run(64);
   check_mix(m, 64);
   CHECK(m.delivered_inline == 0);
   CHECK(m.delivered_by_notifiers == 192);
