@@ -503,12 +503,12 @@ class server {
     if (FAILED(hr)) return;
     static const char* const kinds[IOCM_METRIC_KINDS] = {
         "read", "write", "recv", "send", "accept", "connect", "nop", "post", "aborted"};
-    char started[256] = "", completed[256] = "", sizes[128] = "";
-    std::size_t ns = 0, nc = 0, nz = 0;
+    char accepted[256] = "", completed[256] = "", sizes[128] = "";
+    std::size_t na = 0, nc = 0, nz = 0;
     for (int k = 0; k < IOCM_METRIC_KINDS; ++k) {
-      if (m.started[k] != 0 && ns < sizeof started)
-        ns += std::snprintf(started + ns, sizeof started - ns, " %s %llu", kinds[k],
-                            static_cast<unsigned long long>(m.started[k]));
+      if (m.accepted[k] != 0 && na < sizeof accepted)
+        na += std::snprintf(accepted + na, sizeof accepted - na, " %s %llu", kinds[k],
+                            static_cast<unsigned long long>(m.accepted[k]));
       if (m.completed[k] != 0 && nc < sizeof completed)
         nc += std::snprintf(completed + nc, sizeof completed - nc, " %s %llu", kinds[k],
                             static_cast<unsigned long long>(m.completed[k]));
@@ -518,13 +518,12 @@ class server {
                           static_cast<unsigned long long>(m.harvest_sizes[b]));
     std::printf(
         "%s: metrics: %u pollers, %u notifiers (%u asleep)\n"
-        "  accepted %llu (posts %llu); started%s; completed%s\n"
+        "  accepted%s; completed%s\n"
         "  delivered: inline %llu, by notifiers %llu, by a pump %llu\n"
         "  harvests %llu, by size 1|2-3|4-7|8-15|16-31|32-63|64-127|128+: %s\n"
         "  queue high-water %llu; wake-ups sent %llu, avoided %llu; ring take-overs %llu\n"
         "  kernel refusals: busy %llu, dropped %llu, no buffers %llu, other %llu\n",
-        name_, m.pollers, m.notifiers, m.parked, static_cast<unsigned long long>(m.accepted),
-        static_cast<unsigned long long>(m.accepted_posts), ns == 0 ? " nothing" : started,
+        name_, m.pollers, m.notifiers, m.parked, na == 0 ? " nothing" : accepted,
         nc == 0 ? " nothing" : completed, static_cast<unsigned long long>(m.delivered_inline),
         static_cast<unsigned long long>(m.delivered_by_notifiers),
         static_cast<unsigned long long>(m.delivered_by_pump),

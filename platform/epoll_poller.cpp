@@ -260,7 +260,6 @@ class epoll_poller final : public threaded_poller {
     }
     auto* ov = reinterpret_cast<OVERLAPPED*>(item);
     op_state& op = *state_of(ov);
-    metrics_.started_one(op.kind);
     op.next = nullptr;
     start_backend_fields<op_fields>(op);
     if (!host_.port_open(op.port_slot)) {

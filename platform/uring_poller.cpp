@@ -516,7 +516,6 @@ class uring_poller final : public threaded_poller {
       }
       default: {
         op_state& op = *state_of(reinterpret_cast<OVERLAPPED*>(item));
-        metrics_.started_one(op.kind);
         if (op.kind == op_kind::recv || op.kind == op_kind::accept) {
           socket_rx* rx = rx_.find(op.fd);
           if (rx != nullptr && (wants_ahead(op) || receiving(*rx))) {

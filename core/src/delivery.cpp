@@ -22,7 +22,7 @@ HRESULT delivery::set_clr(ICLRIoCompletionManager* clr) noexcept {
 }
 
 void delivery::settle_current() noexcept {
-  tl_row_->add(static_cast<std::uint16_t>(tl_current_.port_slot));
+  tl_row_->add(tl_current_.cell);
   tl_current_.settled = true;
 }
 

@@ -35,11 +35,9 @@ class delivery {
   void deliver(const completion& record) noexcept {
     auto* ov = static_cast<hosting::OVERLAPPED*>(record.overlapped);
     op_state* op = state_of(ov);
-    const std::uint16_t slot = op->port_slot;
-    // Counted by kind; whatever completes ERROR_OPERATION_ABORTED (a kernel
-    // cancel keeps the operation's kind) as aborted.
-    const op_kind kind =
-        record.error == hosting::ERROR_OPERATION_ABORTED ? op_kind::aborted : op->kind;
+    // Counted by port and kind (aborted when the engine completed it so:
+    // finish()).
+    const std::uint32_t cell = port_table::delivered_row::cell(op->port_slot, op->kind);
     ov->Internal = record.error;
     ov->InternalHigh = record.bytes;
     // Release: the runtime may reuse the OVERLAPPED from inside OnComplete
@@ -47,19 +45,19 @@ class delivery {
     // not touch it.
     op->phase.store(op_state::idle, std::memory_order_release);
     const current_record outer = tl_current_;
-    tl_current_ = {this, slot, false};
+    tl_current_ = {this, cell, false};
     hosting::ICLRIoCompletionManager* clr = clr_.load(std::memory_order_acquire);
     table_of(clr).OnComplete(clr, record.error, record.bytes, ov);
     // In this thread's own row: no line shared with the submitting side.
-    tl_row_->metrics.completed_one(kind);
-    if (!tl_current_.settled) tl_row_->add(slot);
+    if (!tl_current_.settled) tl_row_->add(cell);
     tl_current_ = outer;
   }
 
   /// True while this thread is inside OnComplete for a record of port
   /// `slot` of this engine that no Close has settled yet.
   bool inside_record_of(std::uint16_t slot) const noexcept {
-    return tl_current_.owner == this && tl_current_.port_slot == slot && !tl_current_.settled;
+    return tl_current_.owner == this && !tl_current_.settled &&
+           port_table::delivered_row::slot_of(tl_current_.cell) == slot;
   }
   /// Close from inside that OnComplete: the record cannot finish before
   /// Close returns, so Close counts it delivered now.
@@ -105,8 +103,8 @@ class delivery {
   /// engine's, whose Close alone may settle it.
   struct current_record {
     const delivery* owner = nullptr;
-    int port_slot = -1;
-    bool settled = false;  // Close already counted it delivered
+    std::uint32_t cell = 0xFFFF'FFFF;  // where the row counts it (its port and kind)
+    bool settled = false;              // Close already counted it delivered
   };
 
   std::atomic<hosting::ICLRIoCompletionManager*> clr_{nullptr};

@@ -72,7 +72,7 @@ engine_core::engine_core(const engine_setup& setup)
       notifiers_(queue_, ports_, plan_, reach_, delivery_, setup.config.min_threads,
                  setup.config.max_threads, setup.config.notifier_spin,
                  (setup.config.flags & IOCM_PUMPED) == 0),
-      host_(queue_, notifiers_.idle(), ports_, delivery_,
+      host_(queue_, notifiers_.idle(), (setup.config.flags & IOCM_PUMPED) == 0, ports_, delivery_,
             log_sink{setup.config.log, setup.config.log_context}),
       bindings_(ports_, pollers_, *this, log_sink{setup.config.log, setup.config.log_context}) {}
 
@@ -193,10 +193,9 @@ void engine_core::metrics(iocm_metrics& m) const noexcept {
   m.notifiers = c.notifiers;
   m.parked = c.parked;
   m.wakeups_sent = c.wakeups;
-  ports_.admitted_totals(m.accepted, m.accepted_posts);
+  ports_.add_admitted(m.accepted);
   for (const auto& p : pollers_) {
     const poller_metrics& pm = p->metrics();
-    for (std::size_t k = 0; k < op_kind_count; ++k) m.started[k] += pm.started[k].read();
     for (std::size_t b = 0; b < IOCM_HARVEST_BUCKETS; ++b) {
       m.harvest_sizes[b] += pm.harvest_sizes[b].read();
       m.harvests += pm.harvest_sizes[b].read();
@@ -211,9 +210,7 @@ void engine_core::metrics(iocm_metrics& m) const noexcept {
   for (unsigned id = 0; id < poller_deliverer(static_cast<unsigned>(pollers_.size())); ++id) {
     const port_table::delivered_row* row = ports_.row_if_made(id);
     if (row == nullptr) continue;
-    for (std::size_t k = 0; k < op_kind_count; ++k)
-      m.completed[k] += row->metrics.completed[k].read();
-    const std::uint64_t n = row->metrics.total();
+    const std::uint64_t n = row->add_totals(m.completed);
     if (id < pump_deliverer)
       m.delivered_by_notifiers += n;
     else if (id == pump_deliverer)
@@ -311,7 +308,7 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   }
   const std::uint64_t open_state = std::uint64_t{b.port_generation} << 2 | port_table::open_state;
   op_state* op = state_of(ov);
-  if (const HRESULT hr = ports_.admit(b.port_slot, b.poller, open_state,
+  if (const HRESULT hr = ports_.admit(b.port_slot, b.poller, kind, open_state,
                                       HRESULT_FROM_WIN32(ERROR_INVALID_HANDLE), *op);
       FAILED(hr))
     return hr;
@@ -328,7 +325,7 @@ HRESULT engine_core::submit(op_kind kind, HANDLE handle, void* buffer, std::uint
   // From inside an OnComplete that p's own thread delivers: straight into
   // its ring (no inbox, no wake-up), as a thread-per-core loop would.
   if (poller::home_in_callback() == &p && p.submit_direct(item)) return IOCM_E_IO_PENDING;
-  if (!queue_request(p, item)) return ports_.withdraw(b.port_slot, b.poller, *op);
+  if (!queue_request(p, item)) return ports_.withdraw(b.port_slot, b.poller, op->kind, *op);
   return IOCM_E_IO_PENDING;
 }
 
@@ -397,7 +394,9 @@ HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov)
   if (!ports_.decode_open(port, slot, st)) return E_INVALIDARG;
   const std::uint16_t counter = ports_.post_counter();
   op_state* op = state_of(ov);
-  if (const HRESULT hr = ports_.admit(slot, counter, st, E_INVALIDARG, *op); FAILED(hr)) return hr;
+  if (const HRESULT hr = ports_.admit(slot, counter, op_kind::post, st, E_INVALIDARG, *op);
+      FAILED(hr))
+    return hr;
   op->kind = op_kind::post;
   op->port_slot = slot;
   op->counter = counter;
@@ -409,7 +408,7 @@ HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov)
     // A full queue drains only by delivery: in a pumped engine, only if
     // another thread is pumping now.
     if (i == full_inbox_retries || (pump_ != nullptr && !pump_->owned_elsewhere()))
-      return ports_.withdraw(slot, counter, *op);
+      return ports_.withdraw(slot, counter, op_kind::post, *op);
     notifiers_.idle().wake_one(shard);
     std::this_thread::yield();
   }

@@ -181,13 +181,19 @@ inline hosting::OVERLAPPED* overlapped_of(op_state* op) noexcept {
 /// The completion record for an operation the kernel finished with `res`
 /// (bytes or -errno, as io_uring and syscalls report it). Decides the
 /// context-dependent cases: end of file on files and pipes, a socket's
-/// orderly close, the socket accept4 returned. Idempotent: a poller may call
+/// orderly close, the socket accept4 returned. An operation that ends
+/// ERROR_OPERATION_ABORTED becomes op_kind::aborted, the kind its delivery
+/// is counted under (iocm_metrics::completed). Idempotent: a poller may call
 /// it again for the same CQE when the queue had no room the first time.
 inline completion finish(hosting::OVERLAPPED* ov, std::int32_t res) noexcept {
   using namespace hosting;
   op_state& op = *state_of(ov);
   if (op.kind == op_kind::aborted) return {ERROR_OPERATION_ABORTED, 0, ov};
-  if (res < 0) return {win32_from_errno(-res), 0, ov};
+  if (res < 0) {
+    const std::uint32_t error = win32_from_errno(-res);
+    if (error == ERROR_OPERATION_ABORTED) op.kind = op_kind::aborted;
+    return {error, 0, ov};
+  }
   switch (op.kind) {
     case op_kind::read:
       if (res == 0 && op.length != 0) {

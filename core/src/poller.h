@@ -40,23 +40,32 @@ struct log_sink {
 /// thread (inline delivery), and to log. Thread-safe.
 class poller_host {
  public:
-  poller_host(completion_queue& queue, idle_notifiers& idle, const port_table& ports,
-              delivery& deliver, log_sink log) noexcept
-      : queue_(queue), idle_(idle), ports_(ports), delivery_(deliver), log_(log) {}
+  /// `notifiers`: whether the engine has notifiers to wake (a pumped
+  /// engine has none: its pump takes what is published).
+  poller_host(completion_queue& queue, idle_notifiers& idle, bool notifiers,
+              const port_table& ports, delivery& deliver, log_sink log) noexcept
+      : queue_(queue),
+        idle_(idle),
+        notifiers_(notifiers),
+        ports_(ports),
+        delivery_(deliver),
+        log_(log) {}
 
   /// Publishes records through the poller's own lane, then wakes a
   /// notifier if one sleeps. Returns how many fit.
   /// Without `wake`, no notifier is woken: a poller that delivers inline
   /// takes the records back itself after its OnComplete, unless a spinning
   /// notifier (or the ring monitor's wake_notifiers) comes first.
-  /// Counts in `m` a wake-up not needed, and (every 16th time) how deep
-  /// the lane is then.
+  /// A pumped engine wakes nobody: its pump takes the records.
+  /// Counts in `m` a wake-up that was not needed (no notifier slept), and
+  /// on every 16th of those how deep the lane is then: a deep lane with
+  /// no notifier asleep is the one whose notifiers do not keep up.
   std::size_t publish(completion_queue::producer_token& lane, const completion* records,
                       std::size_t n, poller_metrics& m, bool wake = true) noexcept {
     const std::size_t placed = queue_.try_enqueue_bulk(lane, records, n);
     if (placed == 0) return 0;
-    if (m.sample_depth()) m.queue_high_water.raise_to(lane.lane_size_approx());
-    if (wake && !idle_.wake_one(lane.shard())) m.wakeups_avoided.add();
+    if (wake && notifiers_ && !idle_.wake_one(lane.shard()) && m.wake_avoided())
+      m.queue_high_water.raise_to(lane.lane_size_approx());
     return placed;
   }
   /// True when some notifier sleeps: handing a record over would cost a
@@ -92,6 +101,7 @@ class poller_host {
  private:
   completion_queue& queue_;
   idle_notifiers& idle_;
+  const bool notifiers_;
   const port_table& ports_;
   delivery& delivery_;
   const log_sink log_;

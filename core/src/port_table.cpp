@@ -21,22 +21,41 @@ port_table::~port_table() {
   for (unsigned i = 0; i < deliverers_; ++i) delete rows_[i].load(std::memory_order_relaxed);
 }
 
-void port_table::admitted_totals(std::uint64_t& all, std::uint64_t& posts) const noexcept {
-  all = posts = 0;
-  for (std::size_t slot = 0; slot < max_ports_; ++slot)
-    for (unsigned c = 0; c < counters_per_port_; ++c) {
+void port_table::add_admitted(std::uint64_t (&by_kind)[op_kind_count]) const noexcept {
+  for (std::size_t i = 0; i < std::size_t{max_ports_} * counters_per_port_; ++i)
+    for (std::size_t k = 0; k < admitted_counter::kinds; ++k)
+      by_kind[k] +=
+          static_cast<std::uint64_t>(admitted_[i].by_kind[k].load(std::memory_order_relaxed));
+}
+
+port_table::delivered_row::delivered_row(std::uint32_t max_ports)
+    : counts_(new std::atomic<std::int64_t>[pad + std::size_t{max_ports} * op_kind_count + pad]()),
+      max_ports_(max_ports) {}
+
+std::int64_t port_table::delivered_row::read(std::uint16_t slot) const noexcept {
+  std::int64_t n = 0;
+  for (std::size_t k = 0; k < op_kind_count; ++k)
+    n += counts_[index(slot, static_cast<op_kind>(k))].load(std::memory_order_acquire);
+  return n;
+}
+
+std::uint64_t port_table::delivered_row::add_totals(
+    std::uint64_t (&by_kind)[op_kind_count]) const noexcept {
+  std::uint64_t all = 0;
+  for (std::uint32_t slot = 0; slot < max_ports_; ++slot)
+    for (std::size_t k = 0; k < op_kind_count; ++k) {
       const auto n = static_cast<std::uint64_t>(
-          admitted_[slot * counters_per_port_ + c].value.load(std::memory_order_relaxed));
+          counts_[index(static_cast<std::uint16_t>(slot), static_cast<op_kind>(k))].load(
+              std::memory_order_relaxed));
+      by_kind[k] += n;
       all += n;
-      if (c + 1 == counters_per_port_) posts += n;
     }
+  return all;
 }
 
 port_table::delivered_row& port_table::deliverer(unsigned id) {
   if (delivered_row* row = rows_[id].load(std::memory_order_acquire)) return *row;
-  auto row = std::make_unique<delivered_row>();
-  row->lines_.reset(new delivered_row::line[(max_ports_ + delivered_row::per_line - 1) /
-                                            delivered_row::per_line]);
+  auto row = std::make_unique<delivered_row>(max_ports_);
   delivered_row* made = row.release();
   rows_[id].store(made, std::memory_order_release);  // pairs with pending_total's acquire
   return *made;
@@ -87,8 +106,8 @@ std::int64_t port_table::pending_total(std::uint16_t slot) const noexcept {
       delivered += row->read(slot);
   std::int64_t admitted_sum = 0;
   for (unsigned s = 0; s < counters_per_port_; ++s)
-    admitted_sum +=
-        admitted_[std::size_t{slot} * counters_per_port_ + s].value.load(std::memory_order_acquire);
+    for (const auto& n : admitted_[std::size_t{slot} * counters_per_port_ + s].by_kind)
+      admitted_sum += n.load(std::memory_order_acquire);
   return admitted_sum - delivered;
 }
 

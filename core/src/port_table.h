@@ -5,12 +5,17 @@
 //
 // The counts are split by who writes them, as the kernel's percpu_ref is,
 // so that a submission and its delivery never write the same cache line:
-// the submitting side counts operations admitted (per port, one counter per
+// the submitting side counts operations admitted (per port, one line per
 // poller plus one for posts); each delivering thread (a notifier, or a
-// pumped engine's pump) counts what it delivered in a row of its own, one
-// word per port, written by that thread alone, without a locked
-// instruction. Both only grow, except that a refused admission takes its
-// own count back. Close sums them: pending = admitted - delivered.
+// pumped engine's pump) counts what it delivered in a row of its own,
+// written by that thread alone, without a locked instruction. Both only
+// grow, except that a refused admission takes its own count back. Close
+// sums them: pending = admitted - delivered.
+//
+// Both are kept by kind of operation (a word each in the line or row the
+// count goes to anyway), so the engine's metrics of what was accepted and
+// completed, by kind, cost the hot path no count of their own: they are
+// these counts, summed over the ports (iocm_metrics).
 //
 // Close's handshake: admit() counts an operation, then looks at the port;
 // begin_close_locked() marks the port closing, then Close waits until
@@ -41,33 +46,40 @@ class port_table {
   port_table(std::uint32_t max_ports, unsigned counters_per_port, unsigned deliverers);
   ~port_table();
 
-  /// What one delivering thread has delivered, per port. Written by that
-  /// thread only; read by Close.
+  /// What one delivering thread has delivered, per port and kind (the
+  /// kind an OnComplete completed: op_kind, aborted apart). Written by that
+  /// thread only; read by Close and by the metrics.
   class delivered_row {
    public:
-    /// One more record of port `slot` delivered: OnComplete has returned.
-    void add(std::uint16_t slot) noexcept {
-      std::atomic<std::int64_t>& c = count(slot);
+    explicit delivered_row(std::uint32_t max_ports);
+    /// Where a record of port `slot` and kind `kind` is counted.
+    static std::uint32_t cell(std::uint16_t slot, op_kind kind) noexcept {
+      return std::uint32_t{slot} * op_kind_count + static_cast<std::uint32_t>(kind);
+    }
+    static std::uint16_t slot_of(std::uint32_t cell) noexcept {
+      return static_cast<std::uint16_t>(cell / op_kind_count);
+    }
+    /// One more record delivered, counted in `cell`: OnComplete has returned.
+    void add(std::uint32_t cell) noexcept {
+      std::atomic<std::int64_t>& c = counts_[pad + cell];
       // One writer: no RMW. Release pairs with pending_total's acquire.
       c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
-    std::int64_t read(std::uint16_t slot) const noexcept {
-      return lines_[slot / per_line].count[slot % per_line].load(std::memory_order_acquire);
-    }
-    /// What the row's thread delivered, by kind (iocm_metrics).
-    delivery_metrics metrics;
+    /// Records of port `slot` delivered, of every kind.
+    std::int64_t read(std::uint16_t slot) const noexcept;
+    /// Adds what it delivered, by kind over every port, to `by_kind`;
+    /// returns their sum. A snapshot (relaxed).
+    std::uint64_t add_totals(std::uint64_t (&by_kind)[op_kind_count]) const noexcept;
 
    private:
-    friend class port_table;
-    // Lines of their own: no row shares a line with another's.
-    struct alignas(cache_line_size) line {
-      std::atomic<std::int64_t> count[cache_line_size / sizeof(std::int64_t)]{};
-    };
-    static constexpr std::size_t per_line = cache_line_size / sizeof(std::int64_t);
-    std::atomic<std::int64_t>& count(std::uint16_t slot) noexcept {
-      return lines_[slot / per_line].count[slot % per_line];
+    // A slot's counts are op_kind_count words in a row; a line of padding
+    // at each end keeps another allocation off the row's lines.
+    static constexpr std::size_t pad = cache_line_size / sizeof(std::int64_t);
+    static std::size_t index(std::uint16_t slot, op_kind kind) noexcept {
+      return pad + cell(slot, kind);
     }
-    std::unique_ptr<line[]> lines_;
+    std::unique_ptr<std::atomic<std::int64_t>[]> counts_;  // first: the hot path's one load
+    const std::uint32_t max_ports_;
   };
   /// The row of delivering thread `id` (a notifier's slot index, or the
   /// pump's), made on first use and the same for the table's life, so the
@@ -102,24 +114,25 @@ class port_table {
     }
   }
 
-  /// The counter of posts.
-  /// Operations ever admitted (not withdrawn), in all, and of them Posts
-  /// (iocm_metrics). Any thread; a snapshot.
-  void admitted_totals(std::uint64_t& all, std::uint64_t& posts) const noexcept;
+  /// Adds the operations and Posts ever admitted (not withdrawn), by kind,
+  /// to `by_kind` (iocm_metrics). Any thread; a snapshot.
+  void add_admitted(std::uint64_t (&by_kind)[op_kind_count]) const noexcept;
   /// The row of deliverer `id`, or null if that thread never delivered.
   const delivered_row* row_if_made(unsigned id) const noexcept {
     return id < deliverers_ ? rows_[id].load(std::memory_order_acquire) : nullptr;
   }
+  /// The counter of posts.
   std::uint16_t post_counter() const noexcept {
     return static_cast<std::uint16_t>(counters_per_port_ - 1);
   }
 
-  /// Counts the operation on its port (refused with port_gone unless the
-  /// port is still in `expected`, an open state word) and moves its state
-  /// from idle to in flight. Any thread.
-  hosting::HRESULT admit(std::uint16_t slot, std::uint16_t counter, std::uint64_t expected,
-                         hosting::HRESULT port_gone, op_state& op) noexcept {
-    std::atomic<std::int64_t>& pend = admitted(slot, counter);
+  /// Counts the operation, of `kind`, on its port (refused with port_gone
+  /// unless the port is still in `expected`, an open state word) and moves
+  /// its state from idle to in flight. Any thread.
+  hosting::HRESULT admit(std::uint16_t slot, std::uint16_t counter, op_kind kind,
+                         std::uint64_t expected, hosting::HRESULT port_gone,
+                         op_state& op) noexcept {
+    std::atomic<std::int64_t>& pend = admitted(slot, counter, kind);
     // (E1) pairs with (E2) in begin_close_locked: count first, then look at
     // the port. Either Close sees our count and waits for us, or we see it
     // closing.
@@ -133,10 +146,11 @@ class port_table {
     return claimed;
   }
   /// Undoes admit() when the operation could not be queued: the engine is
-  /// saturated.
-  hosting::HRESULT withdraw(std::uint16_t slot, std::uint16_t counter, op_state& op) noexcept {
+  /// saturated; `kind`: as admitted.
+  hosting::HRESULT withdraw(std::uint16_t slot, std::uint16_t counter, op_kind kind,
+                            op_state& op) noexcept {
     op.phase.store(op_state::idle, std::memory_order_release);
-    admitted(slot, counter).fetch_sub(1, std::memory_order_release);
+    admitted(slot, counter, kind).fetch_sub(1, std::memory_order_release);
     return hosting::HRESULT_FROM_WIN32(hosting::ERROR_NO_SYSTEM_RESOURCES);
   }
 
@@ -157,8 +171,11 @@ class port_table {
     // generation << 2 | free/open/closing. Changed under mutex_ only.
     std::atomic<std::uint64_t> state{free_state};
   };
+  // A counter's line: a word per kind that can be submitted (every kind but
+  // aborted), so counting by kind is the one fetch_add a count takes anyway.
   struct alignas(cache_line_size) admitted_counter {
-    std::atomic<std::int64_t> value{0};
+    static constexpr std::size_t kinds = static_cast<std::size_t>(op_kind::post) + 1;
+    std::atomic<std::int64_t> by_kind[kinds]{};
   };
   static_assert(sizeof(admitted_counter) == cache_line_size, "each counter on a line of its own");
 
@@ -166,8 +183,10 @@ class port_table {
     return reinterpret_cast<hosting::HANDLE>(
         static_cast<std::uintptr_t>(generation << 16 | (slot + 1u)));
   }
-  std::atomic<std::int64_t>& admitted(std::uint16_t slot, std::uint16_t counter) noexcept {
-    return admitted_[std::size_t{slot} * counters_per_port_ + counter].value;
+  std::atomic<std::int64_t>& admitted(std::uint16_t slot, std::uint16_t counter,
+                                      op_kind kind) noexcept {
+    return admitted_[std::size_t{slot} * counters_per_port_ + counter]
+        .by_kind[static_cast<std::size_t>(kind)];
   }
 
   const std::uint32_t max_ports_;

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <thread>
@@ -37,6 +38,12 @@ iocm_metrics read_metrics(IIocmMetrics* m) {
 std::uint64_t completed_total(const iocm_metrics& m) {
   std::uint64_t n = 0;
   for (const std::uint64_t c : m.completed) n += c;
+  return n;
+}
+
+std::uint64_t accepted_total(const iocm_metrics& m) {
+  std::uint64_t n = 0;
+  for (const std::uint64_t c : m.accepted) n += c;
   return n;
 }
 
@@ -84,11 +91,11 @@ struct mix_fixture {
 };
 
 void check_mix(const iocm_metrics& m, std::uint64_t each) {
-  CHECK(m.accepted == 3 * each);
-  CHECK(m.accepted_posts == each);
-  CHECK(m.started[IOCM_KIND_NOP] == each);
-  CHECK(m.started[IOCM_KIND_READ] == each);
-  CHECK(m.started[IOCM_KIND_POST] == 0);  // Posts never go through a poller
+  CHECK(accepted_total(m) == 3 * each);
+  CHECK(m.accepted[IOCM_KIND_POST] == each);
+  CHECK(m.accepted[IOCM_KIND_NOP] == each);
+  CHECK(m.accepted[IOCM_KIND_READ] == each);
+  CHECK(m.accepted[IOCM_KIND_ABORTED] == 0);  // nothing is accepted aborted
   CHECK(m.completed[IOCM_KIND_POST] == each);
   CHECK(m.completed[IOCM_KIND_NOP] == each);
   CHECK(m.completed[IOCM_KIND_READ] == each);
@@ -104,12 +111,12 @@ void check_mix(const iocm_metrics& m, std::uint64_t each) {
 
 }  // namespace
 
-TEST_CASE("metrics count each kind accepted, started and completed, and who delivered it") {
+TEST_CASE("metrics count each kind accepted and completed, and who delivered it") {
   mix_fixture x;
   engine_fixture& f = x.f;
   const iocm_metrics before = read_metrics(x.metrics.get());
   CHECK(before.pollers == 2);
-  CHECK(before.accepted == 0);
+  CHECK(accepted_total(before) == 0);
   CHECK(completed_total(before) == 0);
   const iocm_metrics m = x.run(40);
   check_mix(m, 40);
@@ -122,10 +129,43 @@ TEST_CASE("metrics count each kind accepted, started and completed, and who deli
   REQUIRE(f.io->Recv(as_handle(x.ends.a.fd), &byte, 1, &waiting->ov) == IOCM_E_IO_PENDING);
   REQUIRE(f.io->Cancel(as_handle(x.ends.a.fd), &waiting->ov) == S_OK);
   const iocm_metrics after = metrics_after(x.metrics.get(), 121);
-  CHECK(after.started[IOCM_KIND_RECV] == 1);
+  CHECK(after.accepted[IOCM_KIND_RECV] == 1);
   CHECK(after.completed[IOCM_KIND_ABORTED] == 1);
   CHECK(after.completed[IOCM_KIND_RECV] == 0);
-  CHECK(after.accepted == 121);
+  CHECK(accepted_total(after) == 121);
+
+  // A Post counts as a Post, whatever error its caller gave it.
+  REQUIRE(f.io->Post(f.port, ERROR_OPERATION_ABORTED, 0, &f.fresh()->ov) == IOCM_E_IO_PENDING);
+  const iocm_metrics posted = metrics_after(x.metrics.get(), 122);
+  CHECK(posted.completed[IOCM_KIND_POST] == 41);
+  CHECK(posted.completed[IOCM_KIND_ABORTED] == 1);
+}
+
+TEST_CASE("metrics count what a Close inside OnComplete settled, and what it aborted") {
+  mix_fixture x;
+  engine_fixture& f = x.f;
+  // The Post's OnComplete closes the port while a Recv still waits: Close
+  // counts the Post delivered itself (it cannot finish before Close
+  // returns), and the Recv completes aborted.
+  std::atomic<HRESULT> closed{E_FAIL};
+  std::atomic<bool> close_in_hook{false};
+  f.runtime.hook = [&](DWORD, DWORD, void*) {
+    if (close_in_hook.exchange(false)) closed.store(f.manager->CloseIoCompletionPort(f.port));
+  };
+  char byte;
+  test_overlapped* waiting = f.fresh();
+  REQUIRE(f.io->Recv(as_handle(x.ends.a.fd), &byte, 1, &waiting->ov) == IOCM_E_IO_PENDING);
+  close_in_hook.store(true);
+  REQUIRE(f.io->Post(f.port, 0, 7, &f.fresh()->ov) == IOCM_E_IO_PENDING);
+  REQUIRE(f.runtime.wait_for(2));
+  CHECK(closed.load() == S_OK);
+  const iocm_metrics m = metrics_after(x.metrics.get(), 2);
+  CHECK(m.accepted[IOCM_KIND_POST] == 1);
+  CHECK(m.accepted[IOCM_KIND_RECV] == 1);
+  CHECK(m.completed[IOCM_KIND_POST] == 1);
+  CHECK(m.completed[IOCM_KIND_ABORTED] == 1);
+  CHECK(completed_total(m) == 2);
+  CHECK(m.delivered_inline + m.delivered_by_notifiers + m.delivered_by_pump == 2);
 }
 
 TEST_CASE("metrics of a handing-off engine: every record through the queue, wake-ups counted") {
@@ -167,9 +207,12 @@ TEST_CASE("metrics of a pumped engine: the pump delivers everything") {
   CHECK(m.notifiers == 0);
   CHECK(m.delivered_by_pump == 11);
   CHECK(m.delivered_inline + m.delivered_by_notifiers == 0);
+  // Nobody to wake: the pump takes what its poller publishes.
+  CHECK(m.wakeups_sent + m.wakeups_avoided == 0);
   CHECK(m.completed[IOCM_KIND_NOP] == 10);
   CHECK(m.completed[IOCM_KIND_POST] == 1);
-  CHECK(m.started[IOCM_KIND_NOP] == 10);
+  CHECK(m.accepted[IOCM_KIND_NOP] == 10);
+  CHECK(m.accepted[IOCM_KIND_POST] == 1);
   pump->Release();
 }
 
@@ -179,9 +222,9 @@ TEST_CASE("GetMetrics refuses a null pointer and a struct smaller than its first
   CHECK(metrics->GetMetrics(nullptr) == E_POINTER);
   iocm_metrics m{};
   m.struct_size = sizeof m - 8;
-  m.accepted = 12345;
+  m.accepted[IOCM_KIND_READ] = 12345;
   CHECK(metrics->GetMetrics(&m) == E_INVALIDARG);
-  CHECK(m.accepted == 12345);  // untouched
+  CHECK(m.accepted[IOCM_KIND_READ] == 12345);  // untouched
   // The same object answers every interface.
   void* unknown = nullptr;
   REQUIRE(metrics->QueryInterface(IID_IHostIoCompletionManager, &unknown) == S_OK);
@@ -206,7 +249,8 @@ TEST_CASE("iocm::engine::metrics gives the same counts") {
     m = e.metrics();
   }
   CHECK(m.struct_size == sizeof m);
-  CHECK(m.accepted_posts == 5);
+  CHECK(m.accepted[IOCM_KIND_POST] == 5);
+  CHECK(accepted_total(m) == 5);
   CHECK(m.completed[IOCM_KIND_POST] == 5);
   CHECK(h.done.load() == 5);
 }

@@ -150,10 +150,12 @@ enum iocm_config_flags {
   IOCM_INLINE_ALL = 1u << 4,
 };
 
-/// Indexes of iocm_metrics::started and iocm_metrics::completed: the kind of
-/// operation, or a Post; for completed, IOCM_KIND_ABORTED counts whatever
-/// completed with ERROR_OPERATION_ABORTED, whatever its kind, and the
-/// others only what did not.
+/// Indexes of iocm_metrics::accepted and iocm_metrics::completed: the kind
+/// of operation, or a Post. For completed, IOCM_KIND_ABORTED counts the
+/// operations the engine completed with ERROR_OPERATION_ABORTED (a cancel,
+/// a closing port, an interrupted call), whatever their kind, and the others
+/// only what did not; a Post counts as a Post, whatever error it carries.
+/// Nothing is accepted as IOCM_KIND_ABORTED.
 enum iocm_metric_kind {
   IOCM_KIND_READ = 0,
   IOCM_KIND_WRITE = 1,
@@ -193,13 +195,12 @@ enum { IOCM_HARVEST_BUCKETS = 8 };
 /// taken at the same instant. C layout; struct_size lets later versions add
 /// fields at the end.
 typedef struct iocm_metrics {
-  uint32_t struct_size;                 ///< set by the caller: sizeof(iocm_metrics)
-  uint32_t pollers;                     ///< poller threads (or the pumped engine's one poller)
-  uint32_t notifiers;                   ///< notifier threads alive now
-  uint32_t parked;                      ///< notifiers asleep now
-  uint64_t accepted;                    ///< operations and Posts accepted (IOCM_E_IO_PENDING)
-  uint64_t accepted_posts;              ///< of them, Posts
-  uint64_t started[IOCM_METRIC_KINDS];  ///< operations a poller took to the kernel, by kind
+  uint32_t struct_size;  ///< set by the caller: sizeof(iocm_metrics)
+  uint32_t pollers;      ///< poller threads (or the pumped engine's one poller)
+  uint32_t notifiers;    ///< notifier threads alive now
+  uint32_t parked;       ///< notifiers asleep now
+  uint64_t
+      accepted[IOCM_METRIC_KINDS];  ///< operations and Posts answered IOCM_E_IO_PENDING, by kind
   uint64_t
       completed[IOCM_METRIC_KINDS];  ///< OnComplete calls, by kind (IOCM_KIND_ABORTED: aborted)
   uint64_t delivered_inline;         ///< OnComplete calls on a poller's own thread
@@ -208,9 +209,10 @@ typedef struct iocm_metrics {
   uint64_t harvests;                 ///< batches of completions pollers took from the kernel
   uint64_t harvest_sizes[IOCM_HARVEST_BUCKETS];  ///< harvests by size (IOCM_HARVEST_BUCKETS)
   uint64_t queue_high_water;  ///< most records a poller saw in its queue lane after publishing
-                              ///< (every 16th publish sampled)
+                              ///< with no notifier asleep (every 16th time sampled)
   uint64_t wakeups_sent;      ///< sleeping notifiers woken
-  uint64_t wakeups_avoided;   ///< times a poller published records and no notifier slept
+  uint64_t wakeups_avoided;   ///< times a poller published records for the notifiers and none
+                              ///< slept (a pumped engine has none to wake: 0)
   uint64_t kernel_refusals[IOCM_REFUSAL_KINDS];  ///< by iocm_refusal_kind
   uint64_t
       ring_takeovers;  ///< times another thread drove a poller's ring while it was in OnComplete
