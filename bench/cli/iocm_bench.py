@@ -466,14 +466,20 @@ IOCM_COLOUR = "#000000"
 # Eighteen colours apart from black and from each other on white (mostly
 # Okabe-Ito's and Tol's), in an order where each is far from the ones just
 # before it. The implementations that several figures share keep one
-# colour each (liburing_raw is the same blue everywhere); the others take,
-# in the order they are drawn, the next colour nobody in the figure has.
+# colour each (liburing_raw is the same blue everywhere); the others (the
+# queue figure's) take, in the order they are drawn, the next colour nobody
+# in the figure has.
 PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#332288",
            "#999933", "#882255", "#ee3377", "#44aa99", "#aa4499", "#8c564b", "#888888",
            "#117733", "#ddaa33", "#6699cc", "#e31a1c"]
+# Every engine-side implementation has its colour here, so that it looks the
+# same in every figure; two share one only when no figure shows both
+# (libuv and iocm_parked, pread and iocm_ahead_all).
 FIXED_COLOURS = {"liburing_raw": 0, "libuv": 1, "asio": 2, "dotnet_style": 3, "nginx": 4,
                  "iocm_epoll": 5, "iocm_pumped": 6, "asio_uring": 7, "fio": 8,
-                 "iocm_handoff": 11, "pread": 12, "futex_floor": 13}
+                 "iocm_cont": 9, "iocm_cont_handoff": 10, "iocm_handoff": 11, "pread": 12,
+                 "futex_floor": 13, "iocm_ahead_fixed": 14, "iocm_sync": 16, "iocm_ahead": 17,
+                 "iocm_parked": 1, "iocm_ahead_all": 12}
 # gnuplot's point types, iocm's first: a filled circle.
 POINTS = [7, 5, 9, 11, 13, 4, 6, 8, 10, 12, 14, 1, 2, 3]
 
