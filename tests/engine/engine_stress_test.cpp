@@ -59,7 +59,11 @@ struct ledger_runtime final : ICLRIoCompletionManager {
 
 namespace {
 
-void run_ledger(const char* name, const iocm_config& c, int threads, int per_thread, int window) {
+/// `pairs`: socket pairs bound to the port (Bind spreads handles over the
+/// pollers round-robin, so 2 x pairs handles reach that many pollers); nops
+/// go to all of them in turn.
+void run_ledger(const char* name, const iocm_config& c, int threads, int per_thread, int window,
+                int pairs = 1) {
   op_ledger book(static_cast<std::size_t>(threads) * per_thread);
   ledger_runtime rt;
   rt.book = &book;
@@ -68,10 +72,15 @@ void run_ledger(const char* name, const iocm_config& c, int threads, int per_thr
   REQUIRE(m->SetCLRIoCompletionManager(&rt) == S_OK);
   HANDLE port = nullptr;
   REQUIRE(m->CreateIoCompletionPort(&port) == S_OK);
-  int sv[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-  REQUIRE(m->Bind(port, as_handle(sv[0])) == S_OK);
-  REQUIRE(m->Bind(port, as_handle(sv[1])) == S_OK);  // handles land on both pollers
+  std::vector<int> fds;
+  for (int i = 0; i < pairs; ++i) {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    for (const int fd : sv) {
+      fds.push_back(fd);
+      REQUIRE(m->Bind(port, as_handle(fd)) == S_OK);  // the next poller's
+    }
+  }
 
   // A pumped engine: one more thread of the test's own does all delivery.
   std::atomic<bool> stop_pumping{false};
@@ -111,7 +120,7 @@ void run_ledger(const char* name, const iocm_config& c, int threads, int per_thr
         for (int tries = 0;; ++tries) {
           hr = (s.id & 1) == 0 ? io->Post(port, static_cast<DWORD>(s.id % 1000),
                                           static_cast<DWORD>(s.id), &s.ov)
-                               : io->Nop(as_handle(sv[t % 2]), &s.ov);
+                               : io->Nop(as_handle(fds[(t + i / 2) % fds.size()]), &s.ov);
           if (hr != HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES) || tries == 100) break;
           saturated.fetch_add(1, std::memory_order_relaxed);
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -139,8 +148,7 @@ void run_ledger(const char* name, const iocm_config& c, int threads, int per_thr
   CHECK(book.count().accepted == book.size());  // every id was used
   io.reset();
   m.reset();
-  ::close(sv[0]);
-  ::close(sv[1]);
+  for (const int fd : fds) ::close(fd);
 }
 
 }  // namespace
@@ -167,4 +175,15 @@ TEST_CASE("a pumped engine: 3 threads submit, one pumps; nothing lost") {
   c.pollers = 1;
   c.flags = IOCM_PUMPED;
   run_ledger("engine stress: pumped, 3 submitters and a pump", c, 3, 60000 / scale, 128);
+}
+
+TEST_CASE("128 pollers on a described 2 x 64-core machine, on whatever CPUs are here") {
+  // The engine a 128-core host would start: a poller per core, two shards,
+  // notifiers for every CPU the description has (2 x 128), most of them
+  // unpinned here. Nops reach every poller; nothing is lost.
+  iocm_config c = small_config();
+  c.topology = "synthetic:pack:2 numa:1 core:64 pu:1";
+  c.pollers = 128;
+  c.max_threads = 0;  // 2 x the described CPUs
+  run_ledger("engine stress: 128 pollers on 2 x 64 described cores", c, 4, 40000 / scale, 64, 64);
 }
