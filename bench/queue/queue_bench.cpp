@@ -249,6 +249,49 @@ void bm_single_thread(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+/// queue_scale/empty_poll/lanes_<n>/<impl>: one dequeue attempt on an empty
+/// queue whose `lanes` producers have each enqueued once (every lane was
+/// used, then drained). One thread, so every line is in its cache: the
+/// lower bound of an idle consumer's poll, and how it grows with the lanes
+/// it scans (docs/SCALE.md). Not part of iocm-bench's queue suite.
+template <class Q>
+void bm_empty_poll(benchmark::State& state, std::size_t lanes) {
+  pin_to(0);
+  Q q(64 * lanes, lanes, 1);  // 64 records a lane
+  std::vector<typename Q::producer> producers;
+  producers.reserve(lanes);
+  for (std::size_t i = 0; i < lanes; ++i) producers.push_back(q.make_producer());
+  auto c = q.make_consumer();
+  std::size_t taken = 0;
+  for (std::size_t i = 0; i < lanes; ++i)
+    if (!q.push(producers[i], make_item(static_cast<std::uint32_t>(i), 0))) {
+      state.SkipWithError("a lane refused its one record");
+      return;
+    }
+  completion x{};
+  while (q.pop(c, x)) ++taken;
+  if (taken != lanes) {
+    state.SkipWithError("the records put in did not all come out");
+    return;
+  }
+  std::size_t found = 0;
+  for (auto _ : state) {
+    found += q.pop(c, x) ? 1 : 0;
+    benchmark::DoNotOptimize(x);
+  }
+  if (found != 0) state.SkipWithError("an empty queue gave a record");
+  state.SetItemsProcessed(state.iterations());
+}
+
+template <class Q>
+void register_empty_polls() {
+  for (const std::size_t lanes : {1, 8, 64, 256})
+    benchmark::RegisterBenchmark(
+        ("queue_scale/empty_poll/lanes_" + std::to_string(lanes) + "/" + Q::name).c_str(),
+        [lanes](benchmark::State& s) { bm_empty_poll<Q>(s, lanes); })
+        ->MinTime(0.1);
+}
+
 template <class Q>
 void register_impl(bool bulk_only = false) {
   const std::string impl = Q::name;
@@ -291,6 +334,9 @@ int main(int argc, char** argv) {
   register_impl<boost_lockfree>();
   register_impl<tbb_bounded>();
   register_impl<mutex_ring>();
+  register_empty_polls<iocm_lanes>();
+  register_empty_polls<iocm_sharded<2>>();
+  register_empty_polls<moodycamel_tokens>();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
