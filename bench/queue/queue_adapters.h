@@ -8,11 +8,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <mutex>
 #include <utility>
 #include <vector>
 
+#include <concurrentqueue/blockingconcurrentqueue.h>
 #include <concurrentqueue/concurrentqueue.h>
 #include <tbb/concurrent_queue.h>
 #include <boost/lockfree/queue.hpp>
@@ -22,6 +24,7 @@
 #include <atomic_queue/atomic_queue.h>
 #endif
 
+#include "iocm/blocking_queue.h"
 #include "iocm/completion.h"
 #include "iocm/mpmc_queue.h"
 #include "iocm/sharded_queue.h"
@@ -161,6 +164,62 @@ struct moodycamel_bulk : moodycamel_tokens {
   std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
     return q.try_dequeue_bulk(c.t, xs, n);
   }
+};
+
+/// The blocking faces (queue/blocking_*): consumers that find the queue
+/// empty wait, spinning briefly and then asleep, until a producer wakes
+/// them or 10 ms pass (then the harness asks again). Both are named after
+/// their non-blocking selves, the only two in those scenarios.
+struct iocm_blocking {
+  static constexpr const char* name = "iocm";
+  using queue = iocm::blocking_mpmc_queue<completion>;
+  struct producer {
+    queue::producer_token t;
+  };
+  struct consumer {
+    queue::consumer_token t;
+  };
+  iocm_blocking(std::size_t capacity, std::size_t producers, std::size_t)
+      : q(iocm_lanes::options(capacity, producers)) {}
+  producer make_producer() { return {q.make_producer()}; }
+  consumer make_consumer() { return {q.make_consumer()}; }
+  bool push(producer& p, const completion& x) { return q.try_enqueue(p.t, x); }
+  std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
+    return q.try_enqueue_bulk(p.t, xs, n);
+  }
+  bool pop(consumer& c, completion& x) {
+    return q.wait_dequeue(c.t, x, std::chrono::milliseconds(10));
+  }
+  std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
+    return q.wait_dequeue_bulk(c.t, xs, n, std::chrono::milliseconds(10));
+  }
+  queue q;
+};
+
+/// moodycamel::BlockingConcurrentQueue (a semaphore counts the records),
+/// with tokens.
+struct moodycamel_blocking {
+  static constexpr const char* name = "moodycamel";
+  using queue = moodycamel::BlockingConcurrentQueue<completion>;
+  struct producer {
+    moodycamel::ProducerToken t;
+  };
+  struct consumer {
+    moodycamel::ConsumerToken t;
+  };
+  moodycamel_blocking(std::size_t capacity, std::size_t producers, std::size_t)
+      : q(capacity, producers, 0) {}
+  producer make_producer() { return {moodycamel::ProducerToken(q)}; }
+  consumer make_consumer() { return {moodycamel::ConsumerToken(q)}; }
+  bool push(producer& p, const completion& x) { return q.enqueue(p.t, x); }
+  std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
+    return q.enqueue_bulk(p.t, xs, n) ? n : 0;
+  }
+  bool pop(consumer& c, completion& x) { return q.wait_dequeue_timed(c.t, x, 10'000); }
+  std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
+    return q.wait_dequeue_bulk_timed(c.t, xs, n, 10'000);
+  }
+  queue q;
 };
 
 #if IOCM_HAVE_ATOMIC_QUEUE

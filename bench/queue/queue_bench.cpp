@@ -8,6 +8,7 @@
 #include <benchmark/benchmark.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -46,6 +47,14 @@ void pin_to(std::size_t index) {
   CPU_ZERO(&set);
   CPU_SET(cpus[index % cpus.size()], &set);
   pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/// User and system CPU time of the whole process so far, in seconds.
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
 completion make_item(std::uint32_t producer, std::uint32_t seq) {
@@ -168,8 +177,11 @@ void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t con
   const std::uint32_t per_producer =
       static_cast<std::uint32_t>((producers + consumers > 2 ? (1u << 18) : (1u << 20)) / producers);
   std::uint64_t items = 0;
+  double cpu_seconds = 0;
   for (auto _ : state) {
+    const double cpu_before = process_cpu_seconds();
     const transfer_result r = transfer<Q>(producers, consumers, per_producer, batch);
+    cpu_seconds += process_cpu_seconds() - cpu_before;
     if (!r.ok) {
       state.SkipWithError(r.error.c_str());
       return;
@@ -178,6 +190,8 @@ void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t con
     items += std::uint64_t{per_producer} * producers;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(items));
+  // CPU time of every thread (spinning or asleep) per record carried.
+  state.counters["cpu_ns_per_item"] = items ? cpu_seconds * 1e9 / static_cast<double>(items) : 0;
 }
 
 /// Round trip through two queues: A pushes into q1 and waits for the echo
@@ -292,6 +306,23 @@ void register_empty_polls() {
         ->MinTime(0.1);
 }
 
+/// queue/blocking_<scenario>/<impl>: consumers that wait instead of
+/// spinning (iocm::blocking_mpmc_queue, moodycamel's BlockingConcurrentQueue).
+template <class Q>
+void register_blocking() {
+  const std::string impl = Q::name;
+  auto transfer_case = [&](const char* scenario, std::size_t p, std::size_t c, std::size_t b) {
+    benchmark::RegisterBenchmark(("queue/" + std::string(scenario) + "/" + impl).c_str(),
+                                 [p, c, b](benchmark::State& s) { bm_transfer<Q>(s, p, c, b); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(0.15);
+  };
+  transfer_case("blocking_spsc", 1, 1, 1);
+  transfer_case("blocking_4x4", 4, 4, 1);
+  transfer_case("blocking_8x8", 8, 8, 1);
+}
+
 template <class Q>
 void register_impl(bool bulk_only = false) {
   const std::string impl = Q::name;
@@ -308,6 +339,10 @@ void register_impl(bool bulk_only = false) {
   transfer_case("mpsc_2x1", 2, 1, 1);
   transfer_case("mpmc_2x2", 2, 2, 1);
   transfer_case("mpmc_4x4", 4, 4, 1);
+  // More threads than this machine's CPUs, 4 and 8 times over: a preempted
+  // thread holding a claimed slot stalls whoever waits on it.
+  transfer_case("mpmc_8x8", 8, 8, 1);
+  transfer_case("mpmc_16x16", 16, 16, 1);
   benchmark::RegisterBenchmark(("queue/pingpong/" + impl).c_str(), bm_pingpong<Q>)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
@@ -334,6 +369,8 @@ int main(int argc, char** argv) {
   register_impl<boost_lockfree>();
   register_impl<tbb_bounded>();
   register_impl<mutex_ring>();
+  register_blocking<iocm_blocking>();
+  register_blocking<moodycamel_blocking>();
   register_empty_polls<iocm_lanes>();
   register_empty_polls<iocm_sharded<2>>();
   register_empty_polls<moodycamel_tokens>();

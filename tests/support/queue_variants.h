@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <memory>
 
+#include <chrono>
+
+#include "iocm/blocking_queue.h"
 #include "iocm/mpmc_queue.h"
 #include "iocm/sharded_queue.h"
 
@@ -95,7 +98,38 @@ struct sharded_variant {
   queue_type q;
 };
 
+/// blocking_mpmc_queue, each producer holding a token; consumers wait up to
+/// a millisecond (a wait that times out dequeues nothing, and the caller
+/// comes back), after 8 polls, so that they really sleep and are woken.
+template <class T>
+struct blocking_variant {
+  static constexpr const char* name = "blocking";
+  using queue_type = iocm::blocking_mpmc_queue<T>;
+  struct producer {
+    typename queue_type::producer_token token;
+  };
+  struct consumer {
+    typename queue_type::consumer_token token;
+  };
+
+  blocking_variant(std::size_t capacity, std::size_t producers, std::uint64_t first_position = 0)
+      : q(lanes_variant<T>::make_options(capacity, producers, first_position), 8) {}
+  producer make_producer(std::size_t) { return {q.make_producer()}; }
+  consumer make_consumer(std::size_t) { return {q.make_consumer()}; }
+  std::size_t enqueue(producer& p, const T* items, std::size_t n) {
+    return q.try_enqueue_bulk(p.token, items, n);
+  }
+  std::size_t dequeue(consumer& c, T* out, std::size_t n) {
+    return q.wait_dequeue_bulk(c.token, out, n, std::chrono::milliseconds(1));
+  }
+  std::size_t capacity_per_producer() const { return q.queue().capacity(); }
+  std::size_t size_approx() const { return q.queue().size_approx(); }
+  queue_type q;
+};
+
 }  // namespace iocm_test
 
 #define IOCM_QUEUE_VARIANTS(T) \
   iocm_test::lanes_variant<T>, iocm_test::shared_variant<T>, iocm_test::sharded_variant<T>
+/// The stress tests' variants: the above, and the blocking face.
+#define IOCM_QUEUE_STRESS_VARIANTS(T) IOCM_QUEUE_VARIANTS(T), iocm_test::blocking_variant<T>
