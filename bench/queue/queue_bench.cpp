@@ -306,43 +306,38 @@ void register_empty_polls() {
         ->MinTime(0.1);
 }
 
+/// queue/<scenario>/<Q::name>: `p` producers to `c` consumers in batches of `b`.
+template <class Q>
+void transfer_case(const char* scenario, std::size_t p, std::size_t c, std::size_t b) {
+  benchmark::RegisterBenchmark(("queue/" + std::string(scenario) + "/" + Q::name).c_str(),
+                               [p, c, b](benchmark::State& s) { bm_transfer<Q>(s, p, c, b); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->MinTime(0.15);
+}
+
 /// queue/blocking_<scenario>/<impl>: consumers that wait instead of
 /// spinning (iocm::blocking_mpmc_queue, moodycamel's BlockingConcurrentQueue).
 template <class Q>
 void register_blocking() {
-  const std::string impl = Q::name;
-  auto transfer_case = [&](const char* scenario, std::size_t p, std::size_t c, std::size_t b) {
-    benchmark::RegisterBenchmark(("queue/" + std::string(scenario) + "/" + impl).c_str(),
-                                 [p, c, b](benchmark::State& s) { bm_transfer<Q>(s, p, c, b); })
-        ->UseManualTime()
-        ->Unit(benchmark::kMillisecond)
-        ->MinTime(0.15);
-  };
-  transfer_case("blocking_spsc", 1, 1, 1);
-  transfer_case("blocking_4x4", 4, 4, 1);
-  transfer_case("blocking_8x8", 8, 8, 1);
+  transfer_case<Q>("blocking_spsc", 1, 1, 1);
+  transfer_case<Q>("blocking_4x4", 4, 4, 1);
+  transfer_case<Q>("blocking_8x8", 8, 8, 1);
 }
 
 template <class Q>
 void register_impl(bool bulk_only = false) {
   const std::string impl = Q::name;
-  auto transfer_case = [&](const char* scenario, std::size_t p, std::size_t c, std::size_t b) {
-    benchmark::RegisterBenchmark(("queue/" + std::string(scenario) + "/" + impl).c_str(),
-                                 [p, c, b](benchmark::State& s) { bm_transfer<Q>(s, p, c, b); })
-        ->UseManualTime()
-        ->Unit(benchmark::kMillisecond)
-        ->MinTime(0.15);
-  };
-  transfer_case("spsc_bulk32", 1, 1, 32);
+  transfer_case<Q>("spsc_bulk32", 1, 1, 32);
   if (bulk_only) return;
-  transfer_case("spsc_single", 1, 1, 1);
-  transfer_case("mpsc_2x1", 2, 1, 1);
-  transfer_case("mpmc_2x2", 2, 2, 1);
-  transfer_case("mpmc_4x4", 4, 4, 1);
+  transfer_case<Q>("spsc_single", 1, 1, 1);
+  transfer_case<Q>("mpsc_2x1", 2, 1, 1);
+  transfer_case<Q>("mpmc_2x2", 2, 2, 1);
+  transfer_case<Q>("mpmc_4x4", 4, 4, 1);
   // More threads than this machine's CPUs, 4 and 8 times over: a preempted
   // thread holding a claimed slot stalls whoever waits on it.
-  transfer_case("mpmc_8x8", 8, 8, 1);
-  transfer_case("mpmc_16x16", 16, 16, 1);
+  transfer_case<Q>("mpmc_8x8", 8, 8, 1);
+  transfer_case<Q>("mpmc_16x16", 16, 16, 1);
   benchmark::RegisterBenchmark(("queue/pingpong/" + impl).c_str(), bm_pingpong<Q>)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
