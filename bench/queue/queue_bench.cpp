@@ -68,6 +68,9 @@ struct transfer_result {
   double seconds;
   bool ok;
   std::string error;
+  // What the threads waited on: pushes refused (the queue full) and pops
+  // that found nothing, in all; yields among the backoffs they took.
+  std::uint64_t full = 0, empty = 0, yields = 0;
 };
 
 /// Moves per_producer records from each producer to the consumers, in
@@ -83,6 +86,7 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
   std::atomic<std::size_t> ready{0};
   std::atomic<bool> go{false};
   std::vector<std::uint64_t> got(consumers, 0), sums(consumers, 0);
+  std::atomic<std::uint64_t> full{0}, empty{0}, yields{0};
   std::vector<clock_type::time_point> finished(consumers);
   std::vector<std::thread> threads;
   const std::size_t n_threads = producers + consumers;
@@ -98,6 +102,7 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
       auto handle = q.make_producer();
       std::vector<completion> buf(batch);
       iocm::detail::backoff wait;
+      std::uint64_t refused = 0, yielded = 0;
       wait_for_start();
       for (std::uint32_t seq = 0; seq < per_producer;) {
         const std::size_t n = std::min<std::size_t>(batch, per_producer - seq);
@@ -110,13 +115,16 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
           put = q.push_bulk(handle, buf.data(), n);
         }
         if (put == 0) {
-          wait.pause();
+          ++refused;
+          yielded += wait.pause() ? 1 : 0;
           continue;
         }
         wait.reset();
         // A partial bulk push: the rest goes again with the next batch.
         seq += static_cast<std::uint32_t>(put);
       }
+      full.fetch_add(refused);
+      yields.fetch_add(yielded);
     });
   }
   for (std::size_t c = 0; c < consumers; ++c) {
@@ -125,7 +133,7 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
       auto handle = q.make_consumer();
       std::vector<completion> buf(batch);
       iocm::detail::backoff wait;
-      std::uint64_t count = 0, sum = 0;
+      std::uint64_t count = 0, sum = 0, missed = 0, yielded = 0;
       wait_for_start();
       while (count < quota[c]) {
         std::size_t n;
@@ -135,7 +143,8 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
           n = q.pop_bulk(handle, buf.data(), std::min<std::uint64_t>(batch, quota[c] - count));
         }
         if (n == 0) {
-          wait.pause();
+          ++missed;
+          yielded += wait.pause() ? 1 : 0;
           continue;
         }
         wait.reset();
@@ -145,6 +154,8 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
       finished[c] = clock_type::now();
       got[c] = count;
       sums[c] = sum;
+      empty.fetch_add(missed);
+      yields.fetch_add(yielded);
     });
   }
   while (ready.load(std::memory_order_acquire) != n_threads) std::this_thread::yield();
@@ -161,7 +172,12 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
   }
   for (std::uint32_t p = 0; p < producers; ++p)
     for (std::uint32_t s = 0; s < per_producer; ++s) expected_sum += item_sum(make_item(p, s));
-  transfer_result r{std::chrono::duration<double>(end - start).count(), true, {}};
+  transfer_result r{std::chrono::duration<double>(end - start).count(),
+                    true,
+                    {},
+                    full.load(),
+                    empty.load(),
+                    yields.load()};
   if (count != total || sum != expected_sum) {
     r.ok = false;
     r.error = "carried " + std::to_string(count) + " of " + std::to_string(total) +
@@ -176,7 +192,7 @@ void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t con
   // Oversubscribed runs switch threads more; fewer records keep them short.
   const std::uint32_t per_producer =
       static_cast<std::uint32_t>((producers + consumers > 2 ? (1u << 18) : (1u << 20)) / producers);
-  std::uint64_t items = 0;
+  std::uint64_t items = 0, full = 0, empty = 0, yields = 0;
   double cpu_seconds = 0;
   for (auto _ : state) {
     const double cpu_before = process_cpu_seconds();
@@ -188,10 +204,19 @@ void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t con
     }
     state.SetIterationTime(r.seconds);
     items += std::uint64_t{per_producer} * producers;
+    full += r.full;
+    empty += r.empty;
+    yields += r.yields;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(items));
   // CPU time of every thread (spinning or asleep) per record carried.
-  state.counters["cpu_ns_per_item"] = items ? cpu_seconds * 1e9 / static_cast<double>(items) : 0;
+  const auto per_item = [&](double v) { return items ? v / static_cast<double>(items) : 0; };
+  state.counters["cpu_ns_per_item"] = per_item(cpu_seconds * 1e9);
+  // Why a run was slow: per record carried, the pushes the queue refused
+  // (full), the pops that found nothing, and the yields waiting took.
+  state.counters["full_per_item"] = per_item(static_cast<double>(full));
+  state.counters["empty_per_item"] = per_item(static_cast<double>(empty));
+  state.counters["yields_per_item"] = per_item(static_cast<double>(yields));
 }
 
 /// Round trip through two queues: A pushes into q1 and waits for the echo

@@ -20,13 +20,15 @@ inline void cpu_relax() noexcept {
 /// thread we wait for may need this very core to make progress.
 class backoff {
  public:
-  void pause() noexcept {
+  /// True when it gave the core away (a yield), false when it spun.
+  bool pause() noexcept {
     if (spins_ < spin_limit) {
       for (unsigned i = 0; i < (1u << spins_); ++i) cpu_relax();
       ++spins_;
-    } else {
-      std::this_thread::yield();
+      return false;
     }
+    std::this_thread::yield();
+    return true;
   }
   void reset() noexcept { spins_ = 0; }
 
