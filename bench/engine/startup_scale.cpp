@@ -136,16 +136,19 @@ int main(int argc, char** argv) {
         "| pollers | notifiers | threads | start ms | stop ms | RSS MiB | KiB per added poller |\n"
         "|---:|---:|---:|---:|---:|---:|---:|\n",
         topology.c_str(), rounds);
+  auto config_for = [&](unsigned n) {
+    iocm_config c;
+    iocm_config_init(&c);
+    c.topology = topology.c_str();
+    c.pollers = n;
+    c.log = [](void*, std::uint32_t, const char*) {};  // the placement warning, once per engine
+    return c;
+  };
   {
     // One engine first, not counted: the process's own first allocations
     // (malloc's arenas, hwloc's topology) would land on the first row.
-    iocm_config warm;
-    iocm_config_init(&warm);
-    warm.topology = topology.c_str();
-    warm.pollers = pollers.front();
-    warm.log = [](void*, std::uint32_t, const char*) {};
     try {
-      (void)measure(warm);
+      (void)measure(config_for(pollers.front()));
     } catch (const std::exception& ex) {
       std::fprintf(stderr, "iocm-startup-scale: %s\n", ex.what());
       return 1;
@@ -153,11 +156,7 @@ int main(int argc, char** argv) {
   }
   double last_rss = 0;
   for (std::size_t k = 0; k < pollers.size(); ++k) {
-    iocm_config c;
-    iocm_config_init(&c);
-    c.topology = topology.c_str();
-    c.pollers = pollers[k];
-    c.log = [](void*, std::uint32_t, const char*) {};  // the placement warning, once per engine
+    const iocm_config c = config_for(pollers[k]);
     std::vector<sample> runs;
     try {
       for (int r = 0; r < rounds; ++r) runs.push_back(measure(c));

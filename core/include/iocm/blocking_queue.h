@@ -116,12 +116,13 @@ class blocking_mpmc_queue {
   std::size_t wait(consumer_token& c, T* out, std::size_t max, std::int64_t timeout_ns) noexcept {
     if (max == 0) return 0;
     if (const std::size_t n = q_.try_dequeue_bulk(c, out, max); n != 0 || timeout_ns == 0) return n;
+    // From here: the polls count against the timeout too.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
     detail::backoff pause;
     for (unsigned i = 0; i < spin_polls_; ++i) {
       pause.pause();
       if (const std::size_t n = q_.try_dequeue_bulk(c, out, max); n != 0) return n;
     }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
     for (;;) {
       const std::uint32_t seen = epoch_.load(std::memory_order_acquire);
       // (B2) pairs with (B1): we count ourselves a sleeper before we look at
