@@ -57,7 +57,7 @@ HRESULT bindings::unbind(HANDLE handle) noexcept {
   poller_request request;
   request.fd = fd;
   binding b;
-  for (int i = 0;; ++i) {
+  for (room_wait wait;;) {
     {
       std::lock_guard lock(ports_.mutex());
       const std::uint64_t word = handles_.lookup(fd);
@@ -76,7 +76,7 @@ HRESULT bindings::unbind(HANDLE handle) noexcept {
     }
     // The inbox is full: wait for room without the bind lock, which a
     // pump's OnComplete may want (a pumped engine's pump empties it).
-    if (i == full_inbox_retries) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
+    if (!wait.again()) return HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES);
     waits_.wait_for_inbox();
   }
   // Wait until the kernel has the cancel: it finds the descriptor by number

@@ -380,10 +380,10 @@ std::uint32_t engine_core::pollers_in_callback() const noexcept {
 }
 
 bool engine_core::queue_request_waiting(poller& p, inbox_item item) noexcept {
-  for (int i = 0;; ++i) {
+  for (room_wait wait;;) {
     wait_for_inbox();
     if (p.submit(item)) return true;
-    if (i == full_inbox_retries) return false;
+    if (!wait.again()) return false;
   }
 }
 
@@ -404,10 +404,10 @@ HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov)
   // Into the shard of the node the caller runs on: its notifiers are the
   // ones whose caches are nearest.
   const std::size_t shard = queue_.shard_count() == 1 ? 0 : plan_.shard_for_cpu(os::current_cpu());
-  for (int i = 0; queue_.try_enqueue_bulk(shard, &record, 1) != 1; ++i) {
+  for (room_wait wait; queue_.try_enqueue_bulk(shard, &record, 1) != 1;) {
     // A full queue drains only by delivery: in a pumped engine, only if
     // another thread is pumping now.
-    if (i == full_inbox_retries || (pump_ != nullptr && !pump_->owned_elsewhere()))
+    if (!wait.again() || (pump_ != nullptr && !pump_->owned_elsewhere()))
       return ports_.withdraw(slot, counter, op_kind::post, *op);
     notifiers_.idle().wake_one(shard);
     std::this_thread::yield();

@@ -125,8 +125,8 @@ class engine_core final : engine_waits {
 
   /// The refusals every operation shares: null, misaligned, no runtime yet.
   HRESULT check_overlapped(OVERLAPPED* ov) const noexcept;
-  /// Puts `item` in p's inbox, waiting for room up to full_inbox_retries
-  /// times; false when it stayed full. The first try is inline: it is every
+  /// Puts `item` in p's inbox, waiting for room up to room_wait_limit;
+  /// false when it stayed full. The first try is inline: it is every
   /// submission's path.
   bool queue_request(poller& p, inbox_item item) noexcept {
     return p.submit(item) || queue_request_waiting(p, item);

@@ -8,15 +8,36 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <thread>
 
 #include "iocm/detail/backoff.h"
 
 namespace iocm::detail {
 
-/// How often a thread waits for room in a full inbox or queue before its
+/// How long a thread waits for room in a full inbox or queue before its
 /// request is refused (ERROR_NO_SYSTEM_RESOURCES: the engine is saturated).
-inline constexpr int full_inbox_retries = 1 << 14;
+/// Time, not a count of tries: how long a yield lasts depends on how many
+/// threads share the cores, and a busy machine must not turn a slow engine
+/// into a refusing one.
+inline constexpr std::chrono::milliseconds room_wait_limit{1000};
+
+/// The clock of one wait for room: again() after each try that found none.
+class room_wait {
+ public:
+  /// False once the wait has lasted room_wait_limit. Reads the clock on the
+  /// first call and every 64th after it: a try costs far less than that.
+  bool again() noexcept {
+    if ((tries_++ & 63) != 0) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (tries_ == 1) since_ = now;
+    return now - since_ < room_wait_limit;
+  }
+
+ private:
+  std::uint32_t tries_ = 0;
+  std::chrono::steady_clock::time_point since_;
+};
 
 class engine_waits {
  public:
