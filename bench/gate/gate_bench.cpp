@@ -37,6 +37,7 @@ using iocm::completion;
 using iocm_gate::slowdown;
 using iocm_gate::weigh;
 using queue = iocm::mpmc_queue<completion>;
+using summarized = iocm::mpmc_queue<completion, std::atomic, iocm::lane_summary::on>;
 using sharded = iocm::sharded_queue<queue>;
 
 // The engine's batch: what a poller publishes per harvest and a notifier
@@ -94,8 +95,9 @@ iocm::queue_options options(std::size_t producer_lanes) {
 
 // One record in and out through tokens: a poller's single publish and a
 // notifier's take.
+template <class Queue = queue>
 outcome pair_token(std::uint64_t iterations, std::uint64_t& first, std::uint64_t& per) {
-  queue q(options(1));
+  Queue q(options(1));
   auto producer = q.make_producer();
   auto consumer = q.make_consumer();
   first = 2 * capacity;
@@ -147,8 +149,9 @@ outcome batch_through(Queue& q, Producer& producer, Consumer& consumer, std::uin
   });
 }
 
+template <class Queue = queue>
 outcome bulk_token(std::uint64_t iterations, std::uint64_t& first, std::uint64_t& per) {
-  queue q(options(1));
+  Queue q(options(1));
   auto producer = q.make_producer();
   auto consumer = q.make_consumer();
   return batch_through(q, producer, consumer, iterations, first, per);
@@ -183,9 +186,14 @@ struct case_def {
 };
 
 constexpr case_def cases[] = {
-    {"gate/pair/iocm", "one record in and out through producer and consumer tokens", pair_token},
+    {"gate/pair/iocm", "one record in and out through producer and consumer tokens",
+     pair_token<>},
+    {"gate/pair/iocm_summary", "the same on a queue with a summary of its non-empty lanes",
+     pair_token<summarized>},
     {"gate/pair/iocm_shared", "one record in and out of the shared (tokenless) lane", pair_shared},
-    {"gate/bulk32/iocm", "32 records in through a token, out in one bulk dequeue", bulk_token},
+    {"gate/bulk32/iocm", "32 records in through a token, out in one bulk dequeue", bulk_token<>},
+    {"gate/bulk32/iocm_summary", "the same on a queue with a summary of its non-empty lanes",
+     bulk_token<summarized>},
     {"gate/harvest32/iocm_sharded1",
      "a poller's harvested batch of 32 into a one-shard queue, a notifier's take",
      [](std::uint64_t n, std::uint64_t& f, std::uint64_t& p) { return harvest(1, 0, n, f, p); }},

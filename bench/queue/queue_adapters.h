@@ -74,20 +74,26 @@ struct iocm_tokens {
   Q q;
 };
 
-/// iocm::mpmc_queue, a producer token (lane) per producer thread.
-struct iocm_lanes : iocm_tokens<iocm::mpmc_queue<completion>> {
-  static constexpr const char* name = "iocm";
+/// iocm::mpmc_queue, a producer token (lane) per producer thread; with
+/// lane_summary::on ("iocm_summary"), the queue that keeps a summary of its
+/// non-empty lanes, so that an empty poll does not read every lane.
+template <iocm::lane_summary Summary>
+struct iocm_lanes_of : iocm_tokens<iocm::mpmc_queue<completion, std::atomic, Summary>> {
+  static constexpr const char* name = Summary == iocm::lane_summary::on ? "iocm_summary" : "iocm";
   static iocm::queue_options options(std::size_t capacity, std::size_t producers) {
     iocm::queue_options o;
     o.capacity = capacity / (producers == 0 ? 1 : producers);
     o.producer_lanes = producers;
     return o;
   }
-  iocm_lanes(std::size_t capacity, std::size_t producers, std::size_t)
-      : iocm_tokens(options(capacity, producers)) {}
-  producer make_producer() { return {q.make_producer()}; }
-  consumer make_consumer() { return {q.make_consumer()}; }
+  using base = iocm_tokens<iocm::mpmc_queue<completion, std::atomic, Summary>>;
+  iocm_lanes_of(std::size_t capacity, std::size_t producers, std::size_t)
+      : base(options(capacity, producers)) {}
+  typename base::producer make_producer() { return {this->q.make_producer()}; }
+  typename base::consumer make_consumer() { return {this->q.make_consumer()}; }
 };
+using iocm_lanes = iocm_lanes_of<iocm::lane_summary::off>;
+using iocm_summary = iocm_lanes_of<iocm::lane_summary::on>;
 
 /// The alternative inner structure: no tokens, every producer on one
 /// Vyukov ring claimed with a CAS (iocm's shared lane).

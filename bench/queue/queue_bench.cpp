@@ -74,11 +74,29 @@ struct transfer_result {
 };
 
 /// Moves per_producer records from each producer to the consumers, in
-/// batches of `batch` (1 = single operations).
+/// batches of `batch` (1 = single operations). With `idle` > 0, the queue
+/// also has that many producers that each put one record in before the run
+/// (taken out again) and then keep their lanes, idle: lanes the consumers
+/// pass over, as a notifier passes over the lanes of idle pollers.
 template <class Q>
 transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint32_t per_producer,
-                         std::size_t batch) {
-  Q q(queue_capacity, producers, consumers);
+                         std::size_t batch, std::size_t idle = 0) {
+  // Each working producer's lane holds as much as without the idle ones.
+  Q q(queue_capacity * (producers + idle) / producers, producers + idle, consumers);
+  std::vector<typename Q::producer> idlers;
+  idlers.reserve(idle);
+  for (std::size_t i = 0; i < idle; ++i) {
+    idlers.push_back(q.make_producer());
+    if (!q.push(idlers.back(), make_item(0, 0)))
+      return {0, false, "an idle lane refused its one record"};
+  }
+  {
+    auto drain = q.make_consumer();
+    completion x{};
+    std::size_t drained = 0;
+    while (drained < idle && q.pop(drain, x)) ++drained;
+    if (drained != idle) return {0, false, "the idle lanes' records did not all come out"};
+  }
   const std::uint64_t total = std::uint64_t{per_producer} * producers;
   std::vector<std::uint64_t> quota(consumers, total / consumers);
   quota[0] += total % consumers;
@@ -188,7 +206,7 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
 
 template <class Q>
 void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t consumers,
-                 std::size_t batch) {
+                 std::size_t batch, std::size_t idle = 0) {
   // Oversubscribed runs switch threads more; fewer records keep them short.
   const std::uint32_t per_producer =
       static_cast<std::uint32_t>((producers + consumers > 2 ? (1u << 18) : (1u << 20)) / producers);
@@ -196,7 +214,7 @@ void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t con
   double cpu_seconds = 0;
   for (auto _ : state) {
     const double cpu_before = process_cpu_seconds();
-    const transfer_result r = transfer<Q>(producers, consumers, per_producer, batch);
+    const transfer_result r = transfer<Q>(producers, consumers, per_producer, batch, idle);
     cpu_seconds += process_cpu_seconds() - cpu_before;
     if (!r.ok) {
       state.SkipWithError(r.error.c_str());
@@ -333,9 +351,11 @@ void register_empty_polls() {
 
 /// queue/<scenario>/<Q::name>: `p` producers to `c` consumers in batches of `b`.
 template <class Q>
-void transfer_case(const char* scenario, std::size_t p, std::size_t c, std::size_t b) {
-  benchmark::RegisterBenchmark(("queue/" + std::string(scenario) + "/" + Q::name).c_str(),
-                               [p, c, b](benchmark::State& s) { bm_transfer<Q>(s, p, c, b); })
+void transfer_case(const char* scenario, std::size_t p, std::size_t c, std::size_t b,
+                   std::size_t idle = 0) {
+  benchmark::RegisterBenchmark(
+      ("queue/" + std::string(scenario) + "/" + Q::name).c_str(),
+      [p, c, b, idle](benchmark::State& s) { bm_transfer<Q>(s, p, c, b, idle); })
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->MinTime(0.15);
@@ -363,6 +383,9 @@ void register_impl(bool bulk_only = false) {
   // thread holding a claimed slot stalls whoever waits on it.
   transfer_case<Q>("mpmc_8x8", 8, 8, 1);
   transfer_case<Q>("mpmc_16x16", 16, 16, 1);
+  // 64 producer lanes of which 62 are idle: what a notifier of a 64-poller
+  // engine pays when two pollers are busy.
+  transfer_case<Q>("mpmc_2x2_64lanes", 2, 2, 1, 62);
   benchmark::RegisterBenchmark(("queue/pingpong/" + impl).c_str(), bm_pingpong<Q>)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
@@ -391,7 +414,9 @@ int main(int argc, char** argv) {
   register_impl<mutex_ring>();
   register_blocking<iocm_blocking>();
   register_blocking<moodycamel_blocking>();
+  register_impl<iocm_summary>();
   register_empty_polls<iocm_lanes>();
+  register_empty_polls<iocm_summary>();
   register_empty_polls<iocm_sharded<2>>();
   register_empty_polls<moodycamel_tokens>();
   benchmark::Initialize(&argc, argv);

@@ -14,11 +14,13 @@
 
 namespace iocm_test {
 
-/// mpmc_queue, each producer holding a token (its own lane).
-template <class T>
+/// mpmc_queue, each producer holding a token (its own lane); with
+/// lane_summary::on, the queue that keeps a summary of its non-empty lanes.
+template <class T, iocm::lane_summary Summary = iocm::lane_summary::off>
 struct lanes_variant {
-  static constexpr const char* name = "lanes";
-  using queue_type = iocm::mpmc_queue<T>;
+  static constexpr const char* name =
+      Summary == iocm::lane_summary::on ? "lanes with summary" : "lanes";
+  using queue_type = iocm::mpmc_queue<T, std::atomic, Summary>;
   struct producer {
     typename queue_type::producer_token token;
   };
@@ -129,7 +131,8 @@ struct blocking_variant {
 
 }  // namespace iocm_test
 
-#define IOCM_QUEUE_VARIANTS(T) \
-  iocm_test::lanes_variant<T>, iocm_test::shared_variant<T>, iocm_test::sharded_variant<T>
+#define IOCM_QUEUE_VARIANTS(T)                                                         \
+  iocm_test::lanes_variant<T>, iocm_test::lanes_variant<T, iocm::lane_summary::on>, \
+      iocm_test::shared_variant<T>, iocm_test::sharded_variant<T>
 /// The stress tests' variants: the above, and the blocking face.
 #define IOCM_QUEUE_STRESS_VARIANTS(T) IOCM_QUEUE_VARIANTS(T), iocm_test::blocking_variant<T>

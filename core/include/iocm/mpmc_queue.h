@@ -9,6 +9,12 @@
 // A consumer keeps to the lane that last gave it records, and moves on after
 // `consumer_burst` batches in a row so that no lane is starved.
 //
+// Many lanes: a queue made with lane_summary::on also keeps one bit a lane
+// saying which lanes may hold records (detail/lane_summary.h), so that an
+// empty poll reads those words instead of every lane. It costs producers a
+// load and a branch a publish, which is why it is a choice of type and not
+// of options: the queue without it does not pay a branch to ask.
+//
 // Order: FIFO per producer (per token; tokenless producers are FIFO each, as
 // they share one Vyukov ring). No order across producers is promised.
 //
@@ -42,6 +48,7 @@
 
 #include "iocm/cache_line.h"
 #include "iocm/detail/lane.h"
+#include "iocm/detail/lane_summary.h"
 
 namespace iocm {
 
@@ -66,10 +73,19 @@ struct queue_options {
   std::uint64_t first_position = 0;
 };
 
-template <class T, template <class> class Atom = std::atomic>
+/// Whether an mpmc_queue keeps a summary of its non-empty lanes.
+enum class lane_summary { off, on };
+
+template <class T, template <class> class Atom = std::atomic,
+          lane_summary Summary = lane_summary::off>
 class mpmc_queue {
   static_assert(std::is_trivially_copyable_v<T>, "iocm::mpmc_queue moves records as bytes");
   static_assert(Atom<std::uint64_t>::is_always_lock_free, "positions must be lock-free atomics");
+  // The summary's heavy fence is the kernel's; a model checker cannot see it.
+  static_assert(Summary == lane_summary::off ||
+                    std::is_same_v<Atom<std::uint64_t>, std::atomic<std::uint64_t>>,
+                "lane_summary::on needs std::atomic");
+  static constexpr bool summarized = Summary == lane_summary::on;
 
   using lane_type = detail::lane<T, Atom>;
   using slot_type = typename lane_type::slot_type;
@@ -83,11 +99,13 @@ class mpmc_queue {
   class producer_token {
    public:
     producer_token() = default;
-    producer_token(producer_token&& o) noexcept : lane_(std::exchange(o.lane_, nullptr)) {}
+    producer_token(producer_token&& o) noexcept
+        : lane_(std::exchange(o.lane_, nullptr)), index_(o.index_) {}
     producer_token& operator=(producer_token&& o) noexcept {
       if (this != &o) {
         reset();
         lane_ = std::exchange(o.lane_, nullptr);
+        index_ = o.index_;
       }
       return *this;
     }
@@ -104,14 +122,16 @@ class mpmc_queue {
 
    private:
     friend class mpmc_queue;
-    explicit producer_token(lane_type* l) noexcept : lane_(l) {}
+    producer_token(lane_type* l, std::size_t index) noexcept : lane_(l), index_(index) {}
     lane_type* lane_ = nullptr;
+    std::size_t index_ = 0;  // the lane's bit in the summary
   };
 
   /// A consumer's place in the lane rotation. Cheap; one per consumer thread.
   struct consumer_token {
     std::size_t lane = 0;
     unsigned streak = 0;
+    unsigned stale_polls = 0;  // summary: empty polls that met a set bit of an empty lane
   };
 
   explicit mpmc_queue(const queue_options& options = {}) : burst_(options.consumer_burst) {
@@ -132,6 +152,7 @@ class mpmc_queue {
     memory_ = options.memory != nullptr ? options.memory : std::pmr::get_default_resource();
     capacity_ = std::bit_ceil(options.capacity < 2 ? std::size_t{2} : options.capacity);
     lane_count_ = options.producer_lanes + 1;  // lane 0 is the shared lane
+    if constexpr (summarized) summary_.resize(lane_count_);
     const std::size_t slot_bytes = capacity_ * sizeof(slot_type);
 
     lanes_ = static_cast<lane_type*>(allocate(lane_count_ * sizeof(lane_type)));
@@ -155,7 +176,7 @@ class mpmc_queue {
   /// producer_lanes are taken.
   producer_token make_producer() {
     for (std::size_t i = 1; i < lane_count_; ++i)
-      if (lanes_[i].try_own()) return producer_token(&lanes_[i]);
+      if (lanes_[i].try_own()) return producer_token(&lanes_[i], i);
     throw std::runtime_error("iocm::mpmc_queue: all " + std::to_string(lane_count_ - 1) +
                              " producer lanes are in use");
   }
@@ -173,18 +194,31 @@ class mpmc_queue {
   std::size_t try_enqueue_bulk(producer_token& p, const T* items, std::size_t n) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
     assert((items != nullptr || n == 0) && "null items with n > 0");
-    return p.lane_->enqueue_owned(items, n);
+    const std::size_t k = p.lane_->enqueue_owned(items, n);
+    if constexpr (summarized)
+      if (k != 0) summary_.mark(p.index_);
+    return k;
   }
   bool try_enqueue(producer_token& p, const T& item) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
-    return p.lane_->enqueue_one_owned(item);
+    if constexpr (summarized) {
+      if (!p.lane_->enqueue_one_owned(item)) return false;
+      summary_.mark(p.index_);
+      return true;
+    } else {
+      return p.lane_->enqueue_one_owned(item);
+    }
   }
 
   /// Tokenless: through the shared lane (lock-free; producers contend on one
   /// CAS). Returns how many of the n records fit.
   std::size_t try_enqueue_bulk(const T* items, std::size_t n) noexcept {
     assert((items != nullptr || n == 0) && "null items with n > 0");
-    return n == 0 ? 0 : lanes_[0].enqueue_shared(items, n);
+    if (n == 0) return 0;
+    const std::size_t k = lanes_[0].enqueue_shared(items, n);
+    if constexpr (summarized)
+      if (k != 0) summary_.mark(0);
+    return k;
   }
   bool try_enqueue(const T& item) noexcept { return try_enqueue_bulk(&item, 1) == 1; }
 
@@ -193,22 +227,9 @@ class mpmc_queue {
   std::size_t try_dequeue_bulk(consumer_token& c, T* out, std::size_t max) noexcept {
     assert((out != nullptr || max == 0) && "null out with max > 0");
     if (max == 0) return 0;
-    std::size_t l = c.lane < lane_count_ ? c.lane : 0;
-    for (std::size_t i = 0; i < lane_count_; ++i) {
-      const std::size_t n = lanes_[l].dequeue(out, max);
-      if (n != 0) {
-        if (i != 0 || ++c.streak >= burst_) {
-          // New lane, or enough batches from this one: next call starts at
-          // the next lane, so every non-empty lane is visited within
-          // lane_count * consumer_burst batches.
-          c.streak = 0;
-          c.lane = i != 0 ? l : next(l);
-        }
-        return n;
-      }
-      l = next(l);
-    }
-    return 0;
+    if constexpr (summarized)
+      if (!summary_.sweeping()) return dequeue_summarized(c, out, max);
+    return dequeue_scanning(c, out, max);
   }
   bool try_dequeue(consumer_token& c, T& out) noexcept {
     // The common case first: the lane we stayed on has a record.
@@ -226,7 +247,9 @@ class mpmc_queue {
   }
   bool try_dequeue(T& out) noexcept { return try_dequeue_bulk(&out, 1) == 1; }
 
-  /// True when no lane has a record ready at its head (a snapshot).
+  /// True when no lane has a record ready at its head (a snapshot). Reads
+  /// every lane, with or without a summary: a thread about to sleep asks it
+  /// after its own fence, and the summary's bits are not ordered by that.
   bool empty_approx() const noexcept {
     for (std::size_t i = 0; i < lane_count_; ++i)
       if (!lanes_[i].looks_empty()) return false;
@@ -244,8 +267,106 @@ class mpmc_queue {
   std::size_t capacity() const noexcept { return capacity_; }
   /// Lanes including the shared one.
   std::size_t lane_count() const noexcept { return lane_count_; }
+  /// Sweeps that cleared the bits of empty lanes (0 without a summary).
+  std::uint64_t summary_sweeps() const noexcept {
+    if constexpr (summarized)
+      return summary_.sweeps();
+    else
+      return 0;
+  }
 
  private:
+  /// After taking n records from lane l, which is the i-th lane this call
+  /// looked at: where the consumer's next call starts.
+  void rotate(consumer_token& c, std::size_t l, bool moved) noexcept {
+    if (moved || ++c.streak >= burst_) {
+      // New lane, or enough batches from this one: next call starts at
+      // the next lane, so every non-empty lane is visited within
+      // lane_count * consumer_burst batches.
+      c.streak = 0;
+      c.lane = moved ? l : next(l);
+    }
+  }
+
+  /// Every lane in turn, from the consumer's.
+  std::size_t dequeue_scanning(consumer_token& c, T* out, std::size_t max) noexcept {
+    std::size_t l = c.lane < lane_count_ ? c.lane : 0;
+    for (std::size_t i = 0; i < lane_count_; ++i) {
+      if (const std::size_t n = lanes_[l].dequeue(out, max); n != 0) {
+        rotate(c, l, i != 0);
+        return n;
+      }
+      l = next(l);
+    }
+    return 0;
+  }
+
+  /// The lanes whose bits are set, in the same turn from the consumer's.
+  std::size_t dequeue_summarized(consumer_token& c, T* out, std::size_t max) noexcept {
+    const std::size_t start = c.lane < lane_count_ ? c.lane : 0;
+    const std::size_t words = summary_.words();
+    const std::uint64_t below = (std::uint64_t{1} << (start & 63)) - 1;  // bits before start
+    std::size_t w = start >> 6;
+    std::uint64_t bits = summary_.word(w).load(std::memory_order_relaxed) & ~below;
+    std::size_t stale = 0;
+    for (std::size_t visited = 0;;) {
+      for (; bits != 0; bits &= bits - 1) {
+        const std::size_t l = (w << 6) | static_cast<std::size_t>(std::countr_zero(bits));
+        if (const std::size_t n = lanes_[l].dequeue(out, max); n != 0) {
+          rotate(c, l, l != start);
+          return n;
+        }
+        ++stale;
+      }
+      if (++visited > words) break;
+      w = w + 1 == words ? 0 : w + 1;
+      bits = summary_.word(w).load(std::memory_order_relaxed);
+      if (visited == words) bits &= below;  // back at the first word: the bits before start
+    }
+    // Bits of lanes that are empty now: clear them now and then, so that
+    // idle polls stop reading those lanes.
+    if (stale != 0 && (++c.stale_polls & 15) == 0) sweep();
+    return 0;
+  }
+
+  /// Clears the bits of the lanes that look empty (detail/lane_summary.h).
+  void sweep() noexcept {
+    if (!summary_.begin_sweep()) return;
+    std::uint64_t cleared[detail::lane_summary_bits::max_words] = {};
+    bool any = false;
+    for (std::size_t w = 0; w < summary_.words(); ++w) {
+      std::uint64_t empty = 0;
+      for (std::uint64_t bits = summary_.word(w).load(std::memory_order_relaxed); bits != 0;
+           bits &= bits - 1) {
+        const std::size_t l = (w << 6) | static_cast<std::size_t>(std::countr_zero(bits));
+        if (lanes_[l].looks_empty()) empty |= bits & (~bits + 1);
+      }
+      if (empty != 0) {
+        // seq_cst: before the heavy fence in the single order every
+        // producer's post-barrier load of this word follows.
+        summary_.word(w).fetch_and(~empty, std::memory_order_seq_cst);
+        cleared[w] = empty;
+        any = true;
+      }
+    }
+    if (any) {
+      if (detail::heavy_fence()) {
+        summary_.count_sweep();
+      } else {
+        // No membarrier here: put every bit back, and never try again.
+        for (std::size_t w = 0; w < summary_.words(); ++w)
+          if (cleared[w] != 0) summary_.word(w).fetch_or(cleared[w], std::memory_order_relaxed);
+        return;  // the sweep stays "under way": every poll scans every lane
+      }
+      for (std::size_t w = 0; w < summary_.words(); ++w)
+        for (std::uint64_t bits = cleared[w]; bits != 0; bits &= bits - 1) {
+          const std::size_t l = (w << 6) | static_cast<std::size_t>(std::countr_zero(bits));
+          if (!lanes_[l].looks_empty()) summary_.mark(l);
+        }
+    }
+    summary_.end_sweep();
+  }
+
   std::size_t next(std::size_t l) const noexcept { return l + 1 == lane_count_ ? 0 : l + 1; }
   bool owns_lane(const lane_type* l) const noexcept {
     return l >= lanes_ && l < lanes_ + lane_count_;
@@ -282,6 +403,9 @@ class mpmc_queue {
   unsigned burst_;
   std::pmr::memory_resource* memory_ = nullptr;
   std::atomic<std::size_t> consumers_made_{0};  // touched only by make_consumer()
+  struct no_summary {};
+  [[no_unique_address]] std::conditional_t<summarized, detail::lane_summary_bits, no_summary>
+      summary_;
 };
 
 }  // namespace iocm
