@@ -90,6 +90,7 @@ iocm::queue_options options(std::size_t producer_lanes) {
   iocm::queue_options o;
   o.capacity = capacity;
   o.producer_lanes = producer_lanes;
+  o.summary_min_lanes = 0;  // the iocm_summary cases count the summary in use
   return o;
 }
 
@@ -186,8 +187,7 @@ struct case_def {
 };
 
 constexpr case_def cases[] = {
-    {"gate/pair/iocm", "one record in and out through producer and consumer tokens",
-     pair_token<>},
+    {"gate/pair/iocm", "one record in and out through producer and consumer tokens", pair_token<>},
     {"gate/pair/iocm_summary", "the same on a queue with a summary of its non-empty lanes",
      pair_token<summarized>},
     {"gate/pair/iocm_shared", "one record in and out of the shared (tokenless) lane", pair_shared},

@@ -110,8 +110,8 @@ TEST_CASE("records published while sweeps clear bits are all found, none left be
       for (std::size_t i = 0; i < per_producer; ++i) mine.push_back(q.make_producer());
       for (std::uint32_t r = 0; r < rounds && !failed.load(); ++r) {
         for (std::size_t i = 0; i < per_producer; ++i)
-          while (!q.try_enqueue(mine[i],
-                                record(static_cast<std::uint32_t>(p * per_producer + i), r)))
+          while (
+              !q.try_enqueue(mine[i], record(static_cast<std::uint32_t>(p * per_producer + i), r)))
             std::this_thread::yield();
         const auto until = clock_type::now() + std::chrono::seconds(10);
         for (std::size_t i = 0; i < per_producer; ++i)

@@ -47,6 +47,7 @@ struct lanes_variant {
     o.capacity = capacity;
     o.producer_lanes = producers;
     o.first_position = first_position;
+    o.summary_min_lanes = 0;  // with lane_summary::on, used however few the lanes
     return o;
   }
   queue_type q;
@@ -131,7 +132,7 @@ struct blocking_variant {
 
 }  // namespace iocm_test
 
-#define IOCM_QUEUE_VARIANTS(T)                                                         \
+#define IOCM_QUEUE_VARIANTS(T)                                                      \
   iocm_test::lanes_variant<T>, iocm_test::lanes_variant<T, iocm::lane_summary::on>, \
       iocm_test::shared_variant<T>, iocm_test::sharded_variant<T>
 /// The stress tests' variants: the above, and the blocking face.

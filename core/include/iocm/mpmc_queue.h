@@ -68,6 +68,10 @@ struct queue_options {
   /// Where the lanes live; null means std::pmr::get_default_resource().
   /// The resource must honour alignments up to cache_line_size.
   std::pmr::memory_resource* memory = nullptr;
+  /// A queue made with lane_summary::on uses its summary from this many
+  /// lanes (the shared one included) on; below, its polls read every lane,
+  /// which costs no more there, and its producers mark nothing.
+  std::size_t summary_min_lanes = 16;
   /// First position of every lane. Tests set it near 2^64 to prove the
   /// indices wrap correctly; leave it at 0 otherwise.
   std::uint64_t first_position = 0;
@@ -93,6 +97,7 @@ class mpmc_queue {
  public:
   using value_type = T;
   static constexpr std::size_t max_producer_lanes = 4096;
+  static constexpr std::size_t no_mark = ~std::size_t{0};  // a token whose lane has no bit
 
   /// Owns one lane; move-only. Destroying it gives the lane back (records
   /// still in it stay and will be dequeued).
@@ -124,7 +129,7 @@ class mpmc_queue {
     friend class mpmc_queue;
     producer_token(lane_type* l, std::size_t index) noexcept : lane_(l), index_(index) {}
     lane_type* lane_ = nullptr;
-    std::size_t index_ = 0;  // the lane's bit in the summary
+    std::size_t index_ = no_mark;  // the lane's bit in the summary
   };
 
   /// A consumer's place in the lane rotation. Cheap; one per consumer thread.
@@ -152,7 +157,10 @@ class mpmc_queue {
     memory_ = options.memory != nullptr ? options.memory : std::pmr::get_default_resource();
     capacity_ = std::bit_ceil(options.capacity < 2 ? std::size_t{2} : options.capacity);
     lane_count_ = options.producer_lanes + 1;  // lane 0 is the shared lane
-    if constexpr (summarized) summary_.resize(lane_count_);
+    if constexpr (summarized) {
+      summary_used_ = lane_count_ >= options.summary_min_lanes;
+      summary_.resize(lane_count_);
+    }
     const std::size_t slot_bytes = capacity_ * sizeof(slot_type);
 
     lanes_ = static_cast<lane_type*>(allocate(lane_count_ * sizeof(lane_type)));
@@ -176,7 +184,7 @@ class mpmc_queue {
   /// producer_lanes are taken.
   producer_token make_producer() {
     for (std::size_t i = 1; i < lane_count_; ++i)
-      if (lanes_[i].try_own()) return producer_token(&lanes_[i], i);
+      if (lanes_[i].try_own()) return producer_token(&lanes_[i], summary_used_ ? i : no_mark);
     throw std::runtime_error("iocm::mpmc_queue: all " + std::to_string(lane_count_ - 1) +
                              " producer lanes are in use");
   }
@@ -196,14 +204,14 @@ class mpmc_queue {
     assert((items != nullptr || n == 0) && "null items with n > 0");
     const std::size_t k = p.lane_->enqueue_owned(items, n);
     if constexpr (summarized)
-      if (k != 0) summary_.mark(p.index_);
+      if (k != 0 && p.index_ != no_mark) summary_.mark(p.index_);
     return k;
   }
   bool try_enqueue(producer_token& p, const T& item) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
     if constexpr (summarized) {
       if (!p.lane_->enqueue_one_owned(item)) return false;
-      summary_.mark(p.index_);
+      if (p.index_ != no_mark) summary_.mark(p.index_);
       return true;
     } else {
       return p.lane_->enqueue_one_owned(item);
@@ -217,7 +225,7 @@ class mpmc_queue {
     if (n == 0) return 0;
     const std::size_t k = lanes_[0].enqueue_shared(items, n);
     if constexpr (summarized)
-      if (k != 0) summary_.mark(0);
+      if (k != 0 && summary_used_) summary_.mark(0);
     return k;
   }
   bool try_enqueue(const T& item) noexcept { return try_enqueue_bulk(&item, 1) == 1; }
@@ -228,7 +236,7 @@ class mpmc_queue {
     assert((out != nullptr || max == 0) && "null out with max > 0");
     if (max == 0) return 0;
     if constexpr (summarized)
-      if (!summary_.sweeping()) return dequeue_summarized(c, out, max);
+      if (summary_used_ && !summary_.sweeping()) return dequeue_summarized(c, out, max);
     return dequeue_scanning(c, out, max);
   }
   bool try_dequeue(consumer_token& c, T& out) noexcept {
@@ -302,13 +310,32 @@ class mpmc_queue {
   }
 
   /// The lanes whose bits are set, in the same turn from the consumer's.
-  std::size_t dequeue_summarized(consumer_token& c, T* out, std::size_t max) noexcept {
+  /// Out of line, as sweep(): callers that do not use the summary inline
+  /// only the test that skips it.
+  [[gnu::noinline]] std::size_t dequeue_summarized(consumer_token& c, T* out,
+                                                   std::size_t max) noexcept {
     const std::size_t start = c.lane < lane_count_ ? c.lane : 0;
     const std::size_t words = summary_.words();
+    std::size_t stale = 0;
+    if (words == 1) {
+      // Up to 64 lanes: rotated so that bit 0 is start's lane, the set bits
+      // come out in the turn's order.
+      const unsigned first = static_cast<unsigned>(start);
+      for (std::uint64_t r = std::rotr(summary_.word(0).load(std::memory_order_relaxed), first);
+           r != 0; r &= r - 1) {
+        const std::size_t l = (first + static_cast<unsigned>(std::countr_zero(r))) & 63;
+        if (const std::size_t n = lanes_[l].dequeue(out, max); n != 0) {
+          rotate(c, l, l != start);
+          return n;
+        }
+        ++stale;
+      }
+      maybe_sweep(c, stale);
+      return 0;
+    }
     const std::uint64_t below = (std::uint64_t{1} << (start & 63)) - 1;  // bits before start
     std::size_t w = start >> 6;
     std::uint64_t bits = summary_.word(w).load(std::memory_order_relaxed) & ~below;
-    std::size_t stale = 0;
     for (std::size_t visited = 0;;) {
       for (; bits != 0; bits &= bits - 1) {
         const std::size_t l = (w << 6) | static_cast<std::size_t>(std::countr_zero(bits));
@@ -323,14 +350,19 @@ class mpmc_queue {
       bits = summary_.word(w).load(std::memory_order_relaxed);
       if (visited == words) bits &= below;  // back at the first word: the bits before start
     }
-    // Bits of lanes that are empty now: clear them now and then, so that
-    // idle polls stop reading those lanes.
-    if (stale != 0 && (++c.stale_polls & 15) == 0) sweep();
+    maybe_sweep(c, stale);
     return 0;
   }
 
+  /// After an empty poll that met `stale` set bits of empty lanes: clears
+  /// them now and then, so that idle polls stop reading those lanes; not
+  /// for a few, whose reads cost less than the sweep's membarrier.
+  void maybe_sweep(consumer_token& c, std::size_t stale) noexcept {
+    if (stale >= detail::lane_summary_bits::sweep_min_stale && (++c.stale_polls & 15) == 0) sweep();
+  }
+
   /// Clears the bits of the lanes that look empty (detail/lane_summary.h).
-  void sweep() noexcept {
+  [[gnu::noinline, gnu::cold]] void sweep() noexcept {
     if (!summary_.begin_sweep()) return;
     std::uint64_t cleared[detail::lane_summary_bits::max_words] = {};
     bool any = false;
@@ -402,6 +434,7 @@ class mpmc_queue {
   std::size_t capacity_ = 0;
   unsigned burst_;
   std::pmr::memory_resource* memory_ = nullptr;
+  bool summary_used_ = false;  // lane_summary::on, and summary_min_lanes lanes or more
   std::atomic<std::size_t> consumers_made_{0};  // touched only by make_consumer()
   struct no_summary {};
   [[no_unique_address]] std::conditional_t<summarized, detail::lane_summary_bits, no_summary>

@@ -53,6 +53,8 @@ class lane_summary_bits {
  public:
   /// Most lanes a summary covers (mpmc_queue's max_producer_lanes + 1).
   static constexpr std::size_t max_words = 65;
+  /// Set bits of empty lanes that one poll must meet before it sweeps.
+  static constexpr std::size_t sweep_min_stale = 8;
   /// The shortest time between two sweeps of one queue.
   static constexpr std::chrono::nanoseconds sweep_interval{std::chrono::microseconds(100)};
 
@@ -72,7 +74,8 @@ class lane_summary_bits {
     // Relaxed: the bit carries no data; a consumer reads the record through
     // its slot's sequence (acquire), and a set bit whose record it cannot
     // see yet is one more lane it finds empty.
-    if ((w.load(std::memory_order_relaxed) & bit) == 0) w.fetch_or(bit, std::memory_order_relaxed);
+    if ((w.load(std::memory_order_relaxed) & bit) == 0) [[unlikely]]
+      w.fetch_or(bit, std::memory_order_relaxed);
   }
 
   /// Whether a sweep is under way: consumers then scan every lane.
