@@ -13,17 +13,12 @@
 #include "iocm/blocking_queue.h"
 #include "iocm/completion.h"
 
+#include "support/queue_variants.h"
+
 using iocm::completion;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-iocm::queue_options lanes(std::size_t producers, std::size_t capacity = 64) {
-  iocm::queue_options o;
-  o.capacity = capacity;
-  o.producer_lanes = producers;
-  return o;
-}
 
 /// Waits until `q` has `n` sleepers, for at most 10 s.
 bool until_sleepers(const iocm::blocking_mpmc_queue<completion>& q, std::uint32_t n) {
@@ -42,7 +37,7 @@ TEST_CASE("a consumer asleep is woken by each record, every time") {
   // one before and counts itself a sleeper again, so nearly every record
   // finds it in the futex: a producer that did not look for sleepers (B1)
   // would leave it there until its timeout.
-  iocm::blocking_mpmc_queue<completion> q(lanes(1), /*spin_polls=*/0);
+  iocm::blocking_mpmc_queue<completion> q(iocm_test::lane_options(1), /*spin_polls=*/0);
   constexpr std::uint32_t rounds = 300;
   std::atomic<bool> stuck{false};
   std::atomic<std::uint32_t> taken{0};
@@ -86,7 +81,7 @@ TEST_CASE("a consumer asleep is woken by each record, every time") {
 }
 
 TEST_CASE("four sleeping consumers and two producers: every record taken once") {
-  iocm::blocking_mpmc_queue<completion> q(lanes(2), /*spin_polls=*/4);
+  iocm::blocking_mpmc_queue<completion> q(iocm_test::lane_options(2), /*spin_polls=*/4);
   constexpr std::uint32_t per_producer = 20'000;
   std::atomic<std::uint32_t> taken{0};
   std::vector<std::atomic<std::uint8_t>> seen(2 * per_producer);
@@ -120,7 +115,7 @@ TEST_CASE("four sleeping consumers and two producers: every record taken once") 
 }
 
 TEST_CASE("a wait on an empty queue ends at its timeout, not before, with nothing") {
-  iocm::blocking_mpmc_queue<completion> q(lanes(1));
+  iocm::blocking_mpmc_queue<completion> q(iocm_test::lane_options(1));
   auto c = q.make_consumer();
   completion out[4];
   const auto start = clock_type::now();
@@ -137,7 +132,7 @@ TEST_CASE("a wait on an empty queue ends at its timeout, not before, with nothin
 }
 
 TEST_CASE("records already there are taken without sleeping; tokenless producers wake too") {
-  iocm::blocking_mpmc_queue<completion> q(lanes(1));
+  iocm::blocking_mpmc_queue<completion> q(iocm_test::lane_options(1));
   auto c = q.make_consumer();
   REQUIRE(q.try_enqueue(completion{0, 7, nullptr}));
   completion x{};

@@ -14,18 +14,13 @@
 #include "iocm/completion.h"
 #include "iocm/mpmc_queue.h"
 
+#include "support/queue_variants.h"
+
 using iocm::completion;
 using clock_type = std::chrono::steady_clock;
 using summarized = iocm::mpmc_queue<completion, std::atomic, iocm::lane_summary::on>;
 
 namespace {
-
-iocm::queue_options lanes(std::size_t producers, std::size_t capacity = 64) {
-  iocm::queue_options o;
-  o.capacity = capacity;
-  o.producer_lanes = producers;
-  return o;
-}
 
 completion record(std::uint32_t lane, std::uint32_t seq) {
   return completion{lane, seq, reinterpret_cast<void*>(std::uintptr_t{seq} * 8 + 8)};
@@ -47,7 +42,7 @@ bool until_swept(summarized& q, summarized::consumer_token& c, std::uint64_t swe
 
 TEST_CASE("after a sweep cleared every bit, each lane's next record is found by one poll") {
   constexpr std::size_t n = 256;
-  summarized q(lanes(n));
+  summarized q(iocm_test::lane_options(n));
   std::vector<summarized::producer_token> producers;
   for (std::size_t i = 0; i < n; ++i) producers.push_back(q.make_producer());  // moved: kept lanes
   auto c = q.make_consumer();
@@ -83,7 +78,7 @@ TEST_CASE("records published while sweeps clear bits are all found, none left be
   constexpr std::size_t producers = 2, per_producer = 16, idle = 32, consumers = 2;
   constexpr std::size_t busy = producers * per_producer;
   constexpr std::uint32_t rounds = 50000;
-  summarized q(lanes(busy + idle));
+  summarized q(iocm_test::lane_options(busy + idle));
   std::vector<summarized::producer_token> idlers;
   for (std::size_t i = 0; i < idle; ++i) idlers.push_back(q.make_producer());
   std::vector<std::atomic<std::uint32_t>> seen(busy);  // per busy lane: records taken

@@ -14,6 +14,14 @@
 
 namespace iocm_test {
 
+/// Options for a queue of `producers` producer lanes of `capacity` records.
+inline iocm::queue_options lane_options(std::size_t producers, std::size_t capacity = 64) {
+  iocm::queue_options o;
+  o.capacity = capacity;
+  o.producer_lanes = producers;
+  return o;
+}
+
 /// mpmc_queue, each producer holding a token (its own lane); with
 /// lane_summary::on, the queue that keeps a summary of its non-empty lanes.
 template <class T, iocm::lane_summary Summary = iocm::lane_summary::off>
