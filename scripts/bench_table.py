@@ -36,6 +36,9 @@ TARGETS = [
     # no collapse against the same peer in the same runs.
     ("queue", "mpmc_8x8", "moodycamel", ">=", 1.0),
     ("queue", "mpmc_16x16", "moodycamel", ">=", 1.0),
+    # 64 producer lanes, 62 of them idle, through the queue with a summary
+    # of its non-empty lanes.
+    ("queue", "mpmc_2x2_64lanes", "iocm_summary", "moodycamel", ">=", 1.0),
     # The blocking face (consumers wait instead of spinning) against
     # moodycamel's BlockingConcurrentQueue.
     ("queue", "blocking_spsc", "moodycamel", ">=", 1.0),
