@@ -356,7 +356,7 @@ class epoll_poller final : public threaded_poller {
     }
   }
 
-  void complete(op_state& op, std::int32_t res) noexcept {
+  [[gnu::always_inline]] void complete(op_state& op, std::int32_t res) noexcept {
     outbox_.add(op, finish(overlapped_of(&op), res));
   }
 

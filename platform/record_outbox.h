@@ -34,8 +34,8 @@ class record_outbox {
   /// Publishes what it can, in order; true once nothing is left (false: the
   /// lane is full for now).
   /// `wake`: wake a notifier for them (poller_host::publish).
-  bool publish(poller_host& host, completion_queue::producer_token& lane, poller_metrics& m,
-               bool wake = true) noexcept {
+  [[gnu::always_inline]] bool publish(poller_host& host, completion_queue::producer_token& lane,
+                                      poller_metrics& m, bool wake = true) noexcept {
     for (;;) {
       while (published_ < count_) {
         const std::size_t placed =

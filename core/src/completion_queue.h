@@ -9,6 +9,6 @@
 
 namespace iocm::detail {
 
-using completion_queue = sharded_queue<mpmc_queue<completion>>;
+using completion_queue = sharded_queue<mpmc_queue<completion, std::atomic, lane_summary::on>>;
 
 }  // namespace iocm::detail

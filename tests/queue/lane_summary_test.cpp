@@ -77,8 +77,10 @@ TEST_CASE("records published while sweeps clear bits are all found, none left be
   // a sweep cleared is never found: its producer times out.
   constexpr std::size_t producers = 2, per_producer = 16, idle = 32, consumers = 2;
   constexpr std::size_t busy = producers * per_producer;
-  constexpr std::uint32_t rounds = 50000;
-  summarized q(iocm_test::lane_options(busy + idle));
+  constexpr std::uint32_t rounds = 200000;
+  iocm::queue_options o = iocm_test::lane_options(busy + idle);
+  o.summary_sweep_interval = std::chrono::microseconds(20);  // sweeps race publishes often
+  summarized q(o);
   std::vector<summarized::producer_token> idlers;
   for (std::size_t i = 0; i < idle; ++i) idlers.push_back(q.make_producer());
   std::vector<std::atomic<std::uint32_t>> seen(busy);  // per busy lane: records taken

@@ -36,6 +36,7 @@
 #include <atomic>
 #include <bit>
 #include <cassert>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -68,13 +69,18 @@ struct queue_options {
   /// Where the lanes live; null means std::pmr::get_default_resource().
   /// The resource must honour alignments up to cache_line_size.
   std::pmr::memory_resource* memory = nullptr;
-  /// A queue made with lane_summary::on uses its summary from this many
-  /// lanes (the shared one included) on; below, its polls read every lane,
-  /// which costs no more there, and its producers mark nothing.
-  std::size_t summary_min_lanes = 16;
   /// First position of every lane. Tests set it near 2^64 to prove the
   /// indices wrap correctly; leave it at 0 otherwise.
   std::uint64_t first_position = 0;
+  /// (Last, so that positional initialisers written before it still mean
+  /// what they said.) A queue made with lane_summary::on uses its summary from this many
+  /// lanes (the shared one included) on; below, its polls read every lane,
+  /// which costs no more there, and its producers mark nothing.
+  std::size_t summary_min_lanes = 16;
+  /// With the summary: the shortest time between two sweeps (each a
+  /// membarrier, which interrupts every CPU running a thread of this
+  /// process).
+  std::chrono::nanoseconds summary_sweep_interval = std::chrono::milliseconds(1);
 };
 
 /// Whether an mpmc_queue keeps a summary of its non-empty lanes.
@@ -159,7 +165,7 @@ class mpmc_queue {
     lane_count_ = options.producer_lanes + 1;  // lane 0 is the shared lane
     if constexpr (summarized) {
       summary_used_ = lane_count_ >= options.summary_min_lanes;
-      summary_.resize(lane_count_);
+      summary_.set_up(lane_count_, options.summary_sweep_interval);
     }
     const std::size_t slot_bytes = capacity_ * sizeof(slot_type);
 
@@ -204,14 +210,16 @@ class mpmc_queue {
     assert((items != nullptr || n == 0) && "null items with n > 0");
     const std::size_t k = p.lane_->enqueue_owned(items, n);
     if constexpr (summarized)
-      if (k != 0 && p.index_ != no_mark) summary_.mark(p.index_);
+      if (p.index_ != no_mark && k != 0) [[unlikely]]
+        summary_.mark(p.index_);
     return k;
   }
   bool try_enqueue(producer_token& p, const T& item) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
     if constexpr (summarized) {
       if (!p.lane_->enqueue_one_owned(item)) return false;
-      if (p.index_ != no_mark) summary_.mark(p.index_);
+      if (p.index_ != no_mark) [[unlikely]]
+        summary_.mark(p.index_);
       return true;
     } else {
       return p.lane_->enqueue_one_owned(item);
@@ -225,7 +233,8 @@ class mpmc_queue {
     if (n == 0) return 0;
     const std::size_t k = lanes_[0].enqueue_shared(items, n);
     if constexpr (summarized)
-      if (k != 0 && summary_used_) summary_.mark(0);
+      if (summary_used_ && k != 0) [[unlikely]]
+        summary_.mark(0);
     return k;
   }
   bool try_enqueue(const T& item) noexcept { return try_enqueue_bulk(&item, 1) == 1; }
@@ -236,7 +245,8 @@ class mpmc_queue {
     assert((out != nullptr || max == 0) && "null out with max > 0");
     if (max == 0) return 0;
     if constexpr (summarized)
-      if (summary_used_ && !summary_.sweeping()) return dequeue_summarized(c, out, max);
+      if (summary_used_ && !summary_.sweeping()) [[unlikely]]
+        return dequeue_summarized(c, out, max);
     return dequeue_scanning(c, out, max);
   }
   bool try_dequeue(consumer_token& c, T& out) noexcept {

@@ -55,14 +55,16 @@ class lane_summary_bits {
   static constexpr std::size_t max_words = 65;
   /// Set bits of empty lanes that one poll must meet before it sweeps.
   static constexpr std::size_t sweep_min_stale = 8;
-  /// The shortest time between two sweeps of one queue.
-  static constexpr std::chrono::nanoseconds sweep_interval{std::chrono::microseconds(100)};
 
   lane_summary_bits() = default;
   lane_summary_bits(const lane_summary_bits&) = delete;
   lane_summary_bits& operator=(const lane_summary_bits&) = delete;
 
-  void resize(std::size_t lanes) noexcept { words_ = (lanes + 63) / 64; }
+  /// `lanes` bits; sweeps at least `interval` apart.
+  void set_up(std::size_t lanes, std::chrono::nanoseconds interval) noexcept {
+    words_ = (lanes + 63) / 64;
+    interval_ns_ = interval.count();
+  }
   std::size_t words() const noexcept { return words_; }
   std::atomic<std::uint64_t>& word(std::size_t w) noexcept { return bits_[w]; }
 
@@ -81,7 +83,7 @@ class lane_summary_bits {
   /// Whether a sweep is under way: consumers then scan every lane.
   bool sweeping() const noexcept { return sweeping_.load(std::memory_order_relaxed) != 0; }
 
-  /// Takes the sweep, if none ran in the last sweep_interval and none runs.
+  /// Takes the sweep, if none ran in the last interval and none runs.
   bool begin_sweep() noexcept {
     const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::steady_clock::now().time_since_epoch())
@@ -91,7 +93,7 @@ class lane_summary_bits {
     if (!sweeping_.compare_exchange_strong(idle, 1, std::memory_order_acquire,
                                            std::memory_order_relaxed))
       return false;
-    next_sweep_ns_.store(now + sweep_interval.count(), std::memory_order_relaxed);
+    next_sweep_ns_.store(now + interval_ns_, std::memory_order_relaxed);
     return true;
   }
   void end_sweep() noexcept { sweeping_.store(0, std::memory_order_release); }
@@ -104,6 +106,7 @@ class lane_summary_bits {
   // the first 512 lanes, the sweep's state on the next.
   alignas(cache_line_size) std::atomic<std::uint64_t> bits_[max_words] = {};
   std::size_t words_ = 0;
+  std::int64_t interval_ns_ = 0;
   alignas(cache_line_size) std::atomic<std::uint32_t> sweeping_{0};
   std::atomic<std::int64_t> next_sweep_ns_{0};
   std::atomic<std::uint64_t> sweeps_{0};
