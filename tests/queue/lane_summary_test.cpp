@@ -51,7 +51,11 @@ TEST_CASE("after a sweep cleared every bit, each lane's next record is found by 
   std::size_t taken = 0;
   while (q.try_dequeue(c, x)) ++taken;
   CHECK(taken == n);
-  REQUIRE(until_swept(q, c, 0));
+  // Without membarrier no sweep ever ends: every poll reads every lane, and
+  // the records below must still be found by one poll each.
+  const bool sweeps = iocm::detail::heavy_fence_supported();
+  if (!sweeps) MESSAGE("membarrier is refused here: checking the queue that never clears bits");
+  if (sweeps) REQUIRE(until_swept(q, c, 0));
   // Every bit is clear now: each record below is found only if its
   // producer set its lane's bit.
   for (std::uint32_t round = 1; round <= 2; ++round) {
@@ -61,7 +65,7 @@ TEST_CASE("after a sweep cleared every bit, each lane's next record is found by 
       CHECK(x.error == i);
       CHECK(x.bytes == round);
     }
-    REQUIRE(until_swept(q, c, q.summary_sweeps()));
+    if (sweeps) REQUIRE(until_swept(q, c, q.summary_sweeps()));
   }
   // Tokenless producers share lane 0; its bit is theirs.
   REQUIRE(q.try_enqueue(record(0, 9)));
@@ -128,5 +132,6 @@ TEST_CASE("records published while sweeps clear bits are all found, none left be
   CHECK_FALSE(failed.load());
   CHECK(out_of_order.load() == 0);
   for (std::size_t l = 0; l < busy; ++l) CHECK(seen[l].load() == rounds);
-  CHECK(q.summary_sweeps() > 0);  // the sweeps really ran against the publishes
+  // The sweeps really ran against the publishes (none can without membarrier).
+  if (iocm::detail::heavy_fence_supported()) CHECK(q.summary_sweeps() > 0);
 }

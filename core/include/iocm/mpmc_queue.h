@@ -240,7 +240,9 @@ class mpmc_queue {
   bool try_enqueue(const T& item) noexcept { return try_enqueue_bulk(&item, 1) == 1; }
 
   /// Dequeues up to max records; returns how many (0 when every lane looked
-  /// empty). Records of one lane come out in order. Lock-free.
+  /// empty; with the summary, a poll that began before a sweep may miss a
+  /// record published during it, which the next one finds). Records of one
+  /// lane come out in order. Lock-free.
   std::size_t try_dequeue_bulk(consumer_token& c, T* out, std::size_t max) noexcept {
     assert((out != nullptr || max == 0) && "null out with max > 0");
     if (max == 0) return 0;
@@ -294,8 +296,8 @@ class mpmc_queue {
   }
 
  private:
-  /// After taking n records from lane l, which is the i-th lane this call
-  /// looked at: where the consumer's next call starts.
+  /// After taking records from lane l (`moved`: not the lane the call
+  /// started at): where the consumer's next call starts.
   void rotate(consumer_token& c, std::size_t l, bool moved) noexcept {
     if (moved || ++c.streak >= burst_) {
       // New lane, or enough batches from this one: next call starts at
@@ -340,8 +342,7 @@ class mpmc_queue {
         }
         ++stale;
       }
-      maybe_sweep(c, stale);
-      return 0;
+      return maybe_sweep(c, out, max, stale);
     }
     const std::uint64_t below = (std::uint64_t{1} << (start & 63)) - 1;  // bits before start
     std::size_t w = start >> 6;
@@ -360,20 +361,26 @@ class mpmc_queue {
       bits = summary_.word(w).load(std::memory_order_relaxed);
       if (visited == words) bits &= below;  // back at the first word: the bits before start
     }
-    maybe_sweep(c, stale);
-    return 0;
+    return maybe_sweep(c, out, max, stale);
   }
 
   /// After an empty poll that met `stale` set bits of empty lanes: clears
   /// them now and then, so that idle polls stop reading those lanes; not
   /// for a few, whose reads cost less than the sweep's membarrier.
-  void maybe_sweep(consumer_token& c, std::size_t stale) noexcept {
-    if (stale >= detail::lane_summary_bits::sweep_min_stale && (++c.stale_polls & 15) == 0) sweep();
+  /// Returns what a poll of every lane takes when the sweep found a
+  /// record behind a bit it had cleared (a producer published meanwhile).
+  std::size_t maybe_sweep(consumer_token& c, T* out, std::size_t max, std::size_t stale) noexcept {
+    if (stale >= detail::lane_summary_bits::sweep_min_stale && (++c.stale_polls & 15) == 0 &&
+        sweep())
+      return dequeue_scanning(c, out, max);
+    return 0;
   }
 
-  /// Clears the bits of the lanes that look empty (detail/lane_summary.h).
-  [[gnu::noinline, gnu::cold]] void sweep() noexcept {
-    if (!summary_.begin_sweep()) return;
+  /// Clears the bits of the lanes that look empty (detail/lane_summary.h);
+  /// true when its second look found one of them holding a record.
+  [[gnu::noinline, gnu::cold]] bool sweep() noexcept {
+    if (!summary_.begin_sweep()) return false;
+    bool found = false;
     std::uint64_t cleared[detail::lane_summary_bits::max_words] = {};
     bool any = false;
     for (std::size_t w = 0; w < summary_.words(); ++w) {
@@ -398,15 +405,19 @@ class mpmc_queue {
         // No membarrier here: put every bit back, and never try again.
         for (std::size_t w = 0; w < summary_.words(); ++w)
           if (cleared[w] != 0) summary_.word(w).fetch_or(cleared[w], std::memory_order_relaxed);
-        return;  // the sweep stays "under way": every poll scans every lane
+        return false;  // the sweep stays "under way": every poll scans every lane
       }
       for (std::size_t w = 0; w < summary_.words(); ++w)
         for (std::uint64_t bits = cleared[w]; bits != 0; bits &= bits - 1) {
           const std::size_t l = (w << 6) | static_cast<std::size_t>(std::countr_zero(bits));
-          if (!lanes_[l].looks_empty()) summary_.mark(l);
+          if (!lanes_[l].looks_empty()) {
+            summary_.mark(l);
+            found = true;
+          }
         }
     }
     summary_.end_sweep();
+    return found;
   }
 
   std::size_t next(std::size_t l) const noexcept { return l + 1 == lane_count_ ? 0 : l + 1; }

@@ -15,7 +15,10 @@
 // ran after it sees the cleared bit and sets it. So once a sweep has ended,
 // every lane that holds a record has its bit set or a producer about to set
 // it. While a sweep runs, the other consumers scan every lane instead (the
-// sweeper may be preempted between its clear and its second look).
+// sweeper may be preempted between its clear and its second look). A poll
+// that began before the sweep did can still miss a record published in the
+// sweep's window; the next poll after the sweep finds it. A thread that
+// decides to sleep asks empty_approx(), which reads every lane.
 //
 // Producers pay a load and a branch a publish (a batch is one publish); the
 // line of bits is written only on a lane's empty-to-non-empty transition and
@@ -40,6 +43,13 @@ namespace iocm::detail {
 
 /// The heavy side of the asymmetric fence: true when every thread of this
 /// process has passed a full barrier. Registers the process on first use.
+/// Whether this kernel lets the process use heavy_fence() (membarrier's
+/// private expedited command; Linux 4.14 on, unless a seccomp filter says no).
+inline bool heavy_fence_supported() noexcept {
+  const long commands = ::syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  return commands > 0 && (commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0;
+}
+
 inline bool heavy_fence() noexcept {
   static const bool registered =
       ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
@@ -51,7 +61,7 @@ inline void light_fence() noexcept { std::atomic_signal_fence(std::memory_order_
 
 class lane_summary_bits {
  public:
-  /// Most lanes a summary covers (mpmc_queue's max_producer_lanes + 1).
+  /// Words of bits: enough for mpmc_queue's max_producer_lanes + 1 lanes.
   static constexpr std::size_t max_words = 65;
   /// Set bits of empty lanes that one poll must meet before it sweeps.
   static constexpr std::size_t sweep_min_stale = 8;
@@ -81,7 +91,9 @@ class lane_summary_bits {
   }
 
   /// Whether a sweep is under way: consumers then scan every lane.
-  bool sweeping() const noexcept { return sweeping_.load(std::memory_order_relaxed) != 0; }
+  /// Acquire pairs with end_sweep's release: a poll that sees the sweep
+  /// over sees the bits its second look set again.
+  bool sweeping() const noexcept { return sweeping_.load(std::memory_order_acquire) != 0; }
 
   /// Takes the sweep, if none ran in the last interval and none runs.
   bool begin_sweep() noexcept {
@@ -102,8 +114,8 @@ class lane_summary_bits {
   void count_sweep() noexcept { sweeps_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
-  // Read by every poll, written on transitions: one line for the bits of
-  // the first 512 lanes, the sweep's state on the next.
+  // Read by every poll, written on transitions: a line for each 512 lanes'
+  // bits (nine for the most), and the sweep's state on a line of its own.
   alignas(cache_line_size) std::atomic<std::uint64_t> bits_[max_words] = {};
   std::size_t words_ = 0;
   std::int64_t interval_ns_ = 0;
