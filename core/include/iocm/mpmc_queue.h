@@ -253,9 +253,15 @@ class mpmc_queue {
   }
   bool try_dequeue(consumer_token& c, T& out) noexcept {
     // The common case first: the lane we stayed on has a record.
-    if (c.lane < lane_count_ && c.streak + 1 < burst_ && lanes_[c.lane].dequeue_one(out)) {
-      ++c.streak;
-      return true;
+    if (c.lane < lane_count_ && c.streak + 1 < burst_) {
+      const auto t = lanes_[c.lane].dequeue_one_once(out);
+      if (t == lane_type::take::taken) {
+        ++c.streak;
+        return true;
+      }
+      // Another consumer took it first: it is working this lane, so look
+      // at the next one before coming back.
+      if (t == lane_type::take::contended) c.lane = next(c.lane);
     }
     return try_dequeue_bulk(c, &out, 1) == 1;
   }

@@ -130,6 +130,26 @@ class lane {
     return k;
   }
 
+  /// What dequeue_one_once found.
+  enum class take { taken, empty, contended };
+  /// One record, one try: `contended` when another consumer took the
+  /// position first, so the caller can look at another lane instead of
+  /// fighting for this one's head. Wait-free.
+  take dequeue_one_once(T& out) noexcept {
+    const ring r = view();
+    std::uint64_t pos = head_.load(std::memory_order_relaxed);
+    slot_type& s = r.at(pos);
+    // (L3) as in dequeue_one.
+    const std::int64_t d = position_diff(s.seq.load(std::memory_order_acquire), pos + 1);
+    if (d < 0) return take::empty;
+    if (d > 0 || !head_.compare_exchange_strong(pos, pos + 1, std::memory_order_relaxed,
+                                                std::memory_order_relaxed))
+      return take::contended;
+    std::memcpy(&out, s.value, sizeof(T));
+    s.seq.store(pos + r.mask + 1, std::memory_order_release);  // (L4) pairs with (L1)
+    return take::taken;
+  }
+
   /// Any number of consumers, one record. Lock-free.
   bool dequeue_one(T& out) noexcept {
     const ring r = view();
