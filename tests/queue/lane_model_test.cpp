@@ -119,6 +119,14 @@ struct rec {
 };
 using lane_t = iocm::detail::lane<rec, rl_atom>;
 
+/// One record, trying again while other consumers take the head first.
+bool take_one(lane_t& lane, rec& out) {
+  for (;;) {
+    const auto t = lane.dequeue_one_once(out);
+    if (t != lane_t::take::contended) return t == lane_t::take::taken;
+  }
+}
+
 constexpr unsigned max_records = 8;
 
 /// One lane in raw storage, built and torn down inside Relacy's context
@@ -169,7 +177,7 @@ struct lane_fixture {
     for (unsigned got = 0; got < total;) {
       rec out[2];
       const std::size_t n =
-          alternate && got % 2 == 1 ? lane->dequeue_one(out[0]) : lane->dequeue(out, 2);
+          alternate && got % 2 == 1 ? take_one(*lane, out[0]) : lane->dequeue(out, 2);
       for (std::size_t i = 0; i < n; ++i) took(0, out[i]);
       got += static_cast<unsigned>(n);
       if (n == 0) rl::yield(1, $);
@@ -276,9 +284,9 @@ struct mpmc_wrap : rl::test_suite<mpmc_wrap, 4> {
     } else {
       while (taken($).load(rl::mo_relaxed) < 2 * per_producer) {
         rec out;
-        // One consumer retries inside dequeue_one; the other makes one try
-        // (dequeue_one_once) and gives way when the other took it first.
-        if (index == 2 ? f.lane->dequeue_one(out)
+        // One consumer tries again at once when the other took the head
+        // first; the other gives way (yields) and comes back.
+        if (index == 2 ? take_one(*f.lane, out)
                        : f.lane->dequeue_one_once(out) == lane_t::take::taken) {
           f.took(index - 2, out);
           taken($).fetch_add(1, rl::mo_relaxed);

@@ -132,45 +132,23 @@ class lane {
 
   /// What dequeue_one_once found.
   enum class take { taken, empty, contended };
-  /// One record, one try: `contended` when another consumer took the
-  /// position first, so the caller can look at another lane instead of
-  /// fighting for this one's head. Wait-free.
+  /// Any number of consumers, one record, one try: `contended` when another
+  /// consumer took the position first, so that the caller can look at
+  /// another lane instead of fighting for this one's head. Wait-free.
   take dequeue_one_once(T& out) noexcept {
     const ring r = view();
     std::uint64_t pos = head_.load(std::memory_order_relaxed);
     slot_type& s = r.at(pos);
-    // (L3) as in dequeue_one.
+    // (L3) acquire pairs with (L2): the value is visible once published.
     const std::int64_t d = position_diff(s.seq.load(std::memory_order_acquire), pos + 1);
-    if (d < 0) return take::empty;
+    if (d < 0) return take::empty;  // not yet published
+    // Relaxed: allocates the position only (see dequeue). Not FIFO among consumers.
     if (d > 0 || !head_.compare_exchange_strong(pos, pos + 1, std::memory_order_relaxed,
                                                 std::memory_order_relaxed))
       return take::contended;
     std::memcpy(&out, s.value, sizeof(T));
     s.seq.store(pos + r.mask + 1, std::memory_order_release);  // (L4) pairs with (L1)
     return take::taken;
-  }
-
-  /// Any number of consumers, one record. Lock-free.
-  bool dequeue_one(T& out) noexcept {
-    const ring r = view();
-    std::uint64_t pos = head_.load(std::memory_order_relaxed);
-    for (;;) {
-      slot_type& s = r.at(pos);
-      // (L3) acquire pairs with (L2): the value is visible once published.
-      const std::int64_t d = position_diff(s.seq.load(std::memory_order_acquire), pos + 1);
-      if (d < 0) return false;  // not yet published: empty
-      if (d > 0) {
-        pos = head_.load(std::memory_order_relaxed);  // another consumer took it
-        continue;
-      }
-      // Relaxed: allocates the position only (see dequeue). Not FIFO among consumers.
-      if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed,
-                                      std::memory_order_relaxed)) {
-        std::memcpy(&out, s.value, sizeof(T));
-        s.seq.store(pos + r.mask + 1, std::memory_order_release);  // (L4) pairs with (L1)
-        return true;
-      }
-    }
   }
 
   /// Any number of consumers. Lock-free: claims a run of published slots with
