@@ -216,14 +216,11 @@ class mpmc_queue {
   }
   bool try_enqueue(producer_token& p, const T& item) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
-    if constexpr (summarized) {
-      if (!p.lane_->enqueue_one_owned(item)) return false;
-      if (p.index_ != no_mark) [[unlikely]]
+    const bool put = p.lane_->enqueue_one_owned(item);
+    if constexpr (summarized)
+      if (p.index_ != no_mark && put) [[unlikely]]
         summary_.mark(p.index_);
-      return true;
-    } else {
-      return p.lane_->enqueue_one_owned(item);
-    }
+    return put;
   }
 
   /// Tokenless: through the shared lane (lock-free; producers contend on one
@@ -335,21 +332,6 @@ class mpmc_queue {
     const std::size_t start = c.lane < lane_count_ ? c.lane : 0;
     const std::size_t words = summary_.words();
     std::size_t stale = 0;
-    if (words == 1) {
-      // Up to 64 lanes: rotated so that bit 0 is start's lane, the set bits
-      // come out in the turn's order.
-      const unsigned first = static_cast<unsigned>(start);
-      for (std::uint64_t r = std::rotr(summary_.word(0).load(std::memory_order_relaxed), first);
-           r != 0; r &= r - 1) {
-        const std::size_t l = (first + static_cast<unsigned>(std::countr_zero(r))) & 63;
-        if (const std::size_t n = lanes_[l].dequeue(out, max); n != 0) {
-          rotate(c, l, l != start);
-          return n;
-        }
-        ++stale;
-      }
-      return maybe_sweep(c, out, max, stale);
-    }
     const std::uint64_t below = (std::uint64_t{1} << (start & 63)) - 1;  // bits before start
     std::size_t w = start >> 6;
     std::uint64_t bits = summary_.word(w).load(std::memory_order_relaxed) & ~below;

@@ -41,8 +41,6 @@
 
 namespace iocm::detail {
 
-/// The heavy side of the asymmetric fence: true when every thread of this
-/// process has passed a full barrier. Registers the process on first use.
 /// Whether this kernel lets the process use heavy_fence() (membarrier's
 /// private expedited command; Linux 4.14 on, unless a seccomp filter says no).
 inline bool heavy_fence_supported() noexcept {
@@ -50,6 +48,8 @@ inline bool heavy_fence_supported() noexcept {
   return commands > 0 && (commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0;
 }
 
+/// The heavy side of the asymmetric fence: true when every thread of this
+/// process has passed a full barrier. Registers the process on first use.
 inline bool heavy_fence() noexcept {
   static const bool registered =
       ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
