@@ -387,6 +387,17 @@ bool engine_core::queue_request_waiting(poller& p, inbox_item item) noexcept {
   }
 }
 
+bool engine_core::post_waiting(std::size_t shard, const completion& record) noexcept {
+  for (room_wait wait;;) {
+    // A full queue drains only by delivery: in a pumped engine, only if
+    // another thread is pumping now.
+    if (!wait.again() || (pump_ != nullptr && !pump_->owned_elsewhere())) return false;
+    notifiers_.idle().wake_one(shard);
+    std::this_thread::yield();
+    if (queue_.try_enqueue_bulk(shard, &record, 1) == 1) return true;
+  }
+}
+
 HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov) noexcept {
   if (const HRESULT hr = check_overlapped(ov); FAILED(hr)) return hr;
   std::uint16_t slot;
@@ -404,18 +415,8 @@ HRESULT engine_core::post(HANDLE port, DWORD error, DWORD bytes, OVERLAPPED* ov)
   // Into the shard of the node the caller runs on: its notifiers are the
   // ones whose caches are nearest.
   const std::size_t shard = queue_.shard_count() == 1 ? 0 : plan_.shard_for_cpu(os::current_cpu());
-  if (queue_.try_enqueue_bulk(shard, &record, 1) != 1) [[unlikely]] {
-    // The wait's clock only once the queue was full: not on every Post.
-    for (room_wait wait;;) {
-      // A full queue drains only by delivery: in a pumped engine, only if
-      // another thread is pumping now.
-      if (!wait.again() || (pump_ != nullptr && !pump_->owned_elsewhere()))
-        return ports_.withdraw(slot, counter, op_kind::post, *op);
-      notifiers_.idle().wake_one(shard);
-      std::this_thread::yield();
-      if (queue_.try_enqueue_bulk(shard, &record, 1) == 1) break;
-    }
-  }
+  if (queue_.try_enqueue_bulk(shard, &record, 1) != 1 && !post_waiting(shard, record))
+    return ports_.withdraw(slot, counter, op_kind::post, *op);
   if (pump_ != nullptr)
     pump_->nudge();  // a pump waiting in the kernel delivers it
   else

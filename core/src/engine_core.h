@@ -132,6 +132,10 @@ class engine_core final : engine_waits {
     return p.submit(item) || queue_request_waiting(p, item);
   }
   bool queue_request_waiting(poller& p, inbox_item item) noexcept;
+  /// A Post's record into a full shard: waits for room up to
+  /// room_wait_limit (delivery makes it); false when it stayed full, or in
+  /// a pumped engine that no other thread is pumping.
+  bool post_waiting(std::size_t shard, const completion& record) noexcept;
   /// A handle with completion modes (binding::has_modes; its binding word,
   /// not the unpacked binding, so that submit keeps no binding in memory):
   /// receiving or
