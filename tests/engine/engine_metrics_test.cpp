@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 #include <thread>
 
 #include "iocm/engine.h"
@@ -101,10 +103,15 @@ void check_mix(const iocm_metrics& m, std::uint64_t each) {
   CHECK(m.completed[IOCM_KIND_READ] == each);
   CHECK(m.completed[IOCM_KIND_ABORTED] == 0);
   CHECK(m.delivered_inline + m.delivered_by_notifiers + m.delivered_by_pump == 3 * each);
-  // Every operation's completion came in some harvest.
+  // Every harvest is counted in one size bucket. With io_uring every Nop
+  // and Read completes through a CQE, so some harvest took them; with
+  // epoll a harvest is an epoll_wait that returned events, and Nops and
+  // file reads complete on the poller without one (a poller that never
+  // slept has harvested nothing).
   std::uint64_t sized = 0;
   for (const std::uint64_t h : m.harvest_sizes) sized += h;
-  CHECK(m.harvests >= 1);
+  const char* backend = std::getenv("IOCM_BACKEND");
+  if (backend != nullptr && std::string_view(backend) == "uring") CHECK(m.harvests >= 1);
   CHECK(sized == m.harvests);
   CHECK(m.kernel_refusals[IOCM_REFUSED_DROPPED] == 0);
 }
