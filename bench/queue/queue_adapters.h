@@ -140,33 +140,45 @@ struct iocm_sharded : iocm_tokens<iocm::sharded_queue<iocm::mpmc_queue<completio
   std::atomic<std::size_t> next_producer{0}, next_consumer{0};
 };
 
-/// moodycamel::ConcurrentQueue with explicit producer and consumer tokens,
-/// one record at a time.
-struct moodycamel_tokens : loop_bulk<moodycamel_tokens> {
-  static constexpr const char* name = "moodycamel";
-  using queue = moodycamel::ConcurrentQueue<completion>;
+/// What the moodycamel adapters share: a queue `q` of type Q (its
+/// ConcurrentQueue or BlockingConcurrentQueue) with an explicit producer
+/// and consumer token per thread.
+template <class Q>
+struct moodycamel_with_tokens {
+  using queue = Q;
   struct producer {
     moodycamel::ProducerToken t;
   };
   struct consumer {
     moodycamel::ConsumerToken t;
   };
-  moodycamel_tokens(std::size_t capacity, std::size_t producers, std::size_t)
+  moodycamel_with_tokens(std::size_t capacity, std::size_t producers, std::size_t)
       : q(capacity, producers, 0) {}
   producer make_producer() { return {moodycamel::ProducerToken(q)}; }
   consumer make_consumer() { return {moodycamel::ConsumerToken(q)}; }
   bool push(producer& p, const completion& x) { return q.enqueue(p.t, x); }
+  std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
+    return q.enqueue_bulk(p.t, xs, n) ? n : 0;
+  }
+  Q q;
+};
+
+/// moodycamel::ConcurrentQueue with tokens, one record at a time (its
+/// batches are loops of single operations).
+struct moodycamel_tokens : moodycamel_with_tokens<moodycamel::ConcurrentQueue<completion>>,
+                           loop_bulk<moodycamel_tokens> {
+  static constexpr const char* name = "moodycamel";
+  using loop_bulk::pop_bulk;
+  using loop_bulk::push_bulk;
+  using moodycamel_with_tokens::moodycamel_with_tokens;
   bool pop(consumer& c, completion& x) { return q.try_dequeue(c.t, x); }
-  queue q;
 };
 
 /// moodycamel with tokens and its bulk operations.
 struct moodycamel_bulk : moodycamel_tokens {
   static constexpr const char* name = "moodycamel_bulk";
   using moodycamel_tokens::moodycamel_tokens;
-  std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
-    return q.enqueue_bulk(p.t, xs, n) ? n : 0;
-  }
+  using moodycamel_with_tokens::push_bulk;
   std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
     return q.try_dequeue_bulk(c.t, xs, n);
   }
@@ -204,28 +216,14 @@ struct iocm_blocking {
 
 /// moodycamel::BlockingConcurrentQueue (a semaphore counts the records),
 /// with tokens.
-struct moodycamel_blocking {
+struct moodycamel_blocking
+    : moodycamel_with_tokens<moodycamel::BlockingConcurrentQueue<completion>> {
   static constexpr const char* name = "moodycamel";
-  using queue = moodycamel::BlockingConcurrentQueue<completion>;
-  struct producer {
-    moodycamel::ProducerToken t;
-  };
-  struct consumer {
-    moodycamel::ConsumerToken t;
-  };
-  moodycamel_blocking(std::size_t capacity, std::size_t producers, std::size_t)
-      : q(capacity, producers, 0) {}
-  producer make_producer() { return {moodycamel::ProducerToken(q)}; }
-  consumer make_consumer() { return {moodycamel::ConsumerToken(q)}; }
-  bool push(producer& p, const completion& x) { return q.enqueue(p.t, x); }
-  std::size_t push_bulk(producer& p, const completion* xs, std::size_t n) {
-    return q.enqueue_bulk(p.t, xs, n) ? n : 0;
-  }
+  using moodycamel_with_tokens::moodycamel_with_tokens;
   bool pop(consumer& c, completion& x) { return q.wait_dequeue_timed(c.t, x, 10'000); }
   std::size_t pop_bulk(consumer& c, completion* xs, std::size_t n) {
     return q.wait_dequeue_bulk_timed(c.t, xs, n, 10'000);
   }
-  queue q;
 };
 
 #if IOCM_HAVE_ATOMIC_QUEUE
