@@ -31,6 +31,11 @@ TARGETS = [
     ("queue", "spsc_single", "moodycamel", ">=", 1.5),
     ("queue", "spsc_single", "atomic_queue", ">=", 1.3),
     ("queue", "spsc_bulk32", "moodycamel_bulk", ">=", 1.2),
+    # Every scenario with more than one producer, at least moodycamel's.
+    ("queue", "mpsc_2x1", "moodycamel", ">=", 1.0),
+    ("queue", "mpmc_2x2", "moodycamel", ">=", 1.0),
+    # Producers on CPUs of their own, consumers on others.
+    ("queue", "mpmc_2x2_apart", "moodycamel", ">=", 1.0),
     ("queue", "mpmc_4x4", "moodycamel", ">=", 1.0),
     # Oversubscribed (threads 8 and 16 times the CPUs of a 2-CPU machine):
     # no collapse against the same peer in the same runs.

@@ -789,8 +789,8 @@ def latency_plot(percentiles, rounds, out_dir, log):
 
 
 # Queue scenarios in order of contention, for the queue figure's panels.
-QUEUE_ORDER = ("spsc_single", "spsc_bulk32", "mpsc_2x1", "mpmc_2x2", "mpmc_4x4", "mpmc_8x8",
-               "mpmc_16x16")
+QUEUE_ORDER = ("spsc_single", "spsc_bulk32", "mpsc_2x1", "mpmc_2x2", "mpmc_2x2_apart", "mpmc_4x4",
+               "mpmc_8x8", "mpmc_16x16")
 
 
 def queue_plot(med, rounds, out_dir, log):

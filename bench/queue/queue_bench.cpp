@@ -41,12 +41,38 @@ const std::vector<int>& allowed_cpus() {
   return cpus;
 }
 
-void pin_to(std::size_t index) {
-  const auto& cpus = allowed_cpus();
+void pin_to_cpu(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpus[index % cpus.size()], &set);
+  CPU_SET(cpu, &set);
   pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+void pin_to(std::size_t index) {
+  const auto& cpus = allowed_cpus();
+  pin_to_cpu(cpus[index % cpus.size()]);
+}
+
+/// Where a transfer's threads run. `together`: thread i (producers first,
+/// then consumers) on CPU i, round-robin, so that on a small machine a
+/// producer and a consumer share each CPU. `apart`: producers round-robin on
+/// the first half of the CPUs, consumers on the second half, as an engine
+/// places pollers and notifiers on cores of their own (with one CPU, both
+/// halves are that CPU).
+enum class layout { together, apart };
+
+void pin_producer(layout how, std::size_t p) {
+  const auto& cpus = allowed_cpus();
+  if (how == layout::together) return pin_to(p);
+  const std::size_t half = cpus.size() < 2 ? cpus.size() : cpus.size() / 2;
+  pin_to_cpu(cpus[p % half]);
+}
+
+void pin_consumer(layout how, std::size_t producers, std::size_t c) {
+  const auto& cpus = allowed_cpus();
+  if (how == layout::together) return pin_to(producers + c);
+  const std::size_t half = cpus.size() < 2 ? 0 : cpus.size() / 2;
+  pin_to_cpu(cpus[half + c % (cpus.size() - half)]);
 }
 
 /// User and system CPU time of the whole process so far, in seconds.
@@ -80,7 +106,7 @@ struct transfer_result {
 /// pass over, as a notifier passes over the lanes of idle pollers.
 template <class Q>
 transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint32_t per_producer,
-                         std::size_t batch, std::size_t idle = 0) {
+                         std::size_t batch, std::size_t idle = 0, layout how = layout::together) {
   // Each working producer's lane holds as much as without the idle ones.
   Q q(queue_capacity * (producers + idle) / producers, producers + idle, consumers);
   std::vector<typename Q::producer> idlers;
@@ -116,7 +142,7 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
 
   for (std::size_t p = 0; p < producers; ++p) {
     threads.emplace_back([&, p] {
-      pin_to(p);
+      pin_producer(how, p);
       auto handle = q.make_producer();
       std::vector<completion> buf(batch);
       iocm::detail::backoff wait;
@@ -147,7 +173,7 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
   }
   for (std::size_t c = 0; c < consumers; ++c) {
     threads.emplace_back([&, c] {
-      pin_to(producers + c);
+      pin_consumer(how, producers, c);
       auto handle = q.make_consumer();
       std::vector<completion> buf(batch);
       iocm::detail::backoff wait;
@@ -206,7 +232,7 @@ transfer_result transfer(std::size_t producers, std::size_t consumers, std::uint
 
 template <class Q>
 void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t consumers,
-                 std::size_t batch, std::size_t idle = 0) {
+                 std::size_t batch, std::size_t idle = 0, layout how = layout::together) {
   // Oversubscribed runs switch threads more; fewer records keep them short.
   const std::uint32_t per_producer =
       static_cast<std::uint32_t>((producers + consumers > 2 ? (1u << 18) : (1u << 20)) / producers);
@@ -214,7 +240,7 @@ void bm_transfer(benchmark::State& state, std::size_t producers, std::size_t con
   double cpu_seconds = 0;
   for (auto _ : state) {
     const double cpu_before = process_cpu_seconds();
-    const transfer_result r = transfer<Q>(producers, consumers, per_producer, batch, idle);
+    const transfer_result r = transfer<Q>(producers, consumers, per_producer, batch, idle, how);
     cpu_seconds += process_cpu_seconds() - cpu_before;
     if (!r.ok) {
       state.SkipWithError(r.error.c_str());
@@ -352,10 +378,10 @@ void register_empty_polls() {
 /// queue/<scenario>/<Q::name>: `p` producers to `c` consumers in batches of `b`.
 template <class Q>
 void transfer_case(const char* scenario, std::size_t p, std::size_t c, std::size_t b,
-                   std::size_t idle = 0) {
+                   std::size_t idle = 0, layout how = layout::together) {
   benchmark::RegisterBenchmark(
       ("queue/" + std::string(scenario) + "/" + Q::name).c_str(),
-      [p, c, b, idle](benchmark::State& s) { bm_transfer<Q>(s, p, c, b, idle); })
+      [p, c, b, idle, how](benchmark::State& s) { bm_transfer<Q>(s, p, c, b, idle, how); })
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->MinTime(0.15);
@@ -379,6 +405,9 @@ void register_impl(bool bulk_only = false) {
   transfer_case<Q>("mpsc_2x1", 2, 1, 1);
   transfer_case<Q>("mpmc_2x2", 2, 2, 1);
   transfer_case<Q>("mpmc_4x4", 4, 4, 1);
+  // The same two by two with producers and consumers on CPUs of their own
+  // (on 2 CPUs: both producers on one, both consumers on the other).
+  transfer_case<Q>("mpmc_2x2_apart", 2, 2, 1, 0, layout::apart);
   // More threads than this machine's CPUs, 4 and 8 times over: a preempted
   // thread holding a claimed slot stalls whoever waits on it.
   transfer_case<Q>("mpmc_8x8", 8, 8, 1);

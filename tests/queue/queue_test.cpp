@@ -312,6 +312,73 @@ TEST_CASE("no producer lane starves a consumer that keeps finding records elsewh
   CHECK(calls_until_quiet < static_cast<int>(q.lane_count() * 4));
 }
 
+TEST_CASE("a producer lane found full takes records again only once a quarter of it is free") {
+  iocm::queue_options o;
+  o.capacity = 16;  // refills after 4 slots are free again
+  o.producer_lanes = 1;
+  iocm::mpmc_queue<completion> q(o);
+  auto p = q.make_producer();
+  auto c = q.make_consumer();
+  std::uint32_t sent = 0, taken = 0;
+  while (q.try_enqueue(p, make_record(1, sent))) ++sent;
+  REQUIRE(sent == 16);
+  auto take = [&] {
+    completion out{};
+    REQUIRE(q.try_dequeue(c, out));
+    CHECK(out.bytes == taken);  // in order, none lost
+    ++taken;
+  };
+  for (int i = 0; i < 4; ++i) {
+    take();
+    // Up to 4 slots are free, but the lane was found full: refused, one
+    // record and a batch alike.
+    CHECK_FALSE(q.try_enqueue(p, make_record(1, sent)));
+    const completion batch[2] = {make_record(1, sent), make_record(1, sent + 1)};
+    CHECK(q.try_enqueue_bulk(p, batch, 2) == 0);
+  }
+  take();  // 5 free: the slot 4 past the tail is free
+  const completion batch[5] = {make_record(1, sent), make_record(1, sent + 1),
+                               make_record(1, sent + 2), make_record(1, sent + 3),
+                               make_record(1, sent + 4)};
+  CHECK(q.try_enqueue_bulk(p, batch, 5) == 5);
+  sent += 5;
+  CHECK_FALSE(q.try_enqueue(p, make_record(1, sent)));  // full again
+  while (taken < sent) take();
+  CHECK(q.try_enqueue(p, make_record(1, sent)));  // empty: open at once
+}
+
+TEST_CASE("consumer_burst counts records, not batches: bulk takes leave a busy lane as soon") {
+  iocm::queue_options o;
+  o.capacity = 256;
+  o.producer_lanes = 2;
+  o.consumer_burst = 8;
+  iocm::mpmc_queue<completion> q(o);
+  auto busy = q.make_producer();
+  auto quiet = q.make_producer();
+  REQUIRE(q.try_enqueue(quiet, make_record(2, 0)));
+  iocm::mpmc_queue<completion>::consumer_token c;  // starts at the shared lane, which is empty
+  std::uint32_t seq = 0;
+  std::size_t busy_records_before_quiet = 0;
+  bool quiet_seen = false;
+  for (int call = 0; call < 100 && !quiet_seen; ++call) {
+    completion batch[4];
+    for (int i = 0; i < 4; ++i) REQUIRE(q.try_enqueue(busy, make_record(1, seq++)));
+    const std::size_t n = q.try_dequeue_bulk(c, batch, 4);
+    REQUIRE(n > 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (batch[i].error == 2) {
+        quiet_seen = true;
+        break;
+      }
+      ++busy_records_before_quiet;
+    }
+  }
+  REQUIRE(quiet_seen);
+  // The busy lane gave 8 records (two batches of 4) and then the consumer
+  // turned; counting batches, it would have stayed for 8 batches (32).
+  CHECK(busy_records_before_quiet == 8);
+}
+
 namespace {
 
 /// std::atomic that counts read-modify-writes: proves the atomics type is a

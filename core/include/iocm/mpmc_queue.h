@@ -7,7 +7,7 @@
 // writer of its lane, so enqueueing through a token costs no atomic
 // read-modify-write at all; consumers claim runs of records with one CAS.
 // A consumer keeps to the lane that last gave it records, and moves on after
-// `consumer_burst` batches in a row so that no lane is starved.
+// `consumer_burst` records from it in a row so that no lane is starved.
 //
 // Many lanes: a queue made with lane_summary::on also keeps one bit a lane
 // saying which lanes may hold records (detail/lane_summary.h), so that an
@@ -63,9 +63,12 @@ struct queue_options {
   /// Producer tokens that can exist at once (each owns a lane). 0 makes a
   /// queue with only the shared lane: a plain Vyukov ring.
   std::size_t producer_lanes = 1;
-  /// Batches a consumer takes from one lane in a row before it looks at the
-  /// next lane first (fairness across producers). Must be >= 1.
-  unsigned consumer_burst = 64;
+  /// Records a consumer takes from one lane in a row before it looks at the
+  /// next lane first (fairness across producers; the batch that reaches the
+  /// count ends the run). Must be >= 1. The default is measured, not
+  /// derived: shorter runs and longer ones each lose in one thread layout
+  /// (docs/QUEUE.md, "How long a consumer stays").
+  unsigned consumer_burst = 256;
   /// Where the lanes live; null means std::pmr::get_default_resource().
   /// The resource must honour alignments up to cache_line_size.
   std::pmr::memory_resource* memory = nullptr;
@@ -141,7 +144,7 @@ class mpmc_queue {
   /// A consumer's place in the lane rotation. Cheap; one per consumer thread.
   struct consumer_token {
     std::size_t lane = 0;
-    unsigned streak = 0;
+    std::size_t streak = 0;    // records taken from `lane` in a row
     unsigned stale_polls = 0;  // summary: empty polls that met a set bit of an empty lane
   };
 
@@ -250,7 +253,7 @@ class mpmc_queue {
   }
   bool try_dequeue(consumer_token& c, T& out) noexcept {
     // The common case first: the lane we stayed on has a record.
-    if (c.lane < lane_count_ && c.streak + 1 < burst_) {
+    if (c.lane < lane_count_ && c.streak < burst_ - 1) {
       const auto t = lanes_[c.lane].dequeue_one_once(out);
       if (t == lane_type::take::taken) {
         ++c.streak;
@@ -299,15 +302,22 @@ class mpmc_queue {
   }
 
  private:
-  /// After taking records from lane l (`moved`: not the lane the call
+  /// After taking n records from lane l (`moved`: not the lane the call
   /// started at): where the consumer's next call starts.
-  void rotate(consumer_token& c, std::size_t l, bool moved) noexcept {
-    if (moved || ++c.streak >= burst_) {
-      // New lane, or enough batches from this one: next call starts at
-      // the next lane, so every non-empty lane is visited within
-      // lane_count * consumer_burst batches.
+  void rotate(consumer_token& c, std::size_t l, bool moved, std::size_t n) noexcept {
+    if (moved) {
+      c.lane = l;
       c.streak = 0;
-      c.lane = moved ? l : next(l);
+    }
+    // No overflow: streak stays below consumer_burst (< 2^32) between
+    // calls, and n is at most a lane's capacity (<= 2^40).
+    c.streak += n;
+    if (c.streak >= burst_) {
+      // Enough records from this lane: the next call starts at the next
+      // one, so every non-empty lane is visited within lane_count runs of
+      // about consumer_burst records.
+      c.streak = 0;
+      c.lane = next(l);
     }
   }
 
@@ -316,7 +326,7 @@ class mpmc_queue {
     std::size_t l = c.lane < lane_count_ ? c.lane : 0;
     for (std::size_t i = 0; i < lane_count_; ++i) {
       if (const std::size_t n = lanes_[l].dequeue(out, max); n != 0) {
-        rotate(c, l, i != 0);
+        if (lane_count_ != 1) rotate(c, l, i != 0, n);  // one lane: nowhere to turn
         return n;
       }
       l = next(l);
@@ -339,7 +349,7 @@ class mpmc_queue {
       for (; bits != 0; bits &= bits - 1) {
         const std::size_t l = (w << 6) | static_cast<std::size_t>(std::countr_zero(bits));
         if (const std::size_t n = lanes_[l].dequeue(out, max); n != 0) {
-          rotate(c, l, l != start);
+          rotate(c, l, l != start, n);
           return n;
         }
         ++stale;

@@ -76,10 +76,12 @@ class lane {
   bool enqueue_one_owned(const T& item) noexcept {
     const ring r = view();
     const std::uint64_t pos = tail_.load(std::memory_order_relaxed);  // our own store
+    if (refilling_) [[unlikely]]
+      if (!refilled(pos)) return false;
     slot_type& s = r.at(pos);
     // (L1) acquire pairs with (L4): the consumer that freed the slot has
     // finished reading the old value before we overwrite it.
-    if (s.seq.load(std::memory_order_acquire) != pos) return false;  // full
+    if (s.seq.load(std::memory_order_acquire) != pos) return found_full();
     std::memcpy(s.value, &item, sizeof(T));
     s.seq.store(pos + 1, std::memory_order_release);  // (L2) pairs with (L3)
     // Relaxed: tail only feeds size_approx() and the next owner, who gets it
@@ -93,11 +95,13 @@ class lane {
   std::size_t enqueue_owned(const T* items, std::size_t n) noexcept {
     const ring r = view();
     const std::uint64_t pos = tail_.load(std::memory_order_relaxed);
+    if (refilling_) [[unlikely]]
+      if (!refilled(pos)) return 0;
     std::size_t k = 0;
     // (L1) as in enqueue_one_owned. Reading every sequence first lets the
     // misses overlap instead of waiting for each in turn.
     while (k < n && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
-    if (k == 0) return 0;
+    if (k == 0) return found_full();
     fill_and_publish(pos, items, k);
     tail_.store(pos + k, std::memory_order_relaxed);
     return k;
@@ -223,6 +227,28 @@ class lane {
   };
   ring view() const noexcept { return ring{slots_, mask_}; }
 
+  /// A single-producer lane found full stays closed to its producer until
+  /// the consumers have freed a quarter of it. Without the gap the
+  /// producer refills each slot the moment a consumer frees it, and the two
+  /// write the same cache line turn about for every record (docs/QUEUE.md,
+  /// "A full lane refills before its producer writes again").
+  std::uint64_t refill_gap() const noexcept { return (mask_ + 1) / 4; }
+
+  /// Out of line: the refusal path, not inlined into every enqueue.
+  [[gnu::noinline, gnu::cold]] bool found_full() noexcept {
+    refilling_ = refill_gap() != 0;
+    return false;
+  }
+  /// Whether the slot refill_gap() ahead of the tail is free, so that the
+  /// producer may write again. (Relaxed: only a hint; the slot at the tail
+  /// is still checked with acquire before it is written.)
+  [[gnu::noinline]] bool refilled(std::uint64_t pos) noexcept {
+    const std::uint64_t ahead = pos + refill_gap();
+    if (slots_[ahead & mask_].seq.load(std::memory_order_relaxed) != ahead) return false;
+    refilling_ = false;
+    return true;
+  }
+
   /// Writes k claimed slots, then publishes them last to first: a consumer
   /// reading from head finds the first slot published only when the whole
   /// run is, and takes it in one batch instead of racing us slot by slot.
@@ -240,6 +266,9 @@ class lane {
   Atom<bool> owned_{false};  // written only when a producer token changes hands
   // Written by producers (only by the owner on a single-producer lane).
   alignas(cache_line_size) Atom<std::uint64_t> tail_;
+  // The owner's alone (handed on with the token, like tail_): found full,
+  // waiting for the consumers to free refill_gap() slots.
+  bool refilling_ = false;
   // Written by consumers. The class's alignment rounds its size up to a whole
   // line, so the next lane's read-only line never shares head_'s.
   alignas(cache_line_size) Atom<std::uint64_t> head_;
