@@ -6,6 +6,7 @@
 // one shared lane for producers without a token. A token's owner is the only
 // writer of its lane, so enqueueing through a token costs no atomic
 // read-modify-write at all; consumers claim runs of records with one CAS.
+// A token's lane found full stays closed to it until a quarter is free.
 // A consumer keeps to the lane that last gave it records, and moves on after
 // `consumer_burst` records from it in a row so that no lane is starved.
 //
@@ -66,8 +67,8 @@ struct queue_options {
   /// Records a consumer takes from one lane in a row before it looks at the
   /// next lane first (fairness across producers; the batch that reaches the
   /// count ends the run). Must be >= 1. The default is measured, not
-  /// derived: shorter runs and longer ones each lose in one thread layout
-  /// (docs/QUEUE.md, "How long a consumer stays").
+  /// derived: shorter runs lose, and longer ones win in some scenarios and
+  /// lose in others (docs/QUEUE.md, "How long a consumer stays").
   unsigned consumer_burst = 256;
   /// Where the lanes live; null means std::pmr::get_default_resource().
   /// The resource must honour alignments up to cache_line_size.
@@ -208,6 +209,8 @@ class mpmc_queue {
   }
 
   /// Enqueues up to n records in order; returns how many fit (0..n). Wait-free.
+  /// A lane found full takes nothing until a quarter of it is free again
+  /// (detail/lane.h, refill_gap()); try_enqueue likewise.
   std::size_t try_enqueue_bulk(producer_token& p, const T* items, std::size_t n) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
     assert((items != nullptr || n == 0) && "null items with n > 0");
