@@ -63,8 +63,8 @@ engine_core::engine_core(const engine_setup& setup)
       shard_memory_(shard_memory::for_plan(setup.plan, setup.reach)),
       queue_(
           setup.plan.shards.size(),
-          queue_options{setup.config.queue_capacity, most_pollers_in_a_shard(setup.plan), 64,
-                        nullptr, 0},
+          queue_options{.capacity = setup.config.queue_capacity,
+                        .producer_lanes = most_pollers_in_a_shard(setup.plan)},
           [this](std::size_t shard) { return shard_memory_[shard].get(); }, steal_period,
           steal_batch),
       ports_(setup.config.max_ports, setup.config.pollers + 1,
