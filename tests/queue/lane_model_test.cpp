@@ -10,6 +10,8 @@
 //                  capacity 2, 4 records: the lane laps twice
 //   shared_mpsc    2 producers on the shared lane x 1 consumer
 //   spmc_bulk      1 producer x 2 consumers taking batches
+//   spmc_refill    1 producer x 2 consumers, capacity 4, 7 records: the lane
+//                  fills, and its producer waits for the refill gap
 //   mpmc_wrap      2 producers x 2 consumers on the shared lane, positions
 //                  starting just below 2^64
 //
@@ -266,6 +268,51 @@ struct spmc_bulk : rl::test_suite<spmc_bulk, 3> {
   }
 };
 
+/// A lane that fills: capacity 4, so a producer that finds it full waits
+/// until the slot one past its tail is free (lane.h, refill_gap()), while
+/// two consumers free slots in any order.
+struct spmc_refill : rl::test_suite<spmc_refill, 3> {
+  static constexpr unsigned records = 7;
+  lane_fixture<4> f;
+  rl::atomic<unsigned> taken;
+  void before() {
+    f.build(0);
+    taken($).store(0, rl::mo_relaxed);
+  }
+  void after() {
+    f.check_exactly_once(1, records);
+    f.tear_down();
+  }
+  void thread(unsigned index) {
+    if (index == 0) {
+      // Singles past the capacity (the fifth finds the lane full unless a
+      // consumer was quick), then batches.
+      std::uint32_t s = 0;
+      for (; s < 5; ++s) {
+        const rec r = f.make(0, s);
+        while (!f.lane->enqueue_one_owned(r)) rl::yield(1, $);
+      }
+      rec batch[records];
+      for (std::uint32_t i = s; i < records; ++i) batch[i] = f.make(0, i);
+      while (s < records) {
+        const std::size_t n = f.lane->enqueue_owned(batch + s, records - s);
+        s += static_cast<std::uint32_t>(n);
+        if (n == 0) rl::yield(1, $);
+      }
+    } else {
+      while (taken($).load(rl::mo_relaxed) < records) {
+        rec out[2];
+        const std::size_t n = index == 1 ? f.lane->dequeue(out, 2) : take_one(*f.lane, out[0]);
+        for (std::size_t i = 0; i < n; ++i) f.took(index - 1, out[i]);
+        if (n == 0)
+          rl::yield(1, $);
+        else
+          taken($).fetch_add(static_cast<unsigned>(n), rl::mo_relaxed);
+      }
+    }
+  }
+};
+
 struct mpmc_wrap : rl::test_suite<mpmc_wrap, 4> {
   static constexpr unsigned per_producer = 2;
   lane_fixture<2> f;
@@ -337,6 +384,7 @@ int main(int argc, char** argv) {
   bool ok = run<spsc_owned>("spsc_owned", iterations, 1);
   ok = run<shared_mpsc>("shared_mpsc", iterations, 0) && ok;
   ok = run<spmc_bulk>("spmc_bulk", iterations, 1) && ok;
+  ok = run<spmc_refill>("spmc_refill", iterations, 0) && ok;
   ok = run<mpmc_wrap>("mpmc_wrap", iterations, 0) && ok;
   std::printf("%s\n", ok ? "all scenarios passed" : "a scenario FAILED");
   return ok ? 0 : 1;
