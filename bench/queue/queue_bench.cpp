@@ -332,11 +332,11 @@ void bm_single_thread(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-/// queue_scale/empty_poll/lanes_<n>/<impl>: one dequeue attempt on an empty
+/// queue/empty_poll_lanes_<n>/<impl>: one dequeue attempt on an empty
 /// queue whose `lanes` producers have each enqueued once (every lane was
 /// used, then drained). One thread, so every line is in its cache: the
 /// lower bound of an idle consumer's poll, and how it grows with the lanes
-/// it scans (docs/SCALE.md). Not part of iocm-bench's queue suite.
+/// it scans (docs/SCALE.md).
 template <class Q>
 void bm_empty_poll(benchmark::State& state, std::size_t lanes) {
   pin_to(0);
@@ -370,7 +370,7 @@ template <class Q>
 void register_empty_polls() {
   for (const std::size_t lanes : {1, 8, 64, 256})
     benchmark::RegisterBenchmark(
-        ("queue_scale/empty_poll/lanes_" + std::to_string(lanes) + "/" + Q::name).c_str(),
+        ("queue/empty_poll_lanes_" + std::to_string(lanes) + "/" + Q::name).c_str(),
         [lanes](benchmark::State& s) { bm_empty_poll<Q>(s, lanes); })
         ->MinTime(0.1);
 }
