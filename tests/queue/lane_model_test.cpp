@@ -233,10 +233,12 @@ struct shared_mpsc : rl::test_suite<shared_mpsc, 3> {
   }
 };
 
-/// Consumers stop once every record is accounted for, whoever took it.
-struct spmc_bulk : rl::test_suite<spmc_bulk, 3> {
-  static constexpr unsigned records = 4;
-  lane_fixture<4> f;
+/// One producer and two consumers on a lane of `Capacity`; the consumers
+/// stop once every record is accounted for, whoever took it.
+template <class Self, unsigned Capacity, unsigned Records>
+struct spmc_suite : rl::test_suite<Self, 3> {
+  static constexpr unsigned records = Records;
+  lane_fixture<Capacity> f;
   rl::atomic<unsigned> taken;
   void before() {
     f.build(0);
@@ -246,6 +248,23 @@ struct spmc_bulk : rl::test_suite<spmc_bulk, 3> {
     f.check_exactly_once(1, records);
     f.tear_down();
   }
+  /// Consumer `index` (1 or 2) takes batches of up to `most`, or with
+  /// `single`, one record at a time through the one-try take.
+  void consume(unsigned index, std::size_t most, bool single) {
+    while (taken($).load(rl::mo_relaxed) < records) {
+      rec out[3];
+      const std::size_t n =
+          single ? (take_one(*f.lane, out[0]) ? 1 : 0) : f.lane->dequeue(out, most);
+      for (std::size_t i = 0; i < n; ++i) f.took(index - 1, out[i]);
+      if (n == 0)
+        rl::yield(1, $);
+      else
+        taken($).fetch_add(static_cast<unsigned>(n), rl::mo_relaxed);
+    }
+  }
+};
+
+struct spmc_bulk : spmc_suite<spmc_bulk, 4, 4> {
   void thread(unsigned index) {
     if (index == 0) {
       rec batch[records];
@@ -255,15 +274,7 @@ struct spmc_bulk : rl::test_suite<spmc_bulk, 3> {
         if (sent < records) rl::yield(1, $);
       }
     } else {
-      while (taken($).load(rl::mo_relaxed) < records) {
-        rec out[3];
-        const std::size_t n = f.lane->dequeue(out, 3);
-        for (std::size_t i = 0; i < n; ++i) f.took(index - 1, out[i]);
-        if (n == 0)
-          rl::yield(1, $);
-        else
-          taken($).fetch_add(static_cast<unsigned>(n), rl::mo_relaxed);
-      }
+      consume(index, 3, false);
     }
   }
 };
@@ -271,18 +282,7 @@ struct spmc_bulk : rl::test_suite<spmc_bulk, 3> {
 /// A lane that fills: capacity 4, so a producer that finds it full waits
 /// until the slot one past its tail is free (lane.h, refill_gap()), while
 /// two consumers free slots in any order.
-struct spmc_refill : rl::test_suite<spmc_refill, 3> {
-  static constexpr unsigned records = 7;
-  lane_fixture<4> f;
-  rl::atomic<unsigned> taken;
-  void before() {
-    f.build(0);
-    taken($).store(0, rl::mo_relaxed);
-  }
-  void after() {
-    f.check_exactly_once(1, records);
-    f.tear_down();
-  }
+struct spmc_refill : spmc_suite<spmc_refill, 4, 7> {
   void thread(unsigned index) {
     if (index == 0) {
       // Singles past the capacity (the fifth finds the lane full unless a
@@ -300,15 +300,7 @@ struct spmc_refill : rl::test_suite<spmc_refill, 3> {
         if (n == 0) rl::yield(1, $);
       }
     } else {
-      while (taken($).load(rl::mo_relaxed) < records) {
-        rec out[2];
-        const std::size_t n = index == 1 ? f.lane->dequeue(out, 2) : take_one(*f.lane, out[0]);
-        for (std::size_t i = 0; i < n; ++i) f.took(index - 1, out[i]);
-        if (n == 0)
-          rl::yield(1, $);
-        else
-          taken($).fetch_add(static_cast<unsigned>(n), rl::mo_relaxed);
-      }
+      consume(index, 2, index == 2);
     }
   }
 };

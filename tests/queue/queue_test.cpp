@@ -313,10 +313,8 @@ TEST_CASE("no producer lane starves a consumer that keeps finding records elsewh
 }
 
 TEST_CASE("a producer lane found full takes records again only once a quarter of it is free") {
-  iocm::queue_options o;
-  o.capacity = 16;  // refills after 4 slots are free again
-  o.producer_lanes = 1;
-  iocm::mpmc_queue<completion> q(o);
+  // A lane of 16 refills once 4 slots are free again.
+  iocm::mpmc_queue<completion> q({.capacity = 16, .producer_lanes = 1});
   auto p = q.make_producer();
   auto c = q.make_consumer();
   std::uint32_t sent = 0, taken = 0;
@@ -348,11 +346,7 @@ TEST_CASE("a producer lane found full takes records again only once a quarter of
 }
 
 TEST_CASE("consumer_burst counts records, not batches: bulk takes leave a busy lane as soon") {
-  iocm::queue_options o;
-  o.capacity = 256;
-  o.producer_lanes = 2;
-  o.consumer_burst = 8;
-  iocm::mpmc_queue<completion> q(o);
+  iocm::mpmc_queue<completion> q({.capacity = 256, .producer_lanes = 2, .consumer_burst = 8});
   auto busy = q.make_producer();
   auto quiet = q.make_producer();
   REQUIRE(q.try_enqueue(quiet, make_record(2, 0)));
