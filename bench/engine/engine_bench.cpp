@@ -626,7 +626,8 @@ void submit_inbox(benchmark::State& state) {
   std::uint64_t reaped_total = 0;
   cpu.start();
   for (auto _ : state) {
-    iocm::mpmc_queue<std::uintptr_t> inbox(iocm::queue_options{4096, 0, 64, nullptr, 0});
+    iocm::mpmc_queue<std::uintptr_t> inbox(
+        iocm::queue_options{.capacity = 4096, .producer_lanes = 0});
     std::uint64_t reaped = 0;
     std::thread poller([&] {
       io_uring ring;

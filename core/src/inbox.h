@@ -98,7 +98,7 @@ struct alignas(8) poller_request {
 class poller_inbox {
  public:
   poller_inbox(std::size_t capacity, std::pmr::memory_resource* memory)
-      : queue_(queue_options{capacity, 0, 64, memory, 0}) {}
+      : queue_(queue_options{.capacity = capacity, .producer_lanes = 0, .memory = memory}) {}
 
   // --- Any thread. Thread-safe, lock-free. `wake` makes the poller return
   // --- from its kernel wait; it is called only while the poller sleeps.

@@ -6,7 +6,7 @@
 // one shared lane for producers without a token. A token's owner is the only
 // writer of its lane, so enqueueing through a token costs no atomic
 // read-modify-write at all; consumers claim runs of records with one CAS.
-// A token's lane found full stays closed to it until a quarter is free.
+// A token's lane found full stays closed to it until over a quarter is free.
 // A consumer keeps to the lane that last gave it records, and moves on after
 // `consumer_burst` records from it in a row so that no lane is starved.
 //
@@ -209,11 +209,12 @@ class mpmc_queue {
   }
 
   /// Enqueues up to n records in order; returns how many fit (0..n). Wait-free.
-  /// A lane found full takes nothing until a quarter of it is free again
-  /// (detail/lane.h, refill_gap()); try_enqueue likewise.
+  /// A lane found full takes nothing until more than a quarter of it is
+  /// free again (detail/lane.h, refill_gap()); try_enqueue likewise.
   std::size_t try_enqueue_bulk(producer_token& p, const T* items, std::size_t n) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
     assert((items != nullptr || n == 0) && "null items with n > 0");
+    if (n == 0) return 0;  // not a refusal: the lane is not found full
     const std::size_t k = p.lane_->enqueue_owned(items, n);
     if constexpr (summarized)
       if (p.index_ != no_mark && k != 0) [[unlikely]]
@@ -329,7 +330,10 @@ class mpmc_queue {
     std::size_t l = c.lane < lane_count_ ? c.lane : 0;
     for (std::size_t i = 0; i < lane_count_; ++i) {
       if (const std::size_t n = lanes_[l].dequeue(out, max); n != 0) {
-        if (lane_count_ != 1) rotate(c, l, i != 0, n);  // one lane: nowhere to turn
+        if (lane_count_ != 1)
+          rotate(c, l, i != 0, n);
+        else
+          c.streak = 0;  // one lane: nowhere to turn; keeps try_dequeue's fast path open
         return n;
       }
       l = next(l);
