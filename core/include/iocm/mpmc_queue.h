@@ -214,7 +214,6 @@ class mpmc_queue {
   std::size_t try_enqueue_bulk(producer_token& p, const T* items, std::size_t n) noexcept {
     assert(p.valid() && owns_lane(p.lane_) && "token from another queue or moved-from");
     assert((items != nullptr || n == 0) && "null items with n > 0");
-    if (n == 0) return 0;  // not a refusal: the lane is not found full
     const std::size_t k = p.lane_->enqueue_owned(items, n);
     if constexpr (summarized)
       if (p.index_ != no_mark && k != 0) [[unlikely]]

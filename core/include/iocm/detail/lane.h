@@ -81,7 +81,10 @@ class lane {
     slot_type& s = r.at(pos);
     // (L1) acquire pairs with (L4): the consumer that freed the slot has
     // finished reading the old value before we overwrite it.
-    if (s.seq.load(std::memory_order_acquire) != pos) return found_full();
+    if (s.seq.load(std::memory_order_acquire) != pos) {
+      found_full();
+      return false;
+    }
     std::memcpy(s.value, &item, sizeof(T));
     s.seq.store(pos + 1, std::memory_order_release);  // (L2) pairs with (L3)
     // Relaxed: tail only feeds size_approx() and the next owner, who gets it
@@ -101,7 +104,10 @@ class lane {
     // (L1) as in enqueue_one_owned. Reading every sequence first lets the
     // misses overlap instead of waiting for each in turn.
     while (k < n && r.at(pos + k).seq.load(std::memory_order_acquire) == pos + k) ++k;
-    if (k == 0) return found_full();
+    if (k == 0) {
+      if (n != 0) found_full();  // a batch of none is not a refusal
+      return 0;
+    }
     fill_and_publish(pos, items, k);
     tail_.store(pos + k, std::memory_order_relaxed);
     return k;
@@ -228,23 +234,20 @@ class lane {
   ring view() const noexcept { return ring{slots_, mask_}; }
 
   /// A single-producer lane found full stays closed to its producer until
-  /// the consumers have freed a quarter of it. Without the gap the
+  /// the consumers have freed more than a quarter of it. Without the gap the
   /// producer refills each slot the moment a consumer frees it, and the two
   /// write the same cache line turn about for every record (docs/QUEUE.md,
   /// "A full lane refills before its producer writes again").
   std::uint64_t refill_gap() const noexcept { return (mask_ + 1) / 4; }
 
   /// Out of line: the refusal path, not inlined into every enqueue.
-  [[gnu::noinline, gnu::cold]] bool found_full() noexcept {
-    refilling_ = refill_gap() != 0;
-    return false;
-  }
+  [[gnu::noinline, gnu::cold]] void found_full() noexcept { refilling_ = refill_gap() != 0; }
   /// Whether the slot refill_gap() ahead of the tail is free, so that the
   /// producer may write again. (Relaxed: only a hint; the slot at the tail
   /// is still checked with acquire before it is written.)
   [[gnu::noinline]] bool refilled(std::uint64_t pos) noexcept {
     const std::uint64_t ahead = pos + refill_gap();
-    if (slots_[ahead & mask_].seq.load(std::memory_order_relaxed) != ahead) return false;
+    if (view().at(ahead).seq.load(std::memory_order_relaxed) != ahead) return false;
     refilling_ = false;
     return true;
   }
